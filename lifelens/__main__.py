@@ -1,0 +1,3 @@
+from lifelens.cli import main
+
+raise SystemExit(main())

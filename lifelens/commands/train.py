@@ -1,0 +1,23 @@
+HELP = "train a task CNN from scratch (checkpoints every epoch in runs/<task>/; re-run to resume)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", help="task data folder (images/ + labels.csv); default: $LIFELENS_DATA/<task>")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="models")
+    p.add_argument("--run-dir")
+    p.add_argument("--limit", type=int, help="keep only N images per split (smoke runs)")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from lifelens import train
+    from lifelens.tasks import get_task
+
+    train.train(get_task(args.task), Path(args.out), data_dir=Path(args.data) if args.data else None,
+                epochs=args.epochs, seed=args.seed, limit=args.limit,
+                run_dir=Path(args.run_dir) if args.run_dir else None)
+    return 0

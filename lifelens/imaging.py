@@ -1,0 +1,343 @@
+"""Bytes in, validated arrays out; resizing, film preparation and heatmap overlays.
+
+Every failure to read an image raises :class:`InputError`, whose message is fit for
+the screen. Decoded images are ``uint8`` arrays of shape (H, W, C), C = 1 or 3.
+"""
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 40_000_000  # ~6300 x 6300; larger inputs are refused before full decoding
+MIN_SIDE = 8
+MAX_ASPECT = 20.0
+MAX_BYTES = 100 * 1024 * 1024
+
+# Only the tags needed to render pixels are ever read from a DICOM file: names, IDs,
+# dates and the like are never copied into anything LifeLens returns or shows.
+DICOM_PIXEL_TAGS = (
+    "PhotometricInterpretation", "WindowCenter", "WindowWidth", "RescaleSlope",
+    "RescaleIntercept", "BitsStored", "PixelRepresentation", "Rows", "Columns",
+)
+
+
+class InputError(ValueError):
+    """An image that cannot be used, with a message fit for the screen."""
+
+
+def _is_dicom(data: bytes) -> bool:
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def decode_image(data: bytes, *, channels: int = 3, name: str | None = None) -> np.ndarray:
+    """Decode JPEG, PNG (8/16 bit), TIFF, BMP, PGM/PPM, GIF or DICOM bytes.
+
+    Returns a uint8 array (H, W, channels); colour is converted to grey with ITU-R 601
+    luma, grey is replicated to RGB. EXIF orientation is applied. Raises InputError.
+    """
+    label = f"'{name}'" if name else "The file"
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"{label} is not file content.")
+    data = bytes(data)
+    if len(data) == 0:
+        raise InputError(f"{label} is empty.")
+    if len(data) > MAX_BYTES:
+        raise InputError(f"{label} is larger than {MAX_BYTES // 2**20} MB.")
+    if _is_dicom(data):
+        array = _decode_dicom(data, label)
+    else:
+        array = _decode_pillow(data, label)
+    return to_channels(array, channels)
+
+
+def _check_size(width: int, height: int, label: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise InputError(
+            f"{label} is {width} x {height} pixels; images over {MAX_PIXELS / 1e6:.0f} megapixels are refused."
+        )
+    if min(width, height) < MIN_SIDE:
+        raise InputError(f"{label} is {width} x {height} pixels, too small to analyse (at least {MIN_SIDE} px a side).")
+    if max(width, height) / min(width, height) > MAX_ASPECT:
+        raise InputError(f"{label} is {width} x {height} pixels; an aspect ratio over {MAX_ASPECT:.0f}:1 is not a photograph or film LifeLens can read.")
+
+
+def _decode_pillow(data: bytes, label: str) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            # The header is read lazily: the size is known before any pixel is decoded.
+            _check_size(image.width, image.height, label)
+            if getattr(image, "n_frames", 1) > 1:
+                image.seek(0)  # multi-page TIFF / animated GIF: the first frame is used
+            image = ImageOps.exif_transpose(image)
+            return _pil_to_array(image)
+    except InputError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        if isinstance(exc, UnidentifiedImageError):
+            raise InputError(f"{label} is not an image LifeLens can read (JPEG, PNG, TIFF, BMP, PGM or DICOM).") from None
+        raise InputError(f"{label} is too large to decode safely.") from None
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, KeyError,
+            MemoryError, ZeroDivisionError, AttributeError, RuntimeError, struct.error) as exc:
+        raise InputError(f"{label} is damaged or truncated and cannot be decoded ({type(exc).__name__}).") from None
+
+
+def _pil_to_array(image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return _to_uint8(np.asarray(image.convert("I")).astype(np.float64))[..., None]
+    if mode == "F":
+        return _to_uint8(np.asarray(image).astype(np.float64))[..., None]
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"), dtype=np.uint8)[..., None]
+    if mode in ("LA", "La"):
+        return _flatten_alpha(np.asarray(image.convert("RGBA")))[..., :1]  # grey survives the blend
+    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        return _flatten_alpha(np.asarray(image.convert("RGBA")))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
+    """Composite over white, as a viewer would show it."""
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """Stretch any numeric range linearly to 0..255 (used for 16-bit and float data)."""
+    values = np.asarray(values, dtype=np.float64)
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.clip((values - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _decode_dicom(data: bytes, label: str) -> np.ndarray:
+    try:
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+    except ImportError:  # pragma: no cover - pydicom is a requirement
+        raise InputError("DICOM support is not installed.") from None
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=False)
+    except (InvalidDicomError, Exception):
+        raise InputError(f"{label} is not a readable DICOM file.") from None
+    if "PixelData" not in ds:
+        raise InputError(f"{label} is a DICOM file without an image (no pixel data).")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    _check_size(cols, rows, label)
+    try:
+        pixels = ds.pixel_array.astype(np.float64)
+    except Exception:
+        raise InputError(f"{label}: the DICOM pixel data cannot be decoded (damaged or an unsupported compression).") from None
+    if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4):
+        pixels = pixels[0]  # multi-frame: first frame
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    if pixels.ndim == 3:  # colour DICOM
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            pixels = convert_color_space(pixels, photometric, "RGB").astype(np.float64)
+        return _to_uint8(pixels[..., :3])
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+        pixels = apply_modality_lut(pixels, ds)
+        if "WindowCenter" in ds or "VOILUTSequence" in ds:
+            pixels = apply_voi_lut(pixels, ds, prefer_lut=True)
+    except Exception:
+        pass  # a malformed LUT falls back to the full range below
+    image = _to_uint8(pixels)
+    if photometric == "MONOCHROME1":  # low values are bright in MONOCHROME1
+        image = 255 - image
+    return image[..., None]
+
+
+def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 (H, W[, C]) -> (H, W, channels), converting grey <-> RGB as needed."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 4:
+        image = _flatten_alpha(image)
+    if channels == image.shape[-1]:
+        return np.ascontiguousarray(image, dtype=np.uint8)
+    if channels == 1:
+        return cv2.cvtColor(image.astype(np.uint8), cv2.COLOR_RGB2GRAY)[..., None]
+    if channels == 3:
+        return np.repeat(image[..., :1], 3, axis=-1).astype(np.uint8)
+    raise ValueError(f"channels must be 1 or 3, not {channels}")
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Square resize (H, W, C) -> (size, size, C); area interpolation when shrinking."""
+    h, w = image.shape[:2]
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+    out = cv2.resize(image, (size, size), interpolation=interp)
+    return out.reshape(size, size, image.shape[-1]) if image.ndim == 3 else out
+
+
+def local_contrast(image: np.ndarray, sigma_fraction: float = 1 / 30) -> np.ndarray:
+    """Subtract the local average colour (Gaussian blur), re-centred on grey (Graham 2015)."""
+    img = image.astype(np.float32)
+    sigma = max(1.0, image.shape[0] * sigma_fraction)
+    blurred = cv2.GaussianBlur(img, (0, 0), sigma)
+    out = 4.0 * img - 4.0 * blurred + 128.0
+    mask = _fundus_mask(image)
+    out = out * mask[..., None] + 128.0 * (1 - mask[..., None])
+    return np.clip(out, 0, 255).reshape(image.shape)
+
+
+def _fundus_mask(image: np.ndarray) -> np.ndarray:
+    grey = image.mean(axis=-1) if image.ndim == 3 else image
+    return (grey > 10).astype(np.float32)
+
+
+def film_geometry(film: np.ndarray) -> dict:
+    """Where the breast is on a (H, W[, 1]) film and whether it must be flipped to face left.
+
+    Returns ``{"box": (y0, y1, x0, x1), "flip": bool, "side": int}`` where ``side`` is the
+    square the crop is padded to. Film-label tape and scanner edges are left out by keeping
+    the largest bright connected region.
+    """
+    grey = film[..., 0] if film.ndim == 3 else film
+    h, w = grey.shape
+    small_scale = 256.0 / max(h, w)
+    small = cv2.resize(grey, (max(1, int(w * small_scale)), max(1, int(h * small_scale))), interpolation=cv2.INTER_AREA)
+    _, mask = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if count <= 1:
+        box = (0, h, 0, w)
+    else:
+        biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        x, y, bw, bh = stats[biggest, :4]
+        pad = 4
+        box = (
+            max(0, int((y - pad) / small_scale)), min(h, int((y + bh + pad) / small_scale)),
+            max(0, int((x - pad) / small_scale)), min(w, int((x + bw + pad) / small_scale)),
+        )
+    y0, y1, x0, x1 = box
+    crop = grey[y0:y1, x0:x1].astype(np.float64)
+    half = crop.shape[1] // 2
+    flip = bool(crop[:, half:].sum() > crop[:, :half].sum())  # the chest wall goes on the left
+    return {"box": box, "flip": flip, "side": max(y1 - y0, x1 - x0)}
+
+
+def prepare_film(film: np.ndarray, size: int) -> tuple[np.ndarray, dict]:
+    """Crop to the breast, flip so the chest wall is on the left, pad to a square, resize.
+
+    Returns the (size, size, 1) float32 image and the geometry used (see :func:`film_geometry`),
+    which :func:`film_point_to_prepared` uses to map lesion coordinates.
+    """
+    geometry = film_geometry(film)
+    y0, y1, x0, x1 = geometry["box"]
+    grey = film[..., 0] if film.ndim == 3 else film
+    crop = grey[y0:y1, x0:x1]
+    if geometry["flip"]:
+        crop = crop[:, ::-1]
+    side = geometry["side"]
+    square = np.zeros((side, side), dtype=grey.dtype)
+    square[: crop.shape[0], : crop.shape[1]] = crop
+    out = cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+    return out.astype(np.float32)[..., None], geometry
+
+
+def film_point_to_prepared(x: float, y: float, film_height: int, geometry: dict, size: int) -> tuple[float, float]:
+    """Map a MIAS (x, y) point (pixels from the bottom-left corner) to (col, row) in the prepared image."""
+    row = film_height - y
+    col = x
+    y0, y1, x0, x1 = geometry["box"]
+    row -= y0
+    col -= x0
+    if geometry["flip"]:
+        col = (x1 - x0) - col
+    scale = size / geometry["side"]
+    return col * scale, row * scale
+
+
+# ----------------------------------------------------------------------------- overlays
+
+COLORMAPS = {
+    "jet": cv2.COLORMAP_JET,
+    "turbo": cv2.COLORMAP_TURBO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "magma": cv2.COLORMAP_MAGMA,
+    "hot": cv2.COLORMAP_HOT,
+}
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Any (H, W[, 1|3]) image with values in [0, 255] -> uint8 RGB."""
+    img = np.clip(np.asarray(image, dtype=np.float32), 0, 255).astype(np.uint8)
+    return to_channels(img, 3)
+
+
+def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """(H, W) map in [0, 1] -> uint8 RGB (H, W, 3)."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"Unknown colormap {colormap!r}; choose one of {', '.join(COLORMAPS)}")
+    scaled = np.uint8(np.clip(np.nan_to_num(heatmap), 0, 1) * 255)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+
+
+def diverging(signed_map: np.ndarray) -> np.ndarray:
+    """(H, W) signed map -> uint8 RGB: red for positive evidence, blue for negative, white for none."""
+    values = np.nan_to_num(np.asarray(signed_map, dtype=np.float32))
+    limit = float(np.percentile(np.abs(values), 99.5)) or 1.0
+    v = np.clip(values / limit, -1, 1)
+    red = np.where(v > 0, 1.0, 1.0 + v)
+    blue = np.where(v < 0, 1.0, 1.0 - v)
+    green = 1.0 - np.abs(v)
+    return np.uint8(np.stack([red, green, blue], axis=-1) * 255)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, *, colormap: str = "jet", alpha: float = 0.45,
+            signed: bool = False, contour_top: float | None = None) -> np.ndarray:
+    """Blend a heatmap over an image, at the image's size.
+
+    image: (H, W[, C]) values in [0, 255]; heatmap: (h, w) in [0, 1] (or signed if ``signed``).
+    ``contour_top`` in (0, 1): outline the top fraction of the map (e.g. 0.2 = top 20 %).
+    Returns uint8 RGB (H, W, 3).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError("alpha must be in [0, 1]")
+    base = as_rgb_uint8(image)
+    h, w = base.shape[:2]
+    hm = cv2.resize(np.asarray(heatmap, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    color = diverging(hm) if signed else colorize(hm, colormap)
+    out = cv2.addWeighted(base, 1.0 - alpha, color, alpha, 0)
+    if contour_top is not None and 0 < contour_top < 1:
+        strength = np.abs(hm) if signed else hm
+        threshold = np.quantile(strength, 1.0 - contour_top)
+        mask = (strength >= threshold).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, (255, 255, 255), max(1, w // 200))
+    return out
+
+
+def draw_circle(image: np.ndarray, centre: tuple[float, float], radius: float, colour=(0, 255, 0)) -> np.ndarray:
+    """Outline a circle (centre = (col, row)) on an RGB uint8 copy of ``image``."""
+    out = as_rgb_uint8(image).copy()
+    thickness = max(1, out.shape[1] // 150)
+    cv2.circle(out, (int(round(centre[0])), int(round(centre[1]))), max(1, int(round(radius))), colour, thickness)
+    return out
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 RGB or grey array -> PNG bytes."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()

@@ -1,0 +1,268 @@
+"""The four task specs. Everything task-specific lives here.
+
+A :class:`TaskSpec` is declarative: class names, input size, how labels are read
+from ``labels.csv``, how an image is prepared for the network, which metrics matter,
+provenance. Adding a fifth task means adding one spec to :data:`TASKS` (and a model).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from lifelens import config, imaging
+
+DISCLAIMER = (
+    "LifeLens is a teaching and demonstration tool, not a diagnostic device. "
+    "Its predictions must not be used for any clinical or agronomic decision."
+)
+
+
+@dataclass(frozen=True)
+class ClassSpec:
+    id: str
+    name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labelled image: ``path`` relative to ``images/``, ``label`` a class index,
+    ``group`` the unit that must not straddle splits (the patient for mammography)."""
+
+    path: str
+    label: int
+    group: str
+    lesions: tuple = ()  # ((x, y, radius) in MIAS pixels from the bottom-left), mammography only
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    id: str
+    title: str
+    short: str
+    classes: tuple[ClassSpec, ...]
+    input_size: int  # square side in pixels
+    channels: int  # 3 for colour, 1 for greyscale
+    data_folder: str
+    label_reader: Callable[[Path, "TaskSpec"], list[Sample]]
+    prepare: Callable[[np.ndarray, int], np.ndarray]  # uint8 HxWxC -> float32 SxSxC in [0, 255]
+    augmentation: str  # "natural" (any flip/rotation), "dermoscopy", "fundus", "film"
+    key_metrics: tuple[str, ...]
+    citation: str
+    licence: str
+    modality: str
+    upload_types: tuple[str, ...] = ("jpg", "jpeg", "png", "tif", "tiff", "bmp", "pgm")
+    icon: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_ids(self) -> list[str]:
+        return [c.id for c in self.classes]
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    @property
+    def model_path(self) -> Path:
+        return config.MODELS_DIR / f"{self.id}.keras"
+
+    @property
+    def card_path(self) -> Path:
+        return config.MODELS_DIR / f"{self.id}.json"
+
+    def data_dir(self, root: Path | None = None) -> Path:
+        return Path(root) if root is not None else config.data_root() / self.data_folder
+
+    def samples(self, data_dir: Path | None = None) -> list[Sample]:
+        """Read ``labels.csv`` of ``data_dir`` (default: this task's folder under the data setting)."""
+        folder = self.data_dir(data_dir)
+        if not (folder / "labels.csv").is_file():
+            raise FileNotFoundError(
+                f"No labels.csv in {folder}. Set LIFELENS_DATA to the folder that holds the task data."
+            )
+        return self.label_reader(folder, self)
+
+    def prepare_image(self, image: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, C) image as decoded -> float32 (S, S, C) network input, values in [0, 255]."""
+        return self.prepare(imaging.to_channels(image, self.channels), self.input_size).astype(np.float32)
+
+    def load_image(self, path: Path) -> np.ndarray:
+        """A file from disk, decoded for this task (uint8, H x W x channels)."""
+        return self.load_image_bytes(Path(path).read_bytes(), Path(path).name)
+
+    def load_image_bytes(self, data: bytes, name: str | None = None) -> np.ndarray:
+        """Uploaded bytes, decoded for this task (uint8, H x W x channels); raises InputError."""
+        return imaging.decode_image(data, channels=self.channels, name=name)
+
+
+# ----------------------------------------------------------------------------- label readers
+
+def _read_rows(folder: Path) -> list[dict]:
+    with open(folder / "labels.csv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _by_label_column(column: str):
+    def reader(folder: Path, spec: TaskSpec) -> list[Sample]:
+        index = {c.id: i for i, c in enumerate(spec.classes)}
+        out = []
+        for row in _read_rows(folder):
+            label = row[column].strip()
+            if label not in index:
+                raise ValueError(f"{folder / 'labels.csv'}: unknown label {label!r} for task {spec.id}")
+            out.append(Sample(row["path"], index[label], row["path"]))
+        return out
+
+    return reader
+
+
+def _read_mammo(folder: Path, spec: TaskSpec) -> list[Sample]:
+    """Several rows may name one film: the film is abnormal if any row is not NORM."""
+    films: dict[str, dict] = {}
+    for row in _read_rows(folder):
+        film = films.setdefault(row["path"], {"patient": row.get("patient", row["path"]), "abnormal": False, "lesions": []})
+        if row["abnormality"].strip().upper() != "NORM":
+            film["abnormal"] = True
+            try:
+                film["lesions"].append((float(row["x"]), float(row["y"]), float(row["radius"])))
+            except (TypeError, ValueError):
+                pass  # some MIAS abnormalities (diffuse ones) have no centre
+    return [
+        Sample(path, int(f["abnormal"]), str(f["patient"]), tuple(f["lesions"]))
+        for path, f in films.items()
+    ]
+
+
+# ----------------------------------------------------------------------------- preparation
+
+def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    return imaging.resize(image, size)
+
+
+def _prepare_fundus(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize, then subtract the local mean colour (Graham 2015) so lesions, not lighting, stand out."""
+    return imaging.local_contrast(imaging.resize(image, size))
+
+
+def _prepare_film(image: np.ndarray, size: int) -> np.ndarray:
+    """Crop to the breast, flip it to the left side, pad to square, resize."""
+    prepared, _ = imaging.prepare_film(image, size)
+    return prepared
+
+
+# ----------------------------------------------------------------------------- the four tasks
+
+PLANT = TaskSpec(
+    id="plant",
+    title="Tomato leaf disease",
+    short="PlantVillage tomato leaves, 9 diseases + healthy",
+    classes=(
+        ClassSpec("Tomato___Bacterial_spot", "Bacterial spot", "Small dark water-soaked spots caused by Xanthomonas bacteria."),
+        ClassSpec("Tomato___Early_blight", "Early blight", "Brown concentric-ringed ('target') lesions from the fungus Alternaria."),
+        ClassSpec("Tomato___Late_blight", "Late blight", "Large greasy grey-green patches from the water mould Phytophthora infestans."),
+        ClassSpec("Tomato___Leaf_Mold", "Leaf mould", "Yellow patches above, olive-green mould below (fungus Passalora fulva)."),
+        ClassSpec("Tomato___Septoria_leaf_spot", "Septoria leaf spot", "Many small round spots with dark edges and pale centres (fungus Septoria)."),
+        ClassSpec("Tomato___Spider_mites Two-spotted_spider_mite", "Spider mites", "Fine yellow stippling from two-spotted spider mites feeding on the leaf."),
+        ClassSpec("Tomato___Target_Spot", "Target spot", "Brown lesions with faint rings from the fungus Corynespora."),
+        ClassSpec("Tomato___Tomato_Yellow_Leaf_Curl_Virus", "Yellow leaf curl virus", "Upward-curling, yellow-edged small leaves; a whitefly-borne virus."),
+        ClassSpec("Tomato___Tomato_mosaic_virus", "Mosaic virus", "Mottled light and dark green mosaic pattern on the leaf; a viral disease."),
+        ClassSpec("Tomato___healthy", "Healthy", "No visible disease."),
+    ),
+    input_size=128,
+    channels=3,
+    data_folder="plant",
+    label_reader=_by_label_column("label"),
+    prepare=_resize,
+    augmentation="natural",
+    key_metrics=("accuracy", "balanced_accuracy", "macro_auc"),
+    citation="Hughes D.P., Salathé M. (2015) An open access repository of images on plant health. arXiv:1511.08060 (PlantVillage, tomato subset).",
+    licence="CC BY-SA 3.0",
+    modality="RGB photograph of a single leaf on a plain background",
+    icon="🍅",
+)
+
+SKIN = TaskSpec(
+    id="skin",
+    title="Skin lesions (dermoscopy)",
+    short="ISIC 2017: melanoma, seborrheic keratosis, nevus",
+    classes=(
+        ClassSpec("melanoma", "Melanoma", "A malignant tumour of pigment cells; the lesion to catch early."),
+        ClassSpec("seborrheic_keratosis", "Seborrheic keratosis", "A common benign, often waxy 'stuck-on' growth."),
+        ClassSpec("nevus", "Nevus", "A benign mole."),
+    ),
+    input_size=128,
+    channels=3,
+    data_folder="skin",
+    label_reader=_by_label_column("label"),
+    prepare=_resize,
+    augmentation="dermoscopy",
+    key_metrics=("melanoma_auc", "seborrheic_keratosis_auc", "isic2017_score", "balanced_accuracy"),
+    citation="Codella N. et al. (2018) Skin lesion analysis toward melanoma detection: ISIC 2017 challenge. arXiv:1710.05006.",
+    licence="ISIC Archive terms of use; cite the ISIC 2017 challenge",
+    modality="RGB dermoscopy image of one skin lesion",
+    icon="🩺",
+)
+
+MAMMO = TaskSpec(
+    id="mammo",
+    title="Mammography (mini-MIAS)",
+    short="Whole mammography films: normal vs abnormal",
+    classes=(
+        ClassSpec("normal", "Normal", "No abnormality recorded on this film."),
+        ClassSpec("abnormal", "Abnormal", "A recorded abnormality: calcification, mass, distortion or asymmetry (benign or malignant)."),
+    ),
+    input_size=224,
+    channels=1,
+    data_folder="mammo",
+    label_reader=_read_mammo,
+    prepare=_prepare_film,
+    augmentation="film",
+    key_metrics=("abnormal_auc", "sensitivity", "specificity", "balanced_accuracy"),
+    citation="Suckling J. et al. (1994) The Mammographic Image Analysis Society digital mammogram database. Exerpta Medica, International Congress Series 1069, pp. 375-378 (mini-MIAS).",
+    licence="Research use only (mini-MIAS licence, see the data folder's Licence.txt)",
+    modality="Greyscale mediolateral-oblique mammography film (scanned, 200 µm pixels)",
+    upload_types=("png", "jpg", "jpeg", "tif", "tiff", "bmp", "pgm", "dcm"),
+    icon="🎗️",
+)
+
+RETINA = TaskSpec(
+    id="retina",
+    title="Diabetic retinopathy grade",
+    short="APTOS 2019 fundus photographs, grades 0-4",
+    classes=(
+        ClassSpec("0", "No DR", "No diabetic retinopathy visible."),
+        ClassSpec("1", "Mild", "Microaneurysms only."),
+        ClassSpec("2", "Moderate", "More than microaneurysms but less than severe; referable."),
+        ClassSpec("3", "Severe", "Many haemorrhages, venous beading or IRMA, no new vessels; referable."),
+        ClassSpec("4", "Proliferative", "New abnormal vessels or vitreous haemorrhage; referable, sight-threatening."),
+    ),
+    input_size=160,
+    channels=3,
+    data_folder="retina",
+    label_reader=_by_label_column("grade"),
+    prepare=_prepare_fundus,
+    augmentation="fundus",
+    key_metrics=("quadratic_kappa", "referable_auc", "balanced_accuracy"),
+    citation="APTOS 2019 Blindness Detection, Asia Pacific Tele-Ophthalmology Society (Kaggle competition data).",
+    licence="Competition data for non-commercial research and education",
+    modality="RGB colour fundus photograph",
+    icon="👁️",
+)
+
+TASKS: dict[str, TaskSpec] = {t.id: t for t in (PLANT, SKIN, MAMMO, RETINA)}
+
+
+def get_task(task_id: str) -> TaskSpec:
+    try:
+        return TASKS[task_id]
+    except KeyError:
+        raise KeyError(f"Unknown task {task_id!r}; choose one of {', '.join(TASKS)}") from None

@@ -1,0 +1,193 @@
+"""Train a task CNN from scratch, checkpointing every epoch so a run can resume.
+
+    python -m lifelens train --task plant --out models/
+
+Run state lives in ``runs/<task>/`` (``last.keras`` each epoch, ``best.keras`` by
+validation loss, ``state.json`` with the history and the seconds spent). Re-running
+the same command resumes from the last finished epoch.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lifelens import config, data
+from lifelens.models import build_model, sha256_file
+from lifelens.tasks import TaskSpec
+
+DEFAULT_EPOCHS = {"plant": 30, "skin": 35, "retina": 24, "mammo": 60}
+CLASS_WEIGHTING = {"plant": None, "skin": "balanced", "retina": "sqrt", "mammo": "balanced"}
+BATCH_SIZE = 32
+LEARNING_RATE = 2e-3
+WEIGHT_DECAY = 1e-4
+
+
+def class_weights(labels: np.ndarray, num_classes: int, kind: str | None) -> dict[int, float] | None:
+    """Inverse-frequency ("balanced") or its square root ("sqrt"), normalised to mean 1."""
+    if kind is None:
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = counts.sum() / np.maximum(counts, 1) / num_classes
+    if kind == "sqrt":
+        w = np.sqrt(w)
+    w = w / np.mean(w)
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def augmenter(kind: str, size: int, seed: int):
+    """A function (batch float32 [0,255]) -> augmented batch, fit for the modality."""
+    import keras
+    import tensorflow as tf
+
+    rotation = {"natural": 0.5, "dermoscopy": 0.5, "fundus": 0.5, "film": 0.03}[kind]
+    zoom = {"natural": 0.15, "dermoscopy": 0.15, "fundus": 0.08, "film": 0.1}[kind]
+    geo = keras.Sequential([
+        keras.layers.RandomRotation(rotation, fill_mode="reflect" if kind != "fundus" else "constant", seed=seed),
+        keras.layers.RandomZoom((-zoom, zoom), fill_mode="reflect" if kind != "fundus" else "constant", seed=seed + 1),
+    ])
+
+    def apply(images, labels):
+        x = images
+        if kind != "film":  # films are canonicalised to face left; a mirror would undo that
+            x = tf.image.random_flip_left_right(x, seed=seed)
+            x = tf.image.random_flip_up_down(x, seed=seed + 2)
+        x = geo(x, training=True)
+        x = x / 255.0
+        x = tf.image.random_brightness(x, 0.08 if kind != "film" else 0.05)
+        x = tf.image.random_contrast(x, 0.85, 1.15)
+        if kind in ("natural", "dermoscopy") and x.shape[-1] == 3:
+            x = tf.image.random_saturation(x, 0.85, 1.15)
+            x = tf.image.random_hue(x, 0.02)
+        return tf.clip_by_value(x, 0.0, 1.0) * 255.0, labels
+
+    return apply
+
+
+def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: int | None = None,
+          seed: int = 0, run_dir: Path | None = None, limit: int | None = None, log=print) -> Path:
+    """Train (or resume) and write ``out_dir/<task>.keras`` and a first model card.
+
+    ``limit`` keeps only the first N training and validation images (smoke tests).
+    Returns the path of the saved model.
+    """
+    import keras
+    import tensorflow as tf
+
+    config.compute_device()
+    epochs = epochs or DEFAULT_EPOCHS.get(spec.id, 30)
+    run_dir = Path(run_dir or config.PROJECT_ROOT / "runs" / spec.id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    splits = data.task_splits(spec, data_dir)
+    if limit:
+        splits = {k: v[:limit] for k, v in splits.items()}
+    log(f"[{spec.id}] split: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+    x_train = data.load_prepared(spec, splits["train"], data_dir)
+    y_train = np.array([s.label for s in splits["train"]])
+    x_val = data.load_prepared(spec, splits["val"], data_dir)
+    y_val = np.array([s.label for s in splits["val"]])
+
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"history": [], "seconds": 0.0}
+    done = len(state["history"])
+    steps_per_epoch = int(np.ceil(len(x_train) / BATCH_SIZE))
+
+    if done and (run_dir / "last.keras").is_file():
+        model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
+        log(f"[{spec.id}] resuming after epoch {done}")
+    else:
+        state = {"history": [], "seconds": 0.0}
+        done = 0
+        model = build_model(spec, seed=seed)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            LEARNING_RATE, decay_steps=max(1, epochs * steps_per_epoch), warmup_target=None, alpha=0.02)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+    keras.utils.set_random_seed(seed + done)
+
+    weights = class_weights(y_train, spec.num_classes, CLASS_WEIGHTING.get(spec.id))
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x_train.astype(np.float32), y_train))
+        .shuffle(len(x_train), seed=seed + done, reshuffle_each_iteration=True)
+        .batch(BATCH_SIZE)
+        .map(augmenter(spec.augmentation, spec.input_size, seed), num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    val_ds = tf.data.Dataset.from_tensor_slices((x_val.astype(np.float32), y_val)).batch(64)
+
+    class Checkpoint(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            state["seconds"] += time.time() - self.t0
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
+            state["history"].append(row)
+            self.model.save(run_dir / "last.keras")
+            best = min(r["val_loss"] for r in state["history"])
+            if row["val_loss"] <= best:
+                self.model.save(run_dir / "best.keras")
+                state["best_epoch"] = epoch + 1
+            state_path.write_text(json.dumps(state, indent=1))
+            log(f"[{spec.id}] epoch {epoch + 1}/{epochs} loss {row['loss']:.3f} acc {row['accuracy']:.3f} "
+                f"val_loss {row['val_loss']:.3f} val_acc {row['val_accuracy']:.3f} ({state['seconds']:.0f}s)")
+
+    if done < epochs:
+        model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done,
+                  class_weight=weights, callbacks=[Checkpoint()], verbose=0)
+
+    # Ship the best epoch's weights in a fresh, uncompiled model: no optimizer state on disk.
+    best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
+    final = build_model(spec, seed=seed)
+    final.set_weights(best.get_weights())
+    target = out_dir / f"{spec.id}.keras"
+    final.save(target)
+    card_path = out_dir / f"{spec.id}.json"
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    card.update({
+        "task": spec.id,
+        "title": spec.title,
+        "architecture": architecture_summary(final),
+        "parameters": int(final.count_params()),
+        "input": {"size": spec.input_size, "channels": spec.channels, "range": "0-255 after task preparation"},
+        "split": data.describe_split(splits),
+        "hyperparameters": {
+            "epochs": epochs, "batch_size": BATCH_SIZE, "optimizer": "AdamW", "learning_rate": LEARNING_RATE,
+            "schedule": "cosine decay to 2%", "weight_decay": WEIGHT_DECAY, "dropout_before_head": 0.4,
+            "class_weighting": CLASS_WEIGHTING.get(spec.id), "augmentation": spec.augmentation, "seed": seed,
+            "selected_epoch": state.get("best_epoch"), "selection": "lowest validation loss",
+        },
+        "history": state["history"],
+        "training_seconds": round(state["seconds"], 1),
+        "training_device": config.compute_device(),
+        "sha256": sha256_file(target),
+        "size_bytes": target.stat().st_size,
+        "citation": spec.citation,
+        "licence": spec.licence,
+    })
+    card_path.write_text(json.dumps(card, indent=1))
+    log(f"[{spec.id}] saved {target} ({target.stat().st_size / 1e6:.1f} MB)")
+    return target
+
+
+def architecture_summary(model) -> list[dict]:
+    """One row per layer: name, type, output shape, parameters."""
+    rows = []
+    for layer in model.layers:
+        shape = getattr(layer, "output", None)
+        rows.append({
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": list(shape.shape[1:]) if shape is not None else None,
+            "parameters": int(layer.count_params()),
+        })
+    return rows
