@@ -2,11 +2,19 @@
 
 Every failure to read an image raises :class:`InputError`, whose message is fit for
 the screen. Decoded images are ``uint8`` arrays of shape (H, W, C), C = 1 or 3.
+
+Hardening (see tests/test_bad_inputs.py and tests/test_fuzz.py): only the formats
+listed in :data:`PILLOW_FORMATS` and DICOM are parsed; the pixel size is checked from
+the header before any pixel is decoded; every decoder failure becomes an InputError;
+nothing read from a DICOM header except the pixel-rendering tags is used, so patient
+data never reaches a result, a message or a warning.
 """
 from __future__ import annotations
 
+import contextlib
 import io
-import struct
+import re
+import threading
 import warnings
 
 import cv2
@@ -18,16 +26,37 @@ MIN_SIDE = 8
 MAX_ASPECT = 20.0
 MAX_BYTES = 100 * 1024 * 1024
 
+# Pillow can parse ~40 formats (some, like EPS, hand the file to external programs);
+# only these are ever tried. PPM covers PGM; JPEG covers multi-picture (MPO) camera files.
+PILLOW_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "PPM", "GIF")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+READABLE = "JPEG, PNG, TIFF, BMP, PGM or DICOM"
+
 # Only the tags needed to render pixels are ever read from a DICOM file: names, IDs,
 # dates and the like are never copied into anything LifeLens returns or shows.
 DICOM_PIXEL_TAGS = (
-    "PhotometricInterpretation", "WindowCenter", "WindowWidth", "RescaleSlope",
-    "RescaleIntercept", "BitsStored", "PixelRepresentation", "Rows", "Columns",
+    "PhotometricInterpretation", "WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence",
+    "RescaleSlope", "RescaleIntercept", "ModalityLUTSequence", "BitsStored", "PixelRepresentation",
+    "Rows", "Columns", "SamplesPerPixel", "NumberOfFrames",
 )
 
 
 class InputError(ValueError):
     """An image that cannot be used, with a message fit for the screen."""
+
+
+# ``warnings.catch_warnings`` changes process-wide state, so the few places that need it
+# hold one lock: concurrent decodes must not switch each other's warning filters.
+_WARNINGS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence library warnings: Pillow's bomb warning (our own, lower limit is checked
+    right after) and pydicom's, whose texts can quote header values such as a patient name."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _is_dicom(data: bytes) -> bool:
@@ -38,8 +67,14 @@ def decode_image(data: bytes, *, channels: int = 3, name: str | None = None) -> 
     """Decode JPEG, PNG (8/16 bit), TIFF, BMP, PGM/PPM, GIF or DICOM bytes.
 
     Returns a uint8 array (H, W, channels); colour is converted to grey with ITU-R 601
-    luma, grey is replicated to RGB. EXIF orientation is applied. Raises InputError.
+    luma, grey is replicated to RGB, transparency is composited over white. EXIF
+    orientation is applied; 16-bit and float images are stretched from their own
+    minimum..maximum to 0..255; DICOM gets its modality LUT, its VOI window/LUT and
+    MONOCHROME1 inversion. Multi-page files give their first page.
+    Raises InputError (a ValueError) for anything that cannot be used.
     """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
     label = f"'{name}'" if name else "The file"
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InputError(f"{label} is not file content.")
@@ -51,7 +86,7 @@ def decode_image(data: bytes, *, channels: int = 3, name: str | None = None) -> 
     if _is_dicom(data):
         array = _decode_dicom(data, label)
     else:
-        array = _decode_pillow(data, label)
+        array = _decode_pillow(data, label, named_dicom=bool(name) and name.lower().endswith(DICOM_SUFFIXES))
     return to_channels(array, channels)
 
 
@@ -66,31 +101,37 @@ def _check_size(width: int, height: int, label: str) -> None:
         raise InputError(f"{label} is {width} x {height} pixels; an aspect ratio over {MAX_ASPECT:.0f}:1 is not a photograph or film LifeLens can read.")
 
 
-def _decode_pillow(data: bytes, label: str) -> np.ndarray:
+def _decode_pillow(data: bytes, label: str, named_dicom: bool = False) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            # The header is read lazily: the size is known before any pixel is decoded.
-            _check_size(image.width, image.height, label)
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)  # multi-page TIFF / animated GIF: the first frame is used
-            image = ImageOps.exif_transpose(image)
-            return _pil_to_array(image)
+        with _quiet():
+            image = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
+    except UnidentifiedImageError:
+        if named_dicom:
+            raise InputError(f"{label} is not a DICOM file (no DICM marker) nor another image LifeLens can read.") from None
+        raise InputError(f"{label} is not an image LifeLens can read ({READABLE}).") from None
+    except Image.DecompressionBombError as exc:
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f" (its header claims {int(claimed.group(1)) / 1e6:,.0f} megapixels)" if claimed else ""
+        raise InputError(f"{label} is too large{size}; images over {MAX_PIXELS / 1e6:.0f} megapixels are refused.") from None
+    except Exception as exc:  # a damaged header can make any parser raise anything
+        raise InputError(f"{label} is damaged and cannot be decoded ({type(exc).__name__}).") from None
+    try:
+        # Image.open reads only the header: the size is known before any pixel is decoded.
+        _check_size(image.width, image.height, label)
+        # Opening leaves multi-page TIFFs and animated GIFs on their first frame, which is used.
+        image = ImageOps.exif_transpose(image)
+        return _pil_to_array(image)
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        if isinstance(exc, UnidentifiedImageError):
-            raise InputError(f"{label} is not an image LifeLens can read (JPEG, PNG, TIFF, BMP, PGM or DICOM).") from None
-        raise InputError(f"{label} is too large to decode safely.") from None
-    except (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, KeyError,
-            MemoryError, ZeroDivisionError, AttributeError, RuntimeError, struct.error) as exc:
+    except Image.DecompressionBombError:
+        raise InputError(f"{label} is too large; images over {MAX_PIXELS / 1e6:.0f} megapixels are refused.") from None
+    except Exception as exc:  # truncated or corrupt data: OSError, SyntaxError, struct.error, ...
         raise InputError(f"{label} is damaged or truncated and cannot be decoded ({type(exc).__name__}).") from None
 
 
 def _pil_to_array(image: Image.Image) -> np.ndarray:
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if mode.startswith("I;16") or mode == "I":
         return _to_uint8(np.asarray(image.convert("I")).astype(np.float64))[..., None]
     if mode == "F":
         return _to_uint8(np.asarray(image).astype(np.float64))[..., None]
@@ -100,7 +141,9 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         return _flatten_alpha(np.asarray(image.convert("RGBA")))[..., :1]  # grey survives the blend
     if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
         return _flatten_alpha(np.asarray(image.convert("RGBA")))
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if mode in ("RGB", "RGBX", "P", "CMYK", "YCbCr"):
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    raise InputError(f"The image uses the colour mode {mode}, which LifeLens cannot convert; save it as RGB or greyscale.")
 
 
 def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
@@ -111,53 +154,118 @@ def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    """Stretch any numeric range linearly to 0..255 (used for 16-bit and float data)."""
-    values = np.asarray(values, dtype=np.float64)
-    lo, hi = np.nanmin(values), np.nanmax(values)
-    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
-        return np.zeros(values.shape, dtype=np.uint8)
-    return np.clip((values - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """Stretch the finite values' range linearly to 0..255 (16-bit, float and unwindowed DICOM data).
 
+    Non-finite values become 0; a constant image becomes all 0.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, dtype=np.uint8)
+    lo, hi = values[finite].min(), values[finite].max()
+    if hi <= lo:
+        return np.zeros(values.shape, dtype=np.uint8)
+    scaled = np.where(finite, (values - lo) / (hi - lo) * 255.0 + 0.5, 0.0)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- DICOM
 
 def _decode_dicom(data: bytes, label: str) -> np.ndarray:
+    """DICOM bytes -> uint8 (H, W, 1) or (H, W, 3). Only DICOM_PIXEL_TAGS are consulted,
+    and no exception or warning text from pydicom (which may quote header values) is passed on."""
     try:
         import pydicom
-        from pydicom.errors import InvalidDicomError
+        from pydicom.pixels import apply_color_lut, pixel_array
     except ImportError:  # pragma: no cover - pydicom is a requirement
         raise InputError("DICOM support is not installed.") from None
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=False)
-    except (InvalidDicomError, Exception):
-        raise InputError(f"{label} is not a readable DICOM file.") from None
-    if "PixelData" not in ds:
-        raise InputError(f"{label} is a DICOM file without an image (no pixel data).")
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    _check_size(cols, rows, label)
-    try:
-        pixels = ds.pixel_array.astype(np.float64)
-    except Exception:
-        raise InputError(f"{label}: the DICOM pixel data cannot be decoded (damaged or an unsupported compression).") from None
-    if pixels.ndim == 3 and pixels.shape[-1] not in (3, 4):
-        pixels = pixels[0]  # multi-frame: first frame
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
-    if pixels.ndim == 3:  # colour DICOM
-        if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
+    with _quiet():
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data), force=False)
+        except Exception:
+            raise InputError(f"{label} is not a readable DICOM file (its header is damaged).") from None
+        if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+            raise InputError(f"{label} is a DICOM file without an image (no pixel data).")
+        try:
+            rows, cols = int(ds.Rows), int(ds.Columns)
+        except Exception:
+            raise InputError(f"{label} is a DICOM file without a valid image size (Rows/Columns).") from None
+        _check_size(cols, rows, label)
+        photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        try:
+            pixels = pixel_array(ds, index=0)  # the first frame only; YBR is converted to RGB
+            if photometric == "PALETTE COLOR":
+                pixels = apply_color_lut(pixels, ds)
+        except Exception:
+            raise InputError(f"{label}: the DICOM pixel data cannot be decoded (damaged or an unsupported compression).") from None
+        if photometric in ("MONOCHROME1", "MONOCHROME2"):
+            if pixels.ndim != 2:
+                raise InputError(f"{label}: the DICOM pixel data does not match its greyscale header.")
+            return _dicom_grey(pixels, ds, photometric == "MONOCHROME1")[..., None]
+        if photometric in ("RGB", "PALETTE COLOR") or photometric.startswith("YBR"):
+            if pixels.ndim != 3 or pixels.shape[-1] < 3:
+                raise InputError(f"{label}: the DICOM pixel data does not match its colour header.")
+            return pixels[..., :3] if pixels.dtype == np.uint8 else _to_uint8(pixels[..., :3])
+    raise InputError(f"{label} uses the DICOM photometric interpretation {photometric[:20]}, which LifeLens cannot display.")
 
-            pixels = convert_color_space(pixels, photometric, "RGB").astype(np.float64)
-        return _to_uint8(pixels[..., :3])
-    try:
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-        pixels = apply_modality_lut(pixels, ds)
-        if "WindowCenter" in ds or "VOILUTSequence" in ds:
-            pixels = apply_voi_lut(pixels, ds, prefer_lut=True)
+def _dicom_grey(pixels: np.ndarray, ds, invert: bool) -> np.ndarray:
+    """Stored values -> modality LUT -> VOI window (or LUT) -> uint8, MONOCHROME1 inverted
+    last (it means low values are displayed bright). Without a usable VOI the values'
+    own range is stretched."""
+    from pydicom.pixels import apply_modality_lut, apply_voi
+
+    try:
+        values = apply_modality_lut(pixels, ds)
     except Exception:
-        pass  # a malformed LUT falls back to the full range below
-    image = _to_uint8(pixels)
-    if photometric == "MONOCHROME1":  # low values are bright in MONOCHROME1
-        image = 255 - image
-    return image[..., None]
+        values = pixels  # a malformed modality LUT: the stored values are still an image
+    shown = _dicom_window(np.asarray(values, dtype=np.float64), ds)
+    if shown is None and ds.get("VOILUTSequence"):
+        try:
+            bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+            lut_input = values if np.issubdtype(np.asarray(values).dtype, np.integer) else np.rint(values).astype(np.int64)
+            shown = np.asarray(apply_voi(lut_input, ds), dtype=np.float64) / float(2 ** bits - 1)
+        except Exception:
+            shown = None
+    if shown is None:
+        image = _to_uint8(values)
+    else:
+        image = np.clip(np.nan_to_num(shown) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return 255 - image if invert else image
+
+
+def _dicom_window(values: np.ndarray, ds) -> np.ndarray | None:
+    """The first VOI window of ``ds`` applied to ``values``, in [0, 1] (PS3.3 C.11.2.1.2),
+    or None when the dataset has no usable window."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    try:
+        center, width = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
+        function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR"
+    except Exception:
+        return None
+    if not (np.isfinite(center) and np.isfinite(width)) or width <= 0:
+        return None
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if function == "SIGMOID":
+            shown = 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+        elif function == "LINEAR_EXACT":
+            shown = (values - center) / width + 0.5
+        elif width < 1:
+            return None  # LINEAR needs a width of at least 1
+        elif width == 1:
+            shown = (values > center - 0.5).astype(np.float64)
+        else:
+            shown = (values - (center - 0.5)) / (width - 1) + 0.5
+    return np.clip(shown, 0.0, 1.0)
+
+
+def _first_number(value) -> float:
+    """A DICOM DS value that may hold several alternatives (e.g. two windows) -> the first."""
+    try:
+        return float(value)
+    except TypeError:
+        return float(value[0])
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -1,0 +1,270 @@
+"""Altair figures shared by the dashboard pages and the reports.
+
+Each function takes plain numbers (numpy arrays, lists, card dicts) and returns an
+``alt.Chart``; every mark carries a tooltip that says what its number means.
+Probabilities are in [0, 1]; entropies in nats.
+"""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+FREQUENTIST = "Softmax (one pass)"
+BAYESIAN = "Bayesian (posterior mean)"
+METHOD_COLOURS = alt.Scale(domain=[FREQUENTIST, BAYESIAN], range=["#4c78a8", "#f58518"])
+SPLIT_COLOURS = alt.Scale(domain=["train", "validation"], range=["#4c78a8", "#e45756"])
+
+
+def _order(values: np.ndarray, top: int | None) -> np.ndarray:
+    order = np.argsort(-np.asarray(values, dtype=float))
+    return order[:top] if top else order
+
+
+def confidence_bars(class_names: list[str], softmax: np.ndarray, bayes_mean: np.ndarray,
+                    bayes_low: np.ndarray, bayes_high: np.ndarray, top: int | None = 6,
+                    height_per_class: int = 34) -> alt.Chart:
+    """Frequentist and Bayesian class probabilities side by side, with the 95% credible interval.
+
+    softmax, bayes_mean, bayes_low, bayes_high: (K,) in [0, 1]. Classes are sorted by
+    the Bayesian mean; ``top`` keeps the most probable ones.
+    """
+    order = _order(bayes_mean, top)
+    rows = []
+    for i in order:
+        rows.append({"class": class_names[i], "confidence": FREQUENTIST, "probability": float(softmax[i]),
+                     "low": None, "high": None,
+                     "meaning": "softmax output of one deterministic pass"})
+        rows.append({"class": class_names[i], "confidence": BAYESIAN, "probability": float(bayes_mean[i]),
+                     "low": float(bayes_low[i]), "high": float(bayes_high[i]),
+                     "meaning": "mean over posterior samples; whisker = 95% credible interval"})
+    df = pd.DataFrame(rows)
+    sort = [class_names[i] for i in order]
+    y = alt.Y("class:N", sort=sort, title=None, axis=alt.Axis(labelLimit=180))
+    tooltip = [alt.Tooltip("class:N"), alt.Tooltip("confidence:N", title="kind"),
+               alt.Tooltip("probability:Q", format=".1%"), alt.Tooltip("low:Q", format=".1%", title="95% CI low"),
+               alt.Tooltip("high:Q", format=".1%", title="95% CI high"), alt.Tooltip("meaning:N")]
+    bars = alt.Chart(df).mark_bar().encode(
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title="probability"),
+        y=y, yOffset=alt.YOffset("confidence:N", sort=[FREQUENTIST, BAYESIAN]),
+        color=alt.Color("confidence:N", scale=METHOD_COLOURS, legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=tooltip,
+    )
+    whiskers = alt.Chart(df[df["confidence"] == BAYESIAN]).mark_rule(color="#333", strokeWidth=2).encode(
+        x="low:Q", x2="high:Q", y=y, yOffset=alt.YOffset("confidence:N", sort=[FREQUENTIST, BAYESIAN]),
+        tooltip=tooltip,
+    )
+    return (bars + whiskers).properties(height=height_per_class * len(order), title="Class probabilities")
+
+
+def posterior_histogram(class_names: list[str], samples: np.ndarray, top: int = 3, bins: int = 20) -> alt.Chart:
+    """Histogram of posterior samples of the probability of the ``top`` most likely classes.
+
+    samples: (T, K) class probabilities, one row per posterior sample.
+    """
+    samples = np.asarray(samples, dtype=float)
+    order = _order(samples.mean(axis=0), top)
+    rows = [{"class": class_names[i], "probability": float(p)} for i in order for p in samples[:, i]]
+    df = pd.DataFrame(rows)
+    return alt.Chart(df).mark_bar(opacity=0.6, binSpacing=0).encode(
+        x=alt.X("probability:Q", bin=alt.Bin(extent=[0, 1], maxbins=bins), title="class probability in one posterior sample"),
+        y=alt.Y("count():Q", stack=None, title="posterior samples"),
+        color=alt.Color("class:N", sort=[class_names[i] for i in order], legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=[alt.Tooltip("class:N"), alt.Tooltip("probability:Q", bin=True, title="probability range", format=".2f"),
+                 alt.Tooltip("count():Q", title="samples in this range")],
+    ).properties(height=180, title=f"Posterior samples ({len(samples)} passes)")
+
+
+def faithfulness_bars(rows: list[dict]) -> alt.Chart:
+    """Deletion and insertion AUC per method. rows: [{"method", "deletion_auc", "insertion_auc"}]."""
+    long = []
+    for r in rows:
+        for key, label, better in (("deletion_auc", "deletion AUC", "lower is better"),
+                                   ("insertion_auc", "insertion AUC", "higher is better")):
+            if r.get(key) is not None:
+                long.append({"method": r["method"], "score": label, "value": float(r[key]), "better": better})
+    df = pd.DataFrame(long or [{"method": "", "score": "", "value": 0.0, "better": ""}])
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("value:Q", scale=alt.Scale(domain=[0, 1]), title="area under the curve"),
+        y=alt.Y("method:N", title=None),
+        yOffset="score:N",
+        color=alt.Color("score:N", scale=alt.Scale(domain=["deletion AUC", "insertion AUC"], range=["#e45756", "#54a24b"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["method:N", "score:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("better:N", title="reading")],
+    ).properties(height=max(60, 36 * len(rows)), title="Faithfulness of each map")
+
+
+def confusion_heatmap(matrix, class_names: list[str], normalise: bool = True) -> alt.Chart:
+    """Confusion matrix (rows = true class, columns = predicted), coloured by row share."""
+    m = np.asarray(matrix, dtype=float)
+    totals = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+    rows = [{"true": class_names[i], "predicted": class_names[j], "count": int(m[i, j]), "share": float(share[i, j])}
+            for i in range(m.shape[0]) for j in range(m.shape[1])]
+    df = pd.DataFrame(rows)
+    base = alt.Chart(df).encode(
+        x=alt.X("predicted:N", sort=class_names, title="predicted class", axis=alt.Axis(labelAngle=-40, labelLimit=140)),
+        y=alt.Y("true:N", sort=class_names, title="true class", axis=alt.Axis(labelLimit=160)),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color("share:Q" if normalise else "count:Q", scale=alt.Scale(scheme="blues", domain=[0, 1] if normalise else None),
+                        title="share of true class" if normalise else "images"),
+        tooltip=[alt.Tooltip("true:N", title="true class"), alt.Tooltip("predicted:N", title="predicted class"),
+                 alt.Tooltip("count:Q", title="test images"),
+                 alt.Tooltip("share:Q", format=".1%", title="share of this true class")],
+    )
+    text = base.mark_text(fontSize=11).encode(
+        text=alt.Text("count:Q"),
+        color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")),
+    )
+    side = max(220, 34 * len(class_names))
+    return (cells + text).properties(width=side, height=side, title="Confusion matrix (test split)")
+
+
+def training_curves(history: list[dict]) -> alt.Chart:
+    """Loss and accuracy per epoch, training vs validation. history: [{epoch, loss, accuracy, val_loss, val_accuracy}]."""
+    rows = []
+    for h in history:
+        for metric in ("loss", "accuracy"):
+            if metric in h:
+                rows.append({"epoch": int(h["epoch"]), "metric": metric, "split": "train", "value": float(h[metric])})
+            if f"val_{metric}" in h:
+                rows.append({"epoch": int(h["epoch"]), "metric": metric, "split": "validation", "value": float(h[f"val_{metric}"])})
+    df = pd.DataFrame(rows)
+
+    def panel(metric: str, title: str):
+        return alt.Chart(df[df["metric"] == metric]).mark_line(point=True).encode(
+            x=alt.X("epoch:Q", title="epoch"),
+            y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+            color=alt.Color("split:N", scale=SPLIT_COLOURS, legend=alt.Legend(orient="bottom", title=None)),
+            tooltip=["epoch:Q", "split:N", alt.Tooltip("value:Q", format=".3f", title=title)],
+        ).properties(height=220, width=300, title=title)
+
+    return alt.hconcat(panel("loss", "loss (cross-entropy)"), panel("accuracy", "accuracy"))
+
+
+def metric_comparison(rows: list[dict]) -> alt.Chart:
+    """CNN vs baseline per metric. rows: [{"metric", "model", "value", "meaning"}] with values in [0, 1]."""
+    df = pd.DataFrame(rows)
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("value:Q", scale=alt.Scale(domain=[0, 1]), title=None),
+        y=alt.Y("metric:N", title=None, sort=list(dict.fromkeys(df["metric"]))),
+        yOffset=alt.YOffset("model:N", sort=["CNN", "baseline"]),
+        color=alt.Color("model:N", scale=alt.Scale(domain=["CNN", "baseline"], range=["#4c78a8", "#bab0ac"]),
+                        legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["metric:N", "model:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("meaning:N")],
+    ).properties(height=44 * df["metric"].nunique(), title="Test-split metrics: CNN vs baseline")
+
+
+def reliability_diagram(rows: list[dict]) -> alt.Chart:
+    """Accuracy against confidence per bin, one line per confidence method, with the diagonal.
+
+    rows: [{"method", "confidence" (bin mean), "accuracy" (bin accuracy), "count"}].
+    """
+    df = pd.DataFrame(rows)
+    diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(color="#999", strokeDash=[4, 4]).encode(
+        x="x:Q", y="y:Q")
+    lines = alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), title="confidence (bin mean)"),
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy in the bin"),
+        color=alt.Color("method:N", legend=alt.Legend(orient="bottom", title=None)),
+        size=alt.Size("count:Q", legend=None, scale=alt.Scale(range=[20, 200])),
+        tooltip=["method:N", alt.Tooltip("confidence:Q", format=".2f", title="mean confidence"),
+                 alt.Tooltip("accuracy:Q", format=".2f", title="accuracy"), alt.Tooltip("count:Q", title="images in bin")],
+    )
+    return (diagonal + lines).properties(height=300, width=320,
+                                         title="Reliability: on the diagonal, confidence = accuracy")
+
+
+def referral_curve(rows: list[dict]) -> alt.Chart:
+    """Accuracy on the images kept when the most uncertain share is referred to a human.
+
+    rows: [{"method", "referred" (fraction in [0, 1]), "accuracy"}].
+    """
+    df = pd.DataFrame(rows)
+    return alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
+        x=alt.X("referred:Q", axis=alt.Axis(format="%"), title="share of most uncertain images referred"),
+        y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False), title="accuracy on the rest"),
+        color=alt.Color("method:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["method:N", alt.Tooltip("referred:Q", format=".0%", title="referred"),
+                 alt.Tooltip("accuracy:Q", format=".3f", title="accuracy on kept images")],
+    ).properties(height=300, width=320, title="Referral: does uncertainty find the mistakes?")
+
+
+def value_histogram(values, title: str, x_title: str, bins: int = 20, reference: float | None = None,
+                    reference_label: str = "") -> alt.Chart:
+    """Histogram of a list of numbers (e.g. test accuracy of each posterior sample), with an optional marker."""
+    df = pd.DataFrame({"value": np.asarray(values, dtype=float)})
+    hist = alt.Chart(df).mark_bar(color="#f58518", opacity=0.8).encode(
+        x=alt.X("value:Q", bin=alt.Bin(maxbins=bins), title=x_title),
+        y=alt.Y("count():Q", title="posterior samples"),
+        tooltip=[alt.Tooltip("value:Q", bin=True, format=".3f", title=x_title), alt.Tooltip("count():Q", title="samples")],
+    )
+    chart = hist
+    if reference is not None:
+        rule = alt.Chart(pd.DataFrame({"value": [reference], "label": [reference_label]})).mark_rule(
+            color="#4c78a8", strokeWidth=3).encode(x="value:Q", tooltip=[alt.Tooltip("label:N", title="marker"),
+                                                                        alt.Tooltip("value:Q", format=".3f")])
+        chart = hist + rule
+    return chart.properties(height=220, title=title)
+
+
+def score_distributions(rows: list[dict], x_title: str = "uncertainty score") -> alt.Chart:
+    """Overlaid histograms of a score for several groups (e.g. in-distribution vs OOD images).
+
+    rows: [{"group", "score"}].
+    """
+    df = pd.DataFrame(rows)
+    return alt.Chart(df).mark_bar(opacity=0.55, binSpacing=0).encode(
+        x=alt.X("score:Q", bin=alt.Bin(maxbins=30), title=x_title),
+        y=alt.Y("count():Q", stack=None, title="images"),
+        color=alt.Color("group:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["group:N", alt.Tooltip("score:Q", bin=True, format=".3f"), alt.Tooltip("count():Q", title="images")],
+    ).properties(height=220, title="Out-of-distribution detection")
+
+
+def auroc_bars(rows: list[dict], title: str = "OOD detection AUROC") -> alt.Chart:
+    """One bar per (score, OOD set). rows: [{"score", "ood_set", "auroc"}] with AUROC in [0, 1]."""
+    df = pd.DataFrame(rows)
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("auroc:Q", scale=alt.Scale(domain=[0, 1]), title="AUROC (0.5 = chance)"),
+        y=alt.Y("score:N", title=None),
+        yOffset="ood_set:N",
+        color=alt.Color("ood_set:N", legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["score:N", alt.Tooltip("ood_set:N", title="out-of-distribution images"),
+                 alt.Tooltip("auroc:Q", format=".3f", title="AUROC")],
+    ).properties(height=max(80, 40 * df["score"].nunique()), title=title)
+
+
+def bar_values(labels: list[str], values, title: str, x_title: str, value_format: str = ".3f",
+               meaning: str = "") -> alt.Chart:
+    """A plain horizontal bar chart of named values (e.g. mean activation per channel)."""
+    df = pd.DataFrame({"name": labels, "value": np.asarray(values, dtype=float), "meaning": meaning})
+    return alt.Chart(df).mark_bar(color="#4c78a8").encode(
+        x=alt.X("value:Q", title=x_title),
+        y=alt.Y("name:N", sort=None, title=None),
+        tooltip=["name:N", alt.Tooltip("value:Q", format=value_format), "meaning:N"],
+    ).properties(height=max(60, 22 * len(labels)), title=title)
+
+
+def matrix_heatmap(matrix, title: str, value_title: str = "value", fmt: str = ".2f", show_text: bool = True,
+                   scheme: str = "redblue", symmetric: bool = True) -> alt.Chart:
+    """A small numeric grid (e.g. a 6x6 image or a 3x3 kernel) with every number written in its cell."""
+    m = np.asarray(matrix, dtype=float)
+    rows = [{"row": i, "col": j, "value": float(m[i, j])} for i in range(m.shape[0]) for j in range(m.shape[1])]
+    df = pd.DataFrame(rows)
+    limit = float(np.abs(m).max()) or 1.0
+    domain = [-limit, limit] if symmetric else [float(m.min()), float(m.max()) if m.max() > m.min() else float(m.min()) + 1]
+    base = alt.Chart(df).encode(
+        x=alt.X("col:O", title="column"), y=alt.Y("row:O", title="row"))
+    cells = base.mark_rect(stroke="white").encode(
+        color=alt.Color("value:Q", scale=alt.Scale(scheme=scheme, domain=domain, reverse=scheme == "redblue"),
+                        title=value_title),
+        tooltip=["row:O", "col:O", alt.Tooltip("value:Q", format=fmt, title=value_title)],
+    )
+    side = 34 * max(m.shape)
+    chart = cells
+    if show_text:
+        chart = cells + base.mark_text(fontSize=11 if max(m.shape) <= 8 else 8).encode(
+            text=alt.Text("value:Q", format=fmt), color=alt.value("black"))
+    return chart.properties(width=side, height=34 * m.shape[0], title=title)

@@ -1,0 +1,51 @@
+HELP = ("evaluate the shipped model of a task on a labelled folder (images/ + labels.csv) and print one JSON "
+        "object; --card evaluates on our own test split and writes the model card's metrics")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", help="folder with images/ and labels.csv (default: $LIFELENS_DATA/<task>)")
+    p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--no-confidence", action="store_true", help="skip the Bayesian calibration report")
+    p.add_argument("--card", action="store_true", help="evaluate on our test split + baseline, write models/<task>.json")
+
+
+def run(args) -> int:
+    import json
+    import sys
+    from pathlib import Path
+
+    from lifelens import evaluate
+    from lifelens.commands._common import FileFailures
+    from lifelens.models import ModelError, load_task_model
+    from lifelens.tasks import get_task
+
+    try:
+        spec = get_task(args.task)
+    except KeyError as exc:
+        print(f"lifelens: {exc.args[0]}", file=sys.stderr)
+        return 2
+    if args.card:
+        evaluate.write_card_metrics(spec, log=lambda m: print(m, file=sys.stderr))
+        return 0
+    folder = Path(args.data) if args.data else spec.data_dir()
+    if not (folder / "labels.csv").is_file():
+        print(f"lifelens: {folder}: no labels.csv here (expected images/ and labels.csv)", file=sys.stderr)
+        return 2
+    try:
+        task_model = load_task_model(spec)
+    except ModelError as exc:
+        print(f"lifelens: {exc}", file=sys.stderr)
+        return 2
+    failures = FileFailures()
+    try:
+        result = evaluate.evaluate_folder(task_model, spec, folder, on_error=failures.report,
+                                          with_confidence=not args.no_confidence)
+    except (ValueError, KeyError) as exc:
+        print(f"lifelens: {folder / 'labels.csv'}: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=1, default=float)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return failures.exit_code

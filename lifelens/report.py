@@ -1,0 +1,244 @@
+"""Export one case: a PNG figure and a self-contained HTML report.
+
+Both are built from a :class:`CaseReport` (plain numbers and uint8 RGB images), so the
+dashboard, a notebook or a script make identical reports. The HTML inlines every image
+as base64 PNG and loads nothing from the network; the PNG is drawn with Pillow.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from lifelens import imaging
+from lifelens.tasks import DISCLAIMER
+
+
+@dataclass
+class ExplanationPanel:
+    """One explanation as exported: ``overlay`` uint8 RGB (H, W, 3); AUCs in [0, 1] or None."""
+
+    method: str
+    overlay: np.ndarray
+    target: str = ""
+    layer: str = ""
+    deletion_auc: float | None = None
+    insertion_auc: float | None = None
+    note: str = ""
+
+
+@dataclass
+class CaseReport:
+    """Everything an exported case shows.
+
+    ``image``: uint8 RGB (H, W, 3) as the network sees it (with any lesion circle);
+    ``softmax``, ``bayes_mean``, ``bayes_low``, ``bayes_high``: (K,) probabilities in [0, 1];
+    ``entropy`` and ``mutual_information`` in nats; ``model`` and ``data``: provenance as
+    label -> text.
+    """
+
+    task_title: str
+    case_name: str
+    source: str
+    image: np.ndarray
+    class_names: list[str]
+    softmax: np.ndarray
+    bayes_mean: np.ndarray
+    bayes_low: np.ndarray
+    bayes_high: np.ndarray
+    entropy: float
+    mutual_information: float
+    bayes_method: str = "MC dropout"
+    true_label: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    explanations: list[ExplanationPanel] = field(default_factory=list)
+    model: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    disclaimer: str = DISCLAIMER
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+    @property
+    def predicted(self) -> str:
+        return self.class_names[int(np.argmax(self.bayes_mean))]
+
+
+def _plain(text: str) -> str:
+    """Markdown emphasis off, for the PNG and HTML text."""
+    return str(text).replace("**", "")
+
+
+# ----------------------------------------------------------------------------- PNG
+
+_FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+               "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf")
+
+
+def _font(size: int, bold: bool = False):
+    for path in _FONT_FILES:
+        candidate = path.replace("DejaVuSans.ttf", "DejaVuSans-Bold.ttf") if bold else path
+        if Path(candidate).is_file():
+            return ImageFont.truetype(candidate, size)
+    return ImageFont.load_default(size=size)
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    lines, line = [], ""
+    for word in text.split():
+        trial = f"{line} {word}".strip()
+        if draw.textlength(trial, font=font) <= width or not line:
+            line = trial
+        else:
+            lines.append(line)
+            line = word
+    if line:
+        lines.append(line)
+    return lines
+
+
+def render_png(report: CaseReport, panel: int = 256) -> bytes:
+    """The case as one PNG figure: image and explanation panels, both confidences as bars,
+    uncertainty, warnings, provenance and the disclaimer."""
+    panels = [("Input" + (f" (true: {report.true_label})" if report.true_label else ""), report.image, "")]
+    for e in report.explanations[:4]:
+        scores = []
+        if e.deletion_auc is not None:
+            scores.append(f"del {e.deletion_auc:.2f}")
+        if e.insertion_auc is not None:
+            scores.append(f"ins {e.insertion_auc:.2f}")
+        panels.append((e.method, e.overlay, " · ".join(scores)))
+    margin, gap = 24, 16
+    width = max(margin * 2 + len(panels) * panel + (len(panels) - 1) * gap, 900)
+    k_shown = min(len(report.class_names), 6)
+    chart_h = 40 + 30 * k_shown
+    text_font, small, title_font = _font(15), _font(13), _font(22, bold=True)
+    probe = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    notes = [_plain(w) for w in report.warnings]
+    prov = [f"{k}: {v}" for k, v in list(report.model.items()) + list(report.data.items())]
+    wrapped_notes = [line for n in notes for line in _wrap(probe, "⚠ " + n, text_font, width - 2 * margin)]
+    wrapped_prov = [line for p in prov for line in _wrap(probe, p, small, width - 2 * margin)]
+    wrapped_disc = _wrap(probe, report.disclaimer, text_font, width - 2 * margin)
+    height = (margin + 34 + 26 + panel + 44 + chart_h + 30 + 22 * len(wrapped_notes) + 18 * len(wrapped_prov)
+              + 22 * len(wrapped_disc) + margin + 20)
+    fig = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(fig)
+    y = margin
+    draw.text((margin, y), f"LifeLens · {report.task_title}", font=title_font, fill="#111")
+    y += 34
+    draw.text((margin, y), f"{report.case_name} ({report.source}) · {report.created}", font=small, fill="#555")
+    y += 26
+    for i, (label, image, sub) in enumerate(panels):
+        x = margin + i * (panel + gap)
+        tile = Image.fromarray(imaging.as_rgb_uint8(image)).resize((panel, panel), Image.BILINEAR)
+        fig.paste(tile, (x, y))
+        draw.text((x, y + panel + 4), label[:34], font=text_font, fill="#111")
+        if sub:
+            draw.text((x, y + panel + 24), sub, font=small, fill="#555")
+    y += panel + 44
+    # probabilities: frequentist bar above the Bayesian bar with its credible interval
+    draw.text((margin, y), f"Prediction: {report.predicted}   ·   entropy {report.entropy:.2f} nats   ·   "
+                           f"mutual information {report.mutual_information:.3f} nats", font=text_font, fill="#111")
+    y += 28
+    order = np.argsort(-np.asarray(report.bayes_mean))[:k_shown]
+    label_w, bar_w = 220, width - 2 * margin - 220 - 150
+    for i in order:
+        draw.text((margin, y + 4), report.class_names[i][:28], font=small, fill="#111")
+        x0 = margin + label_w
+        f, b = float(report.softmax[i]), float(report.bayes_mean[i])
+        lo, hi = float(report.bayes_low[i]), float(report.bayes_high[i])
+        draw.rectangle([x0, y, x0 + bar_w, y + 24], outline="#ddd")
+        draw.rectangle([x0, y + 1, x0 + int(bar_w * f), y + 11], fill="#4c78a8")
+        draw.rectangle([x0, y + 13, x0 + int(bar_w * b), y + 23], fill="#f58518")
+        draw.line([x0 + int(bar_w * lo), y + 18, x0 + int(bar_w * hi), y + 18], fill="#222", width=2)
+        draw.text((x0 + bar_w + 8, y + 4), f"{f:.0%} / {b:.0%}", font=small, fill="#111")
+        y += 30
+    draw.text((margin + label_w, y + 2), f"blue: softmax (one pass) · orange: Bayesian mean ({report.bayes_method}) "
+                                         "with 95% credible interval", font=small, fill="#555")
+    y += 30
+    for line in wrapped_notes:
+        draw.text((margin, y), line, font=text_font, fill="#a15c00")
+        y += 22
+    for line in wrapped_prov:
+        draw.text((margin, y), line, font=small, fill="#444")
+        y += 18
+    y += 6
+    for line in wrapped_disc:
+        draw.text((margin, y), line, font=text_font, fill="#b00020")
+        y += 22
+    buffer = io.BytesIO()
+    fig.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- HTML
+
+def _data_uri(image: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(imaging.encode_png(imaging.as_rgb_uint8(image))).decode("ascii")
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+.muted{color:#666;font-size:.9em} .disclaimer{border-left:4px solid #b00020;background:#fff4f4;padding:.6em 1em;margin:1em 0}
+.warning{border-left:4px solid #e08a00;background:#fff8ec;padding:.5em 1em;margin:.4em 0}
+.grid{display:flex;flex-wrap:wrap;gap:14px} figure{margin:0;width:260px} figure img{width:260px;height:260px;image-rendering:auto;border:1px solid #ccc}
+figcaption{font-size:.85em} table{border-collapse:collapse;margin:.5em 0} td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}
+.bar{height:9px;display:block} .f{background:#4c78a8} .b{background:#f58518} .track{width:260px;background:#f3f3f3;position:relative}
+.ci{position:absolute;top:13px;height:3px;background:#222} dt{font-weight:600} dd{margin:0 0 .5em 0}
+"""
+
+
+def render_html(report: CaseReport) -> str:
+    """The case as one self-contained HTML page (images inlined as base64 PNG, no external resources)."""
+    e = html.escape
+    rows = []
+    for i in np.argsort(-np.asarray(report.bayes_mean)):
+        f, b = float(report.softmax[i]), float(report.bayes_mean[i])
+        lo, hi = float(report.bayes_low[i]), float(report.bayes_high[i])
+        rows.append(
+            f"<tr><td>{e(report.class_names[i])}</td><td>{f:.1%}</td><td>{b:.1%}</td><td>{lo:.1%} – {hi:.1%}</td>"
+            f"<td><div class='track'><span class='bar f' style='width:{f * 100:.1f}%'></span>"
+            f"<span class='bar b' style='width:{b * 100:.1f}%;margin-top:2px'></span>"
+            f"<span class='ci' style='left:{lo * 100:.1f}%;width:{max(hi - lo, 0.002) * 100:.1f}%'></span></div></td></tr>")
+    figures = [f"<figure><img alt='input image' src='{_data_uri(report.image)}'><figcaption>Input: {e(report.case_name)}"
+               + (f"<br>true class: {e(report.true_label)}" if report.true_label else "") + "</figcaption></figure>"]
+    for p in report.explanations:
+        scores = []
+        if p.deletion_auc is not None:
+            scores.append(f"deletion AUC {p.deletion_auc:.3f} (lower is better)")
+        if p.insertion_auc is not None:
+            scores.append(f"insertion AUC {p.insertion_auc:.3f} (higher is better)")
+        detail = " · ".join(x for x in (f"class {p.target}" if p.target else "", f"layer {p.layer}" if p.layer else "") if x)
+        figures.append(
+            f"<figure><img alt='{e(p.method)} explanation' src='{_data_uri(p.overlay)}'><figcaption><b>{e(p.method)}</b>"
+            + (f"<br>{e(detail)}" if detail else "") + (f"<br>{e('; '.join(scores))}" if scores else "")
+            + (f"<br>{e(p.note)}" if p.note else "") + "</figcaption></figure>")
+    warnings = "".join(f"<div class='warning'>{e(_plain(w))}</div>" for w in report.warnings)
+    model = "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in report.model.items())
+    data = "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in report.data.items())
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>LifeLens report · {e(report.task_title)} · {e(report.case_name)}</title>
+<style>{_CSS}</style></head><body>
+<h1>LifeLens · {e(report.task_title)}</h1>
+<p class="muted">{e(report.case_name)} ({e(report.source)}) · exported {e(report.created)}</p>
+<div class="disclaimer">{e(report.disclaimer)}</div>
+<h2>Prediction</h2>
+<p>Most likely: <b>{e(report.predicted)}</b> · predictive entropy {report.entropy:.3f} nats (total uncertainty) ·
+mutual information {report.mutual_information:.3f} nats (the model disagreeing with itself)</p>
+{warnings}
+<table><thead><tr><th>class</th><th>softmax (one pass)</th><th>Bayesian mean ({e(report.bayes_method)})</th><th>95% credible interval</th><th></th></tr></thead>
+<tbody>{''.join(rows)}</tbody></table>
+<p class="muted">Softmax: the network's output for one deterministic pass. Bayesian mean: the average over posterior
+samples; the interval holds 95% of them.</p>
+<h2>Image and explanations</h2>
+<div class="grid">{''.join(figures)}</div>
+<h2>Model</h2><dl>{model}</dl>
+<h2>Data</h2><dl>{data}</dl>
+<div class="disclaimer">{e(report.disclaimer)}</div>
+</body></html>
+"""

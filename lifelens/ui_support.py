@@ -1,0 +1,352 @@
+"""What the dashboard needs that is not drawing: cases, galleries, digests, help texts,
+uploaded models. Nothing here imports Streamlit, so all of it is testable on its own.
+
+A *case* is one image on screen: the decoded image, the network input prepared from it,
+a larger display version with the same geometry, and (for mammography films from the
+data) the recorded lesion circles in display pixels.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lifelens import data, imaging
+from lifelens.models import ModelError
+from lifelens.tasks import Sample, TaskSpec
+
+DISPLAY_SIZE = 384  # side in pixels of the image every overlay is drawn on
+
+# One line each: what a number on screen means. Used as hover help and in reports.
+HELP = {
+    "softmax": "Frequentist confidence: the network's softmax output for one pass with dropout off "
+               "(after temperature scaling when the model card has a temperature).",
+    "bayesian": "Bayesian confidence: the mean class probability over many stochastic passes "
+                "(posterior samples); the bar's whisker is the 95% credible interval.",
+    "credible_interval": "95% of the posterior samples of this class probability fall inside this range.",
+    "entropy": "Predictive entropy (nats): total uncertainty of the averaged prediction. "
+               "0 = certain; ln(K) = all K classes equally likely.",
+    "mutual_information": "Mutual information (nats): the part of the entropy that comes from the model "
+                          "disagreeing with itself across posterior samples (epistemic uncertainty: "
+                          "more data would reduce it).",
+    "aleatoric": "Expected entropy (nats): uncertainty every posterior sample shares (noise in the image itself).",
+    "deletion_auc": "Deletion AUC: how fast the class score falls as the most highlighted pixels are removed "
+                    "first. Lower = the map found pixels the network really relies on.",
+    "insertion_auc": "Insertion AUC: how fast the class score rises as the most highlighted pixels are "
+                     "added to a blurred image first. Higher = a more faithful map.",
+    "opacity": "How strongly the heatmap covers the image (0 = image only, 1 = heatmap only).",
+    "target": "The class the explanation is computed for; by default the predicted class.",
+    "layer": "The convolutional layer whose activations the map is computed from: early layers give fine, "
+             "edge-like maps, the last layer coarse but class-specific ones.",
+    "gradcam_std": "Spread of Grad-CAM across MC-dropout passes: bright where the explanation itself is unsure.",
+    "accuracy": "Share of test images whose top class is the true class.",
+    "balanced_accuracy": "Mean of the per-class recalls: accuracy that a majority class cannot inflate.",
+    "macro_auc": "Mean over classes of the one-vs-rest ROC AUC (0.5 = chance, 1 = perfect ranking).",
+    "ece": "Expected calibration error: mean gap between confidence and accuracy over confidence bins (lower is better).",
+    "nll": "Negative log-likelihood of the true class (lower is better; punishes confident mistakes).",
+    "melanoma_auc": "ROC AUC of melanoma vs the rest (ISIC 2017 task 3a).",
+    "seborrheic_keratosis_auc": "ROC AUC of seborrheic keratosis vs the rest (ISIC 2017 task 3b).",
+    "isic2017_score": "Mean of the melanoma and seborrheic keratosis AUCs: the ISIC 2017 ranking score.",
+    "quadratic_kappa": "Quadratic weighted kappa: agreement with the true grade, with far-off grades "
+                       "penalised more (0 = chance, 1 = perfect).",
+    "referable_auc": "ROC AUC of referable retinopathy (grade 2 or worse) vs not.",
+    "referable_accuracy": "Accuracy of the referable (grade >= 2) vs not decision.",
+    "abnormal_auc": "ROC AUC of abnormal vs normal films.",
+    "sensitivity": "Share of abnormal films called abnormal at the chosen threshold.",
+    "specificity": "Share of normal films called normal at the chosen threshold.",
+    "temperature": "Temperature T fitted on the validation split: softmax(logits / T). T > 1 softens "
+                   "over-confident outputs.",
+    "ood_auroc": "How well a score separates in-distribution test images from out-of-distribution ones "
+                 "(ROC AUC; 0.5 = cannot tell them apart).",
+}
+
+UNCERTAIN_ENTROPY_FRACTION = 0.6  # entropy above this share of ln(K) counts as "high uncertainty"
+UNCERTAIN_MI = 0.1  # nats of mutual information that count as "the model disagrees with itself"
+
+
+def metric_help(name: str) -> str:
+    return HELP.get(name, name.replace("_", " "))
+
+
+def digest(content: bytes) -> str:
+    """A short hex digest of some bytes: the cache key of an image or an uploaded model."""
+    return hashlib.sha256(bytes(content)).hexdigest()[:24]
+
+
+def array_digest(array: np.ndarray) -> str:
+    a = np.ascontiguousarray(array)
+    return hashlib.sha256(a.tobytes() + str(a.shape).encode() + str(a.dtype).encode()).hexdigest()[:24]
+
+
+# ----------------------------------------------------------------------------- data and galleries
+
+def data_status(spec: TaskSpec) -> str | None:
+    """None when the task's data folder is usable, else a plain sentence saying what is missing."""
+    folder = spec.data_dir()
+    if not (folder / "labels.csv").is_file():
+        return (f"No data folder for this task at {folder}: the gallery of real cases is empty. "
+                "Set LIFELENS_DATA to the folder that holds the task data, or upload an image.")
+    return None
+
+
+def gallery(spec: TaskSpec, limit: int | None = None) -> list[Sample]:
+    """The cases offered on a task page: our TEST split, classes interleaved so the first
+    few show every class. Raises FileNotFoundError when there is no data folder."""
+    test = data.task_splits(spec)["test"]
+    by_class: dict[int, list[Sample]] = {}
+    for s in test:
+        by_class.setdefault(s.label, []).append(s)
+    ordered, i = [], 0
+    while len(ordered) < len(test):
+        for label in sorted(by_class):
+            if i < len(by_class[label]):
+                ordered.append(by_class[label][i])
+        i += 1
+    if spec.id == "mammo":
+        # films with a recorded lesion circle first among the abnormal ones: they teach the most
+        ordered.sort(key=lambda s: (0 if s.label == 0 else (1 if s.lesions else 2)))
+        ordered = _interleave_by_label(ordered)
+    return ordered[:limit] if limit else ordered
+
+
+def _interleave_by_label(samples: list[Sample]) -> list[Sample]:
+    by_label: dict[int, list[Sample]] = {}
+    for s in samples:
+        by_label.setdefault(s.label, []).append(s)
+    out, i = [], 0
+    while len(out) < len(samples):
+        for label in sorted(by_label):
+            if i < len(by_label[label]):
+                out.append(by_label[label][i])
+        i += 1
+    return out
+
+
+def sample_label(spec: TaskSpec, sample: Sample) -> str:
+    """How a gallery case is named in the picker."""
+    name = spec.classes[sample.label].name
+    extra = " · lesion marked" if sample.lesions else ""
+    return f"{name} — {sample.path}{extra}"
+
+
+# ----------------------------------------------------------------------------- cases
+
+@dataclass
+class Case:
+    """One image on screen.
+
+    ``image``: uint8 (H, W, C) as decoded for the task; ``prepared``: float32 (S, S, C)
+    network input in [0, 255]; ``display``: uint8 RGB (D, D, 3), the network's view at
+    a readable size (same crop/flip as ``prepared``); ``marks``: lesion circles
+    ((col, row, radius) in display pixels); ``label``: the true class index for gallery
+    cases, else None; ``digest``: hash of the source bytes (the cache key).
+    """
+
+    task_id: str
+    source: str  # "gallery", "upload" or "camera"
+    name: str
+    image: np.ndarray
+    prepared: np.ndarray
+    display: np.ndarray
+    digest: str
+    label: int | None = None
+    marks: tuple = field(default_factory=tuple)
+
+    def display_with_marks(self) -> np.ndarray:
+        out = self.display
+        for col, row, radius in self.marks:
+            out = imaging.draw_circle(out, (col, row), radius)
+        return out
+
+
+def display_image(spec: TaskSpec, image: np.ndarray, size: int = DISPLAY_SIZE) -> tuple[np.ndarray, dict | None]:
+    """uint8 RGB (size, size, 3) of what the network sees, for drawing on.
+
+    Plant, skin and retina inputs are square resizes of the photograph (the retina's
+    contrast step is left out so the eye looks like an eye); films are cropped and flipped
+    exactly as :func:`imaging.prepare_film` does. Returns (display, film geometry or None).
+    """
+    image = imaging.to_channels(image, spec.channels)
+    if spec.id == "mammo":
+        film, geometry = imaging.prepare_film(image, size)
+        return imaging.as_rgb_uint8(film), geometry
+    return imaging.as_rgb_uint8(imaging.resize(image, size)), None
+
+
+def lesion_marks(sample: Sample | None, film_height: int, geometry: dict | None, size: int = DISPLAY_SIZE) -> tuple:
+    """MIAS lesion circles of a gallery film as ((col, row, radius), ...) in display pixels."""
+    if sample is None or geometry is None or not sample.lesions:
+        return ()
+    marks = []
+    for x, y, radius in sample.lesions:
+        col, row = imaging.film_point_to_prepared(x, y, film_height, geometry, size)
+        marks.append((col, row, max(3.0, radius * size / geometry["side"])))
+    return tuple(marks)
+
+
+def case_from_bytes(spec: TaskSpec, content: bytes, name: str, source: str = "upload",
+                    sample: Sample | None = None) -> Case:
+    """Decode and prepare uploaded (or gallery) bytes; raises imaging.InputError."""
+    image = spec.load_image_bytes(content, name)
+    prepared = spec.prepare_image(image)
+    display, geometry = display_image(spec, image)
+    return Case(
+        task_id=spec.id, source=source, name=name, image=image, prepared=prepared, display=display,
+        digest=digest(content), label=None if sample is None else sample.label,
+        marks=lesion_marks(sample, image.shape[0], geometry),
+    )
+
+
+def case_from_sample(spec: TaskSpec, sample: Sample) -> Case:
+    """A gallery case from the data folder (with its true label and any lesion circle)."""
+    path = spec.data_dir() / "images" / sample.path
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise imaging.InputError(f"The gallery image {sample.path} cannot be read ({exc.strerror}).") from None
+    return case_from_bytes(spec, content, sample.path, "gallery", sample)
+
+
+# ----------------------------------------------------------------------------- predictions in words
+
+def prediction_warnings(class_names: list[str], softmax: np.ndarray, bayes_mean: np.ndarray,
+                        entropy: float, mutual_information: float) -> list[str]:
+    """Plain sentences for when the two confidences disagree or the uncertainty is high."""
+    softmax, bayes_mean = np.asarray(softmax, float), np.asarray(bayes_mean, float)
+    k = len(class_names)
+    out = []
+    top_f, top_b = int(np.argmax(softmax)), int(np.argmax(bayes_mean))
+    if top_f != top_b:
+        out.append(f"The two confidences disagree: the single pass says **{class_names[top_f]}**, "
+                   f"the posterior average says **{class_names[top_b]}**.")
+    elif abs(softmax[top_f] - bayes_mean[top_b]) > 0.2:
+        out.append(f"The two confidences differ by {abs(softmax[top_f] - bayes_mean[top_b]):.0%} "
+                   f"for **{class_names[top_f]}**: treat the higher one with suspicion.")
+    if k > 1 and entropy > UNCERTAIN_ENTROPY_FRACTION * np.log(k):
+        out.append(f"High uncertainty: the predictive entropy is {entropy:.2f} nats of at most "
+                   f"{np.log(k):.2f}; several classes remain plausible.")
+    if mutual_information > UNCERTAIN_MI:
+        out.append(f"The model disagrees with itself across posterior samples (mutual information "
+                   f"{mutual_information:.2f} nats): this image may be unlike its training data.")
+    return out
+
+
+def entropy_nats(probs: np.ndarray) -> float:
+    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+    return float(-(p * np.log(p)).sum())
+
+
+# ----------------------------------------------------------------------------- uploaded models
+
+def load_model_bytes(content: bytes):
+    """A ``.keras`` archive held in memory -> Keras model, never touching the disk.
+
+    ``keras.saving.load_model`` only takes paths, but the Keras 3 loader underneath it
+    (``saving_lib.load_model``) reads any file-like object; it is called with a BytesIO and
+    ``safe_mode=True`` (no Python code or pickles executed). The weights are read into memory
+    from the archive (or on the fly from it), never extracted. Raises ModelError.
+    """
+    import zipfile
+
+    content = bytes(content)
+    if not content:
+        raise ModelError("The uploaded model file is empty.")
+    buffer = io.BytesIO(content)
+    if not zipfile.is_zipfile(buffer):
+        raise ModelError("The uploaded file is not a Keras 3 `.keras` archive (it is not a zip file). "
+                         "Save your model with `model.save('name.keras')`.")
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as zf:
+            names = set(zf.namelist())
+    except zipfile.BadZipFile:
+        raise ModelError("The uploaded `.keras` archive is damaged.") from None
+    if "config.json" not in names:
+        raise ModelError("The uploaded zip is not a Keras 3 `.keras` archive (no config.json inside).")
+    from lifelens import config
+    from lifelens import uncertainty  # noqa: F401  (registers custom Bayesian layers LifeLens saves)
+
+    config.compute_device()
+    try:
+        from keras.src.saving import saving_lib
+
+        return saving_lib.load_model(io.BytesIO(content), compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for a damaged or unsafe archive
+        message = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ModelError(f"The uploaded model could not be loaded ({type(exc).__name__}: {message}). "
+                         "LifeLens loads models in safe mode: Lambda layers and custom code are refused.") from None
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What LifeLens needs to know about an image classifier."""
+
+    input_size: int
+    channels: int
+    num_classes: int
+    conv_layers: tuple[str, ...]
+    last_conv: str
+
+
+def check_image_classifier(model, class_names: list[str] | None = None) -> ModelShape:
+    """Check a Keras model is a square-image classifier LifeLens can explain; raise ModelError saying why not.
+
+    Requires one input of shape (None, S, S, C) with C in {1, 3}, one output (None, K) with
+    K >= 2 (or a single sigmoid unit, read as two classes), at least one Conv2D layer, and,
+    when ``class_names`` is given, exactly K names.
+    """
+    import keras
+
+    if len(model.inputs) != 1:
+        raise ModelError(f"The model has {len(model.inputs)} inputs; LifeLens explains models with one image input.")
+    shape = tuple(model.inputs[0].shape)
+    if len(shape) != 4:
+        raise ModelError(f"The model's input has shape {shape[1:]}: not an image (expected height x width x channels).")
+    _, h, w, c = shape
+    if c not in (1, 3):
+        raise ModelError(f"The model's input has {c} channels; LifeLens feeds greyscale (1) or colour (3) images.")
+    if h is None or w is None:
+        raise ModelError("The model's input size is not fixed; save it with a fixed height and width.")
+    if h != w:
+        raise ModelError(f"The model's input is {h} x {w}; LifeLens prepares square images only.")
+    outputs = model.outputs
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        raise ModelError("The model must have one output of class scores (batch x classes).")
+    k = int(outputs[0].shape[-1])
+    k = 2 if k == 1 else k
+    conv = tuple(layer.name for layer in _all_layers(model) if isinstance(layer, keras.layers.Conv2D))
+    if not conv:
+        raise ModelError("The model has no Conv2D layer: the explanation and inside views need convolutional feature maps.")
+    if class_names is not None and len(class_names) != k:
+        raise ModelError(f"The model has {k} outputs but {len(class_names)} class names were given; "
+                         "give one name per output, in output order.")
+    return ModelShape(int(h), int(c), k, conv, conv[-1])
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # nested Sequential / functional blocks
+            yield from _all_layers(layer)
+
+
+def parse_class_names(text: str) -> list[str]:
+    """Class names typed one per line or separated by commas; blanks dropped."""
+    parts = [p.strip() for line in text.splitlines() for p in line.split(",")]
+    return [p for p in parts if p]
+
+
+def prepare_for_model(image: np.ndarray, shape: ModelShape) -> np.ndarray:
+    """uint8 (H, W, C) image -> float32 (S, S, C) in [0, 255] for an uploaded model (a square resize)."""
+    return imaging.resize(imaging.to_channels(image, shape.channels), shape.input_size).astype(np.float32).reshape(
+        shape.input_size, shape.input_size, shape.channels)
+
+
+def format_value(value, digits: int = 3) -> str:
+    """Numbers for tables: None -> '—', floats rounded."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)

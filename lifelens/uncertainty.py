@@ -1,1 +1,0 @@
-"""Softmax/temperature, MC dropout, the variational head and calibration (see issue 4)."""

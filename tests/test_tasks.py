@@ -1,0 +1,82 @@
+"""The task registry: four complete specs that read the real data."""
+import numpy as np
+import pytest
+
+from lifelens import data
+from lifelens.tasks import DISCLAIMER, TASKS, get_task
+
+EXPECTED = {"plant": 10, "skin": 3, "mammo": 2, "retina": 5}
+
+
+def test_registry_has_the_four_tasks_with_complete_specs():
+    assert set(TASKS) == set(EXPECTED)
+    for task_id, spec in TASKS.items():
+        assert spec.num_classes == EXPECTED[task_id]
+        assert len(set(spec.class_ids)) == spec.num_classes
+        assert all(c.name and c.description for c in spec.classes)
+        assert spec.channels in (1, 3) and spec.input_size >= 64
+        assert spec.citation and spec.licence and spec.key_metrics
+        assert spec.model_path.name == f"{task_id}.keras"
+    assert "not a diagnostic device" in DISCLAIMER
+
+
+def test_unknown_task_is_a_clear_error():
+    with pytest.raises(KeyError, match="choose one of"):
+        get_task("liver")
+
+
+@pytest.mark.parametrize("task_id", list(EXPECTED))
+def test_labels_read_and_images_prepare(task_id, data_root):
+    spec = get_task(task_id)
+    samples = spec.samples()
+    labels = np.array([s.label for s in samples])
+    assert set(labels) == set(range(spec.num_classes))
+    image = spec.load_image(spec.data_dir() / "images" / samples[0].path)
+    prepared = spec.prepare_image(image)
+    assert prepared.shape == (spec.input_size, spec.input_size, spec.channels)
+    assert prepared.dtype == np.float32 and 0 <= prepared.min() and prepared.max() <= 255
+    assert prepared.std() > 5  # an image, not a blank
+
+
+def test_mammo_films_are_units_and_abnormal_if_any_row_is():
+    spec = get_task("mammo")
+    films = spec.samples()
+    assert len(films) == len({f.path for f in films}) == 260
+    by_path = {f.path: f for f in films}
+    assert by_path["mdb001.png"].label == 1 and by_path["mdb001.png"].lesions[0] == (535.0, 425.0, 197.0)
+    assert by_path["mdb007.png"].label == 0 and by_path["mdb007.png"].lesions == ()
+    assert sum(f.label for f in films) == 93
+
+
+@pytest.mark.parametrize("task_id", list(EXPECTED))
+def test_splits_are_deterministic_disjoint_and_stratified(task_id):
+    spec = get_task(task_id)
+    a, b = data.task_splits(spec), data.task_splits(spec)
+    assert {k: [s.path for s in v] for k, v in a.items()} == {k: [s.path for s in v] for k, v in b.items()}
+    groups = {k: {s.group for s in v} for k, v in a.items()}
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["val"]) and not (groups["val"] & groups["test"])
+    assert sum(len(v) for v in a.values()) == len(spec.samples())
+    for part in ("val", "test"):
+        assert set(s.label for s in a[part]) == set(range(spec.num_classes)), part
+
+
+def test_mammo_split_keeps_film_pairs_of_a_patient_together():
+    splits = data.task_splits(get_task("mammo"))
+    where = {}
+    for part, items in splits.items():
+        for s in items:
+            where.setdefault(s.group, set()).add(part)
+    assert all(len(parts) == 1 for parts in where.values())
+    assert any(len([s for s in splits["test"] if s.group == g]) == 2 for g in {s.group for s in splits["test"]})
+
+
+def test_data_setting_is_one_environment_variable(monkeypatch, tmp_path):
+    from lifelens import config
+
+    monkeypatch.setenv("LIFELENS_DATA", str(tmp_path))
+    assert config.data_root() == tmp_path.resolve()
+    assert get_task("plant").data_dir() == tmp_path.resolve() / "plant"
+    with pytest.raises(FileNotFoundError, match="LIFELENS_DATA"):
+        get_task("plant").samples()
+    monkeypatch.delenv("LIFELENS_DATA")
+    assert config.data_root() == (config.PROJECT_ROOT / ".." / "shared" / "data").resolve()
