@@ -1,8 +1,13 @@
 """LifeLens dashboard: `streamlit run app.py`.
 
 This file is the frame around every page: page setup, the navigation, and the presenter
-mode switch. Each page is a thin file in ``pages/``; shared screen components are in
+mode switch. Each page is a thin file in ``app_pages/``; shared screen components are in
 ``ui/``; everything that computes is in ``lifelens/``.
+
+The page folder is deliberately NOT called ``pages/``: Streamlit treats a ``pages/`` folder
+beside the entry point as a legacy multipage app until the first session runs
+``st.navigation``, so a fresh server opened directly at e.g. ``/plant`` would run that page
+file without this frame (no presenter switch, a file-name sidebar) or show "Page not found".
 """
 from __future__ import annotations
 
@@ -12,27 +17,30 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import streamlit as st  # noqa: E402
 
-from lifelens.tasks import TASKS  # noqa: E402
 from ui import common  # noqa: E402
 
-st.set_page_config(page_title="LifeLens", page_icon="🔬", layout="wide", initial_sidebar_state="expanded")
+common.start_background_imports()  # TensorFlow imports while the frame and the page start drawing
+
+from lifelens.tasks import TASKS  # noqa: E402
+
+st.set_page_config(page_title="LifeLens", page_icon=":material/biotech:", layout="wide", initial_sidebar_state="expanded")
 
 pages = {
-    "LifeLens": [st.Page("pages/home.py", title="Home", icon="🏠", default=True)],
+    "LifeLens": [st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)],
     "The four tasks": [
-        st.Page(f"pages/{task_id}.py", title=spec.title, icon=spec.icon, url_path=task_id)
+        st.Page(f"app_pages/{task_id}.py", title=spec.title, icon=common.task_icon(task_id), url_path=task_id)
         for task_id, spec in TASKS.items()
     ],
     "Look inside": [
-        st.Page("pages/inside.py", title="Inside the network", icon="🧠", url_path="inside"),
-        st.Page("pages/playground.py", title="Convolution playground", icon="🧮", url_path="playground"),
+        st.Page("app_pages/inside.py", title="Inside the network", icon=":material/neurology:", url_path="inside"),
+        st.Page("app_pages/playground.py", title="Convolution playground", icon=":material/calculate:", url_path="playground"),
     ],
     "Can we trust it?": [
-        st.Page("pages/uncertainty_lab.py", title="Uncertainty lab", icon="🎲", url_path="uncertainty"),
-        st.Page("pages/model_cards.py", title="Model cards", icon="📇", url_path="cards"),
+        st.Page("app_pages/uncertainty_lab.py", title="Uncertainty lab", icon=":material/casino:", url_path="uncertainty"),
+        st.Page("app_pages/model_cards.py", title="Model cards", icon=":material/badge:", url_path="cards"),
     ],
     "Your own model": [
-        st.Page("pages/your_model.py", title="Bring your own model", icon="📦", url_path="your-model"),
+        st.Page("app_pages/your_model.py", title="Bring your own model", icon=":material/upload_file:", url_path="your-model"),
     ],
 }
 

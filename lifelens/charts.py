@@ -16,6 +16,12 @@ METHOD_COLOURS = alt.Scale(domain=[FREQUENTIST, BAYESIAN], range=["#4c78a8", "#f
 SPLIT_COLOURS = alt.Scale(domain=["train", "validation"], range=["#4c78a8", "#e45756"])
 
 
+# Streamlit fits charts to a fixed total height unless the spec says otherwise, which
+# squashes the plot when a legend or title takes room; the height set here is the plot's.
+FIT_WIDTH = alt.AutoSizeParams(type="fit-x", contains="padding")
+NATURAL_SIZE = alt.AutoSizeParams(type="pad", contains="padding")
+
+
 def _order(values: np.ndarray, top: int | None) -> np.ndarray:
     order = np.argsort(-np.asarray(values, dtype=float))
     return order[:top] if top else order
@@ -23,7 +29,7 @@ def _order(values: np.ndarray, top: int | None) -> np.ndarray:
 
 def confidence_bars(class_names: list[str], softmax: np.ndarray, bayes_mean: np.ndarray,
                     bayes_low: np.ndarray, bayes_high: np.ndarray, top: int | None = 6,
-                    height_per_class: int = 34) -> alt.Chart:
+                    bar_height: int = 14) -> alt.Chart:
     """Frequentist and Bayesian class probabilities side by side, with the 95% credible interval.
 
     softmax, bayes_mean, bayes_low, bayes_high: (K,) in [0, 1]. Classes are sorted by
@@ -54,7 +60,20 @@ def confidence_bars(class_names: list[str], softmax: np.ndarray, bayes_mean: np.
         x="low:Q", x2="high:Q", y=y, yOffset=alt.YOffset("confidence:N", sort=[FREQUENTIST, BAYESIAN]),
         tooltip=tooltip,
     )
-    return (bars + whiskers).properties(height=height_per_class * len(order), title="Class probabilities")
+    # With an offset channel the height must be a step (pixels per bar), not a total.
+    return (bars + whiskers).properties(height=alt.Step(bar_height), title="Class probabilities", autosize=FIT_WIDTH)
+
+
+def _histogram_rows(values, edges: np.ndarray, **labels) -> list[dict]:
+    """Counts of ``values`` in the bins ``edges`` as rows {start, end, count, share, **labels}.
+
+    Binning is done here (numpy) rather than in Vega-Lite, so tooltips show exact ranges.
+    """
+    values = np.asarray(values, dtype=float)
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+    total = max(1, len(values))
+    return [{"start": float(lo), "end": float(hi), "count": int(c), "share": c / total, **labels}
+            for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
 
 
 def posterior_histogram(class_names: list[str], samples: np.ndarray, top: int = 3, bins: int = 20) -> alt.Chart:
@@ -64,15 +83,21 @@ def posterior_histogram(class_names: list[str], samples: np.ndarray, top: int = 
     """
     samples = np.asarray(samples, dtype=float)
     order = _order(samples.mean(axis=0), top)
-    rows = [{"class": class_names[i], "probability": float(p)} for i in order for p in samples[:, i]]
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = [r for i in order for r in _histogram_rows(samples[:, i], edges, **{"class": class_names[i]})]
     df = pd.DataFrame(rows)
-    return alt.Chart(df).mark_bar(opacity=0.6, binSpacing=0).encode(
-        x=alt.X("probability:Q", bin=alt.Bin(extent=[0, 1], maxbins=bins), title="class probability in one posterior sample"),
-        y=alt.Y("count():Q", stack=None, title="posterior samples"),
+    df = df[df["count"] > 0]
+    return alt.Chart(df).mark_bar(opacity=0.65).encode(
+        x=alt.X("start:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"),
+                title="class probability in one posterior sample"),
+        x2="end:Q",
+        y=alt.Y("count:Q", stack=None, title="posterior samples"), y2=alt.datum(0),
         color=alt.Color("class:N", sort=[class_names[i] for i in order], legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=[alt.Tooltip("class:N"), alt.Tooltip("probability:Q", bin=True, title="probability range", format=".2f"),
-                 alt.Tooltip("count():Q", title="samples in this range")],
-    ).properties(height=180, title=f"Posterior samples ({len(samples)} passes)")
+        tooltip=[alt.Tooltip("class:N"), alt.Tooltip("start:Q", format=".0%", title="probability from"),
+                 alt.Tooltip("end:Q", format=".0%", title="probability to"),
+                 alt.Tooltip("count:Q", title="posterior samples in this range"),
+                 alt.Tooltip("share:Q", format=".0%", title="share of all samples")],
+    ).properties(height=180, title=f"Posterior samples ({len(samples)} sampled networks)", autosize=FIT_WIDTH)
 
 
 def faithfulness_bars(rows: list[dict]) -> alt.Chart:
@@ -91,7 +116,7 @@ def faithfulness_bars(rows: list[dict]) -> alt.Chart:
         color=alt.Color("score:N", scale=alt.Scale(domain=["deletion AUC", "insertion AUC"], range=["#e45756", "#54a24b"]),
                         legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["method:N", "score:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("better:N", title="reading")],
-    ).properties(height=max(60, 36 * len(rows)), title="Faithfulness of each map")
+    ).properties(height=alt.Step(14), title="Faithfulness of each map", autosize=FIT_WIDTH)
 
 
 def confusion_heatmap(matrix, class_names: list[str], normalise: bool = True) -> alt.Chart:
@@ -103,8 +128,9 @@ def confusion_heatmap(matrix, class_names: list[str], normalise: bool = True) ->
             for i in range(m.shape[0]) for j in range(m.shape[1])]
     df = pd.DataFrame(rows)
     base = alt.Chart(df).encode(
-        x=alt.X("predicted:N", sort=class_names, title="predicted class", axis=alt.Axis(labelAngle=-40, labelLimit=140)),
-        y=alt.Y("true:N", sort=class_names, title="true class", axis=alt.Axis(labelLimit=160)),
+        x=alt.X("predicted:N", sort=class_names, title="predicted class",
+                  axis=alt.Axis(labelAngle=-40, labelLimit=140, labelOverlap=False)),
+        y=alt.Y("true:N", sort=class_names, title="true class", axis=alt.Axis(labelLimit=160, labelOverlap=False)),
     )
     cells = base.mark_rect().encode(
         color=alt.Color("share:Q" if normalise else "count:Q", scale=alt.Scale(scheme="blues", domain=[0, 1] if normalise else None),
@@ -118,7 +144,7 @@ def confusion_heatmap(matrix, class_names: list[str], normalise: bool = True) ->
         color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("black")),
     )
     side = max(220, 34 * len(class_names))
-    return (cells + text).properties(width=side, height=side, title="Confusion matrix (test split)")
+    return (cells + text).properties(width=side, height=side, title="Confusion matrix (test split)", autosize=NATURAL_SIZE)
 
 
 def training_curves(history: list[dict]) -> alt.Chart:
@@ -140,7 +166,7 @@ def training_curves(history: list[dict]) -> alt.Chart:
             tooltip=["epoch:Q", "split:N", alt.Tooltip("value:Q", format=".3f", title=title)],
         ).properties(height=220, width=300, title=title)
 
-    return alt.hconcat(panel("loss", "loss (cross-entropy)"), panel("accuracy", "accuracy"))
+    return alt.hconcat(panel("loss", "loss (cross-entropy)"), panel("accuracy", "accuracy")).properties(autosize=NATURAL_SIZE)
 
 
 def metric_comparison(rows: list[dict]) -> alt.Chart:
@@ -153,7 +179,7 @@ def metric_comparison(rows: list[dict]) -> alt.Chart:
         color=alt.Color("model:N", scale=alt.Scale(domain=["CNN", "baseline"], range=["#4c78a8", "#bab0ac"]),
                         legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["metric:N", "model:N", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("meaning:N")],
-    ).properties(height=44 * df["metric"].nunique(), title="Test-split metrics: CNN vs baseline")
+    ).properties(height=alt.Step(16), title="Test-split metrics: CNN vs baseline", autosize=FIT_WIDTH)
 
 
 def reliability_diagram(rows: list[dict]) -> alt.Chart:
@@ -164,15 +190,16 @@ def reliability_diagram(rows: list[dict]) -> alt.Chart:
     df = pd.DataFrame(rows)
     diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(color="#999", strokeDash=[4, 4]).encode(
         x="x:Q", y="y:Q")
-    lines = alt.Chart(df).mark_line(point=True).encode(
+    base = alt.Chart(df).encode(
         x=alt.X("confidence:Q", scale=alt.Scale(domain=[0, 1]), title="confidence (bin mean)"),
         y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1]), title="accuracy in the bin"),
-        color=alt.Color("method:N", legend=alt.Legend(orient="bottom", title=None)),
-        size=alt.Size("count:Q", legend=None, scale=alt.Scale(range=[20, 200])),
+        color=alt.Color("method:N", legend=alt.Legend(orient="bottom", direction="vertical", title=None)),
         tooltip=["method:N", alt.Tooltip("confidence:Q", format=".2f", title="mean confidence"),
                  alt.Tooltip("accuracy:Q", format=".2f", title="accuracy"), alt.Tooltip("count:Q", title="images in bin")],
     )
-    return (diagonal + lines).properties(height=300, width=320,
+    lines = base.mark_line(strokeWidth=1.5) + base.mark_circle(opacity=0.9).encode(
+        size=alt.Size("count:Q", legend=None, scale=alt.Scale(range=[15, 250])))
+    return (diagonal + lines).properties(height=300, width=320, autosize=NATURAL_SIZE,
                                          title="Reliability: on the diagonal, confidence = accuracy")
 
 
@@ -185,42 +212,56 @@ def referral_curve(rows: list[dict]) -> alt.Chart:
     return alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
         x=alt.X("referred:Q", axis=alt.Axis(format="%"), title="share of most uncertain images referred"),
         y=alt.Y("accuracy:Q", scale=alt.Scale(zero=False), title="accuracy on the rest"),
-        color=alt.Color("method:N", legend=alt.Legend(orient="bottom", title=None)),
+        color=alt.Color("method:N", legend=alt.Legend(orient="bottom", direction="vertical", title=None)),
         tooltip=["method:N", alt.Tooltip("referred:Q", format=".0%", title="referred"),
                  alt.Tooltip("accuracy:Q", format=".3f", title="accuracy on kept images")],
-    ).properties(height=300, width=320, title="Referral: does uncertainty find the mistakes?")
+    ).properties(height=300, width=320, title="Referral: does uncertainty find the mistakes?", autosize=NATURAL_SIZE)
 
 
 def value_histogram(values, title: str, x_title: str, bins: int = 20, reference: float | None = None,
-                    reference_label: str = "") -> alt.Chart:
+                    reference_label: str = "", y_title: str = "posterior samples") -> alt.Chart:
     """Histogram of a list of numbers (e.g. test accuracy of each posterior sample), with an optional marker."""
-    df = pd.DataFrame({"value": np.asarray(values, dtype=float)})
-    hist = alt.Chart(df).mark_bar(color="#f58518", opacity=0.8).encode(
-        x=alt.X("value:Q", bin=alt.Bin(maxbins=bins), title=x_title),
-        y=alt.Y("count():Q", title="posterior samples"),
-        tooltip=[alt.Tooltip("value:Q", bin=True, format=".3f", title=x_title), alt.Tooltip("count():Q", title="samples")],
+    values = np.asarray(values, dtype=float)
+    lo, hi = float(values.min()), float(values.max())
+    if reference is not None:
+        lo, hi = min(lo, reference), max(hi, reference)
+    if hi <= lo:
+        lo, hi = lo - 0.01, hi + 0.01
+    pad = (hi - lo) * 0.05
+    edges = np.linspace(lo - pad, hi + pad, bins + 1)
+    df = pd.DataFrame(_histogram_rows(values, edges))
+    chart = alt.Chart(df).mark_bar(color="#f58518", opacity=0.85).encode(
+        x=alt.X("start:Q", title=x_title, scale=alt.Scale(zero=False)), x2="end:Q",
+        y=alt.Y("count:Q", title=y_title), y2=alt.datum(0),
+        tooltip=[alt.Tooltip("start:Q", format=".3f", title="from"), alt.Tooltip("end:Q", format=".3f", title="to"),
+                 alt.Tooltip("count:Q", title=y_title)],
     )
-    chart = hist
     if reference is not None:
         rule = alt.Chart(pd.DataFrame({"value": [reference], "label": [reference_label]})).mark_rule(
             color="#4c78a8", strokeWidth=3).encode(x="value:Q", tooltip=[alt.Tooltip("label:N", title="marker"),
                                                                         alt.Tooltip("value:Q", format=".3f")])
-        chart = hist + rule
-    return chart.properties(height=220, title=title)
+        chart = chart + rule
+    return chart.properties(height=220, title=title, autosize=FIT_WIDTH)
 
 
-def score_distributions(rows: list[dict], x_title: str = "uncertainty score") -> alt.Chart:
-    """Overlaid histograms of a score for several groups (e.g. in-distribution vs OOD images).
+def score_distributions(scores: dict[str, np.ndarray], x_title: str = "uncertainty score", bins: int = 30) -> alt.Chart:
+    """Overlaid histograms of one score for several groups (e.g. in-distribution vs OOD images).
 
-    rows: [{"group", "score"}].
+    scores: {group name: (n,) values}.
     """
+    every = np.concatenate([np.asarray(v, dtype=float) for v in scores.values()])
+    lo, hi = float(every.min()), float(every.max())
+    edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
+    rows = [r for group, v in scores.items() for r in _histogram_rows(v, edges, group=group)]
     df = pd.DataFrame(rows)
-    return alt.Chart(df).mark_bar(opacity=0.55, binSpacing=0).encode(
-        x=alt.X("score:Q", bin=alt.Bin(maxbins=30), title=x_title),
-        y=alt.Y("count():Q", stack=None, title="images"),
+    df = df[df["count"] > 0]
+    return alt.Chart(df).mark_bar(opacity=0.55).encode(
+        x=alt.X("start:Q", title=x_title), x2="end:Q",
+        y=alt.Y("share:Q", stack=None, axis=alt.Axis(format="%"), title="share of the group's images"), y2=alt.datum(0),
         color=alt.Color("group:N", legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["group:N", alt.Tooltip("score:Q", bin=True, format=".3f"), alt.Tooltip("count():Q", title="images")],
-    ).properties(height=220, title="Out-of-distribution detection")
+        tooltip=["group:N", alt.Tooltip("start:Q", format=".3f", title="from"), alt.Tooltip("end:Q", format=".3f", title="to"),
+                 alt.Tooltip("count:Q", title="images"), alt.Tooltip("share:Q", format=".0%", title="share of group")],
+    ).properties(height=220, title="Out-of-distribution detection", autosize=FIT_WIDTH)
 
 
 def auroc_bars(rows: list[dict], title: str = "OOD detection AUROC") -> alt.Chart:
@@ -233,7 +274,7 @@ def auroc_bars(rows: list[dict], title: str = "OOD detection AUROC") -> alt.Char
         color=alt.Color("ood_set:N", legend=alt.Legend(orient="bottom", title=None)),
         tooltip=["score:N", alt.Tooltip("ood_set:N", title="out-of-distribution images"),
                  alt.Tooltip("auroc:Q", format=".3f", title="AUROC")],
-    ).properties(height=max(80, 40 * df["score"].nunique()), title=title)
+    ).properties(height=alt.Step(16), title=title, autosize=FIT_WIDTH)
 
 
 def bar_values(labels: list[str], values, title: str, x_title: str, value_format: str = ".3f",
@@ -244,27 +285,48 @@ def bar_values(labels: list[str], values, title: str, x_title: str, value_format
         x=alt.X("value:Q", title=x_title),
         y=alt.Y("name:N", sort=None, title=None),
         tooltip=["name:N", alt.Tooltip("value:Q", format=value_format), "meaning:N"],
-    ).properties(height=max(60, 22 * len(labels)), title=title)
+    ).properties(height=alt.Step(20), title=title, autosize=FIT_WIDTH)
 
 
-def matrix_heatmap(matrix, title: str, value_title: str = "value", fmt: str = ".2f", show_text: bool = True,
-                   scheme: str = "redblue", symmetric: bool = True) -> alt.Chart:
-    """A small numeric grid (e.g. a 6x6 image or a 3x3 kernel) with every number written in its cell."""
+def matrix_heatmap(matrix, title: str, value_title: str = "value", fmt: str = ".3~f", show_text: bool = True,
+                   scheme: str = "redblue", highlight: tuple[int, int, int, int] | None = None,
+                   meaning: str = "", cell: int = 40) -> alt.Chart:
+    """A small numeric grid (a 6x6 image, a 3x3 kernel, a feature map) with every number in its cell.
+
+    matrix: (H, W). ``scheme="redblue"`` centres the colours on 0 (red positive, blue negative);
+    other schemes run from the minimum to the maximum. ``highlight``: (top, left, height,
+    width) cells outlined in orange (the window being multiplied). ``meaning`` is added to
+    every tooltip.
+    """
     m = np.asarray(matrix, dtype=float)
-    rows = [{"row": i, "col": j, "value": float(m[i, j])} for i in range(m.shape[0]) for j in range(m.shape[1])]
+    rows = [{"row": i, "col": j, "value": float(m[i, j]), "meaning": meaning}
+            for i in range(m.shape[0]) for j in range(m.shape[1])]
     df = pd.DataFrame(rows)
     limit = float(np.abs(m).max()) or 1.0
-    domain = [-limit, limit] if symmetric else [float(m.min()), float(m.max()) if m.max() > m.min() else float(m.min()) + 1]
+    if scheme == "redblue":
+        scale = alt.Scale(scheme="redblue", domain=[-limit, limit], reverse=True)
+        strength = np.abs(df["value"]) / limit
+    else:
+        lo, hi = float(m.min()), float(m.max()) if m.max() > m.min() else float(m.min()) + 1
+        scale = alt.Scale(scheme=scheme, domain=[lo, hi])
+        strength = (df["value"] - lo) / (hi - lo)
+    df["ink"] = np.where(strength > 0.6, "white", "black")  # readable numbers on dark cells
     base = alt.Chart(df).encode(
-        x=alt.X("col:O", title="column"), y=alt.Y("row:O", title="row"))
-    cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color("value:Q", scale=alt.Scale(scheme=scheme, domain=domain, reverse=scheme == "redblue"),
-                        title=value_title),
-        tooltip=["row:O", "col:O", alt.Tooltip("value:Q", format=fmt, title=value_title)],
-    )
-    side = 34 * max(m.shape)
-    chart = cells
+        x=alt.X("col:O", title="column", axis=alt.Axis(orient="top")), y=alt.Y("row:O", title="row"))
+    tooltip = [alt.Tooltip("row:O"), alt.Tooltip("col:O", title="column"), alt.Tooltip("value:Q", format=fmt, title=value_title)]
+    if meaning:
+        tooltip.append(alt.Tooltip("meaning:N"))
+    chart = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("value:Q", scale=scale, legend=None), tooltip=tooltip)
     if show_text:
-        chart = cells + base.mark_text(fontSize=11 if max(m.shape) <= 8 else 8).encode(
-            text=alt.Text("value:Q", format=fmt), color=alt.value("black"))
-    return chart.properties(width=side, height=34 * m.shape[0], title=title)
+        chart = chart + base.mark_text(fontSize=13 if max(m.shape) <= 8 else 9).encode(
+            text=alt.Text("value:Q", format=fmt), color=alt.Color("ink:N", scale=alt.Scale(domain=["black", "white"], range=["black", "white"]), legend=None),
+            tooltip=tooltip)
+    if highlight is not None:
+        top, left, h, w = highlight
+        box = pd.DataFrame([{"row": r, "col": c} for r in range(top, top + h) for c in range(left, left + w)
+                            if 0 <= r < m.shape[0] and 0 <= c < m.shape[1]])
+        if len(box):
+            chart = chart + alt.Chart(box).mark_rect(fill=None, stroke="#ff8c00", strokeWidth=3).encode(
+                x="col:O", y="row:O")
+    return chart.properties(width=cell * m.shape[1], height=cell * m.shape[0], title=title, autosize=NATURAL_SIZE)

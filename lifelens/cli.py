@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-COMMANDS = ("train", "evaluate", "predict", "explain", "inside")
+COMMANDS = ("train", "evaluate", "predict", "calibrate", "explain", "inside")
 
 
 def build_parser() -> argparse.ArgumentParser:

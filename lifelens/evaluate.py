@@ -216,7 +216,30 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
         "method": "logistic regression (C=0.1, balanced) on 12x12 thumbnails + 16-bin histograms per channel",
         "metrics": classification_metrics(spec, ys["test"], base_probs, base_threshold),
     }
+    from lifelens.tasks import DISCLAIMER
+
+    entries["intended_use"] = ("Teaching and demonstration of how CNNs classify " + spec.modality.lower()
+                               + " images, and of their uncertainty and explanations. " + DISCLAIMER)
+    entries["limitations"] = list(spec.limitations)
+    entries["dataset"] = {"folder": spec.data_folder, "citation": spec.citation, "licence": spec.licence,
+                          "modality": spec.modality}
     update_card(spec, **entries)
     key = spec.key_metrics[0]
     log(f"[{spec.id}] test {key}: CNN {entries['metrics'].get(key)} vs baseline {entries['baseline']['metrics'].get(key)}")
     return entries
+
+
+def metrics_table_markdown() -> str:
+    """The README's metrics table, read from the model cards (our test split; CNN vs baseline)."""
+    from lifelens.models import read_card
+    from lifelens.tasks import TASKS
+
+    lines = ["| task | metric | CNN (our test split) | baseline | n test |", "|---|---|---|---|---|"]
+    for spec in TASKS.values():
+        card = read_card(spec)
+        m, b = card.get("metrics", {}), card.get("baseline", {}).get("metrics", {})
+        for key in dict.fromkeys(spec.key_metrics + ("accuracy",)):
+            if key in m:
+                fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+                lines.append(f"| {spec.id} | {key} | {fmt(m.get(key))} | {fmt(b.get(key))} | {m.get('n', '')} |")
+    return "\n".join(lines)

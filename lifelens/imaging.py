@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import re
 import threading
 import warnings
@@ -30,6 +31,7 @@ MAX_BYTES = 100 * 1024 * 1024
 # only these are ever tried. PPM covers PGM; JPEG covers multi-picture (MPO) camera files.
 PILLOW_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "PPM", "GIF")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+DICOM_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR")  # and YBR_*, converted to RGB
 READABLE = "JPEG, PNG, TIFF, BMP, PGM or DICOM"
 
 # Only the tags needed to render pixels are ever read from a DICOM file: names, IDs,
@@ -47,16 +49,49 @@ class InputError(ValueError):
 
 # ``warnings.catch_warnings`` changes process-wide state, so the few places that need it
 # hold one lock: concurrent decodes must not switch each other's warning filters.
-_WARNINGS_LOCK = threading.Lock()
+_WARNINGS_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
 def _quiet():
     """Silence library warnings: Pillow's bomb warning (our own, lower limit is checked
-    right after) and pydicom's, whose texts can quote header values such as a patient name."""
+    right after), its damaged-EXIF/TIFF-tag warnings, and pydicom's, whose texts can quote
+    header values such as a patient name."""
     with _WARNINGS_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def _mute_libtiff() -> None:
+    """libtiff (which Pillow uses for compressed TIFFs) prints its warnings and errors
+    straight to stderr; Pillow raises the errors as exceptions anyway, so the printing is
+    switched off (the CLIs promise one stderr line per bad file). Best effort: if the
+    library cannot be found, nothing changes."""
+    import ctypes
+    import ctypes.util
+    import glob
+    import os
+
+    import PIL
+
+    here = os.path.dirname(PIL.__file__)
+    bundled = glob.glob(os.path.join(here, os.pardir, "pillow.libs", "libtiff*")) + glob.glob(
+        os.path.join(here, ".dylibs", "libtiff*"))
+    for path in bundled or [ctypes.util.find_library("tiff")]:  # wheels bundle it; else the system's
+        if not path:
+            continue
+        try:
+            library = ctypes.CDLL(path)
+            for name in ("TIFFSetWarningHandler", "TIFFSetErrorHandler"):
+                setter = getattr(library, name)
+                setter.restype, setter.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+                setter(None)
+            return
+        except (OSError, AttributeError):
+            continue
+
+
+_mute_libtiff()
 
 
 def _is_dicom(data: bytes) -> bool:
@@ -118,9 +153,10 @@ def _decode_pillow(data: bytes, label: str, named_dicom: bool = False) -> np.nda
     try:
         # Image.open reads only the header: the size is known before any pixel is decoded.
         _check_size(image.width, image.height, label)
-        # Opening leaves multi-page TIFFs and animated GIFs on their first frame, which is used.
-        image = ImageOps.exif_transpose(image)
-        return _pil_to_array(image)
+        with _quiet():  # damaged EXIF or TIFF tags warn; the CLIs print one line per bad file
+            # Opening leaves multi-page TIFFs and animated GIFs on their first frame, which is used.
+            image = ImageOps.exif_transpose(image)
+            return _pil_to_array(image, label)
     except InputError:
         raise
     except Image.DecompressionBombError:
@@ -129,7 +165,7 @@ def _decode_pillow(data: bytes, label: str, named_dicom: bool = False) -> np.nda
         raise InputError(f"{label} is damaged or truncated and cannot be decoded ({type(exc).__name__}).") from None
 
 
-def _pil_to_array(image: Image.Image) -> np.ndarray:
+def _pil_to_array(image: Image.Image, label: str = "The image") -> np.ndarray:
     mode = image.mode
     if mode.startswith("I;16") or mode == "I":
         return _to_uint8(np.asarray(image.convert("I")).astype(np.float64))[..., None]
@@ -143,7 +179,7 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
         return _flatten_alpha(np.asarray(image.convert("RGBA")))
     if mode in ("RGB", "RGBX", "P", "CMYK", "YCbCr"):
         return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    raise InputError(f"The image uses the colour mode {mode}, which LifeLens cannot convert; save it as RGB or greyscale.")
+    raise InputError(f"{label} uses the colour mode {mode}, which LifeLens cannot convert; save it as RGB or greyscale.")
 
 
 def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
@@ -179,6 +215,9 @@ def _decode_dicom(data: bytes, label: str) -> np.ndarray:
         from pydicom.pixels import apply_color_lut, pixel_array
     except ImportError:  # pragma: no cover - pydicom is a requirement
         raise InputError("DICOM support is not installed.") from None
+    # pydicom logs (as well as warns) what it finds odd, quoting values such as a patient
+    # name: those records must not reach LifeLens's log (the CLIs print INFO to stderr).
+    logging.getLogger("pydicom").propagate = False
     with _quiet():
         try:
             ds = pydicom.dcmread(io.BytesIO(data), force=False)
@@ -192,6 +231,10 @@ def _decode_dicom(data: bytes, label: str) -> np.ndarray:
             raise InputError(f"{label} is a DICOM file without a valid image size (Rows/Columns).") from None
         _check_size(cols, rows, label)
         photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+        if photometric not in DICOM_PHOTOMETRICS and not photometric.startswith("YBR"):
+            # The header's text is not repeated: only the pixel-rendering meaning matters.
+            raise InputError(f"{label} uses a DICOM photometric interpretation LifeLens cannot display "
+                             "(it reads MONOCHROME1/2, RGB, YBR and PALETTE COLOR).")
         try:
             pixels = pixel_array(ds, index=0)  # the first frame only; YBR is converted to RGB
             if photometric == "PALETTE COLOR":
@@ -202,18 +245,16 @@ def _decode_dicom(data: bytes, label: str) -> np.ndarray:
             if pixels.ndim != 2:
                 raise InputError(f"{label}: the DICOM pixel data does not match its greyscale header.")
             return _dicom_grey(pixels, ds, photometric == "MONOCHROME1")[..., None]
-        if photometric in ("RGB", "PALETTE COLOR") or photometric.startswith("YBR"):
-            if pixels.ndim != 3 or pixels.shape[-1] < 3:
-                raise InputError(f"{label}: the DICOM pixel data does not match its colour header.")
-            return pixels[..., :3] if pixels.dtype == np.uint8 else _to_uint8(pixels[..., :3])
-    raise InputError(f"{label} uses the DICOM photometric interpretation {photometric[:20]}, which LifeLens cannot display.")
+        if pixels.ndim != 3 or pixels.shape[-1] < 3:
+            raise InputError(f"{label}: the DICOM pixel data does not match its colour header.")
+        return pixels[..., :3] if pixels.dtype == np.uint8 else _to_uint8(pixels[..., :3])
 
 
 def _dicom_grey(pixels: np.ndarray, ds, invert: bool) -> np.ndarray:
     """Stored values -> modality LUT -> VOI window (or LUT) -> uint8, MONOCHROME1 inverted
-    last (it means low values are displayed bright). Without a usable VOI the values'
-    own range is stretched."""
-    from pydicom.pixels import apply_modality_lut, apply_voi
+    last (it means low values are displayed bright). Without a usable VOI, 8-bit values
+    are kept and deeper ones are stretched over their own range (a viewer's auto window)."""
+    from pydicom.pixels import apply_modality_lut
 
     try:
         values = apply_modality_lut(pixels, ds)
@@ -221,13 +262,10 @@ def _dicom_grey(pixels: np.ndarray, ds, invert: bool) -> np.ndarray:
         values = pixels  # a malformed modality LUT: the stored values are still an image
     shown = _dicom_window(np.asarray(values, dtype=np.float64), ds)
     if shown is None and ds.get("VOILUTSequence"):
-        try:
-            bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-            lut_input = values if np.issubdtype(np.asarray(values).dtype, np.integer) else np.rint(values).astype(np.int64)
-            shown = np.asarray(apply_voi(lut_input, ds), dtype=np.float64) / float(2 ** bits - 1)
-        except Exception:
-            shown = None
-    if shown is None:
+        shown = _dicom_voi_lut(np.asarray(values, dtype=np.float64), ds)
+    if shown is None and np.asarray(values).dtype == np.uint8:
+        image = np.asarray(values)  # 8-bit data without a VOI is display-ready as stored
+    elif shown is None:
         image = _to_uint8(values)
     else:
         image = np.clip(np.nan_to_num(shown) * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -258,6 +296,29 @@ def _dicom_window(values: np.ndarray, ds) -> np.ndarray | None:
         else:
             shown = (values - (center - 0.5)) / (width - 1) + 0.5
     return np.clip(shown, 0.0, 1.0)
+
+
+def _dicom_voi_lut(values: np.ndarray, ds) -> np.ndarray | None:
+    """The first VOI LUT of ``ds`` applied to ``values``, in [0, 1] (PS3.3 C.11.2.1.1), or None.
+
+    Written out here because pydicom 3.0's apply_voi indexes an 8-bit LUT with 8-bit
+    integers, which wraps for LUTs longer than 256 entries."""
+    try:
+        item = ds.VOILUTSequence[0]
+        entries, first, bits = (int(v) for v in item.LUTDescriptor)
+        raw = item.LUTData
+        if isinstance(raw, (bytes, bytearray)):  # VR OW: 16-bit words in the file's byte order
+            little = getattr(ds, "original_encoding", (None, True))[1] is not False
+            lut = np.frombuffer(bytes(raw), dtype="<u2" if little else ">u2")
+        else:
+            lut = np.atleast_1d(np.asarray(raw, dtype=np.float64))
+    except Exception:
+        return None
+    lut = np.asarray(lut[: entries or 65536], dtype=np.float64)
+    if lut.size == 0 or not 8 <= bits <= 16:
+        return None
+    index = np.clip(np.nan_to_num(np.rint(values)) - first, 0, lut.size - 1).astype(np.int64)
+    return np.clip(lut[index] / float(2 ** bits - 1), 0.0, 1.0)
 
 
 def _first_number(value) -> float:

@@ -35,14 +35,19 @@ def blocks_for(spec: TaskSpec):
     return FILM_BLOCKS if spec.id == "mammo" else BLOCKS
 
 
-def build_model(spec: TaskSpec, blocks=None, dropout: float = DROPOUT_RATE, seed: int = 0):
-    """A fresh Keras 3 CNN for ``spec``: input (S, S, C) float in [0, 255], output softmax (K,)."""
+def build_model(spec: TaskSpec, blocks=None, dropout: float = DROPOUT_RATE, seed: int = 0,
+                input_size: int | None = None):
+    """A fresh Keras 3 CNN for ``spec``: input (S, S, C) float in [0, 255], output softmax (K,).
+
+    ``input_size`` overrides the spec's (patch training); the weights do not depend on it.
+    """
     import keras
     from keras import layers
 
     keras.utils.set_random_seed(seed)
     blocks = blocks or blocks_for(spec)
-    inputs = keras.Input((spec.input_size, spec.input_size, spec.channels), name="image")
+    size = input_size or spec.input_size
+    inputs = keras.Input((size, size, spec.channels), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
     for b, (filters, convs) in enumerate(blocks, start=1):
         if b > 1:
@@ -51,7 +56,10 @@ def build_model(spec: TaskSpec, blocks=None, dropout: float = DROPOUT_RATE, seed
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(x)
             x = layers.BatchNormalization(momentum=0.9, name=f"block{b}_bn{c}")(x)  # small data: track fast
             x = layers.ReLU(name=f"block{b}_relu{c}")(x)
-    x = layers.GlobalAveragePooling2D(name="features")(x)
+    if spec.pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="features")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name="features")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name=f"lifelens_{spec.id}")

@@ -253,16 +253,19 @@ def _num(value: float, bracket_negative: bool = False) -> str:
 # ----------------------------------------------------------------------------- pictures of numbers
 
 def number_grid(values, *, cell: int = 44, highlight: tuple[int, int, int, int] | None = None,
-                signed: bool = False, title: str | None = None) -> np.ndarray:
+                signed: bool = False, title: str | None = None,
+                padding: tuple[int, int, int, int] = (0, 0, 0, 0)) -> np.ndarray:
     """A matrix drawn as a table of numbers -> uint8 RGB image.
 
     values: (H, W). highlight: (top, left, height, width) cells outlined in orange (the
     window being multiplied). ``signed``: cells tinted red (positive) / blue (negative).
+    padding: (top, bottom, left, right) rows/columns that are zero padding, shaded grey.
     """
     values = np.asarray(values, dtype=np.float64)
     h, w = values.shape
     header = 22 if title else 0
-    img = np.full((header + h * cell + 1, w * cell + 1, 3), 255, np.uint8)
+    title_width = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] + 4 if title else 0
+    img = np.full((header + h * cell + 1, max(w * cell + 1, title_width), 3), 255, np.uint8)
     limit = float(np.abs(values).max()) or 1.0
     for r in range(h):
         for c in range(w):
@@ -271,6 +274,8 @@ def number_grid(values, *, cell: int = 44, highlight: tuple[int, int, int, int] 
                 v = values[r, c] / limit
                 tint = (255, int(255 * (1 - abs(v) * 0.6)), int(255 * (1 - abs(v) * 0.6)))
                 img[y0:y0 + cell, x0:x0 + cell] = tint if v > 0 else tint[::-1]
+            if r < padding[0] or r >= h - padding[1] or c < padding[2] or c >= w - padding[3]:
+                img[y0:y0 + cell, x0:x0 + cell] = 225
             cv2.rectangle(img, (x0, y0), (x0 + cell, y0 + cell), (160, 160, 160), 1)
             text = _num(values[r, c])
             scale = 0.45 if len(text) <= 4 else 0.35
@@ -296,9 +301,23 @@ def worked_example_figure(image=EXAMPLE_IMAGE, kernel=EXAMPLE_KERNEL, stride: in
     if not (0 <= r < out.shape[0] and 0 <= c < out.shape[1]):
         raise ValueError(f"The output has {out.shape[0]} x {out.shape[1]} cells; ({r}, {c}) is outside it.")
     panels = [
-        number_grid(padded, highlight=(r * stride, c * stride, *kernel.shape), title="input"),
+        number_grid(padded, highlight=(r * stride, c * stride, *kernel.shape),
+                    title="input (grey: zero padding)" if padded.shape != image.shape else "input",
+                    padding=padding_amounts(kernel.shape[0], padding) + padding_amounts(kernel.shape[1], padding)),
         number_grid(kernel, signed=True, title="kernel"),
         number_grid(out, highlight=(r, c, 1, 1), signed=True, title=f"output (stride {stride}, {padding})"),
     ]
     return figures.hstack(panels, gap=24)
 
+
+def pooling_figure(image=EXAMPLE_IMAGE, size: int = 2, stride: int = 2, at: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """input -> max-pooled output, with the window for output cell ``at`` outlined -> uint8 RGB."""
+    image = _check_image(image)
+    out = max_pool2d(image, size, stride)
+    r, c = at
+    if not (0 <= r < out.shape[0] and 0 <= c < out.shape[1]):
+        raise ValueError(f"The output has {out.shape[0]} x {out.shape[1]} cells; ({r}, {c}) is outside it.")
+    return figures.hstack([
+        number_grid(image, highlight=(r * stride, c * stride, size, size), title="input"),
+        number_grid(out, highlight=(r, c, 1, 1), title=f"max pool {size} x {size}, stride {stride}"),
+    ], gap=24)

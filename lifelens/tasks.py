@@ -56,6 +56,15 @@ class TaskSpec:
     licence: str
     modality: str
     upload_types: tuple[str, ...] = ("jpg", "jpeg", "png", "tif", "tiff", "bmp", "pgm")
+    # "avg": global average pooling before the head (the class is spread over the image);
+    # "max": global max pooling (a small finding anywhere decides, as for a lesion on a film).
+    pooling: str = "avg"
+    # "images": train on whole prepared images; "lesion_patches": train the fully
+    # convolutional trunk on patches around annotated lesions vs normal tissue, then run it
+    # on the whole film (the film-level answer is the max over positions).
+    training_unit: str = "images"
+    patch_size: int = 0
+    limitations: tuple[str, ...] = ()
     icon: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -183,6 +192,10 @@ PLANT = TaskSpec(
     label_reader=_by_label_column("label"),
     prepare=_resize,
     augmentation="natural",
+    limitations=(
+        "PlantVillage photographs are single detached leaves on a plain lab background; field photos look different and will be misread.",
+        "Only tomato and only these 10 classes: any other plant or disease is forced into one of them.",
+    ),
     key_metrics=("accuracy", "balanced_accuracy", "macro_auc"),
     citation="Hughes D.P., Salathé M. (2015) An open access repository of images on plant health. arXiv:1511.08060 (PlantVillage, tomato subset).",
     licence="CC BY-SA 3.0",
@@ -205,6 +218,11 @@ SKIN = TaskSpec(
     label_reader=_by_label_column("label"),
     prepare=_resize,
     augmentation="dermoscopy",
+    limitations=(
+        "Trained from scratch on 1.5k dermoscopy images at 128 px: far below clinical-grade performance.",
+        "ISIC 2017 over-represents light skin; performance on darker skin types is unknown.",
+        "Clinical (non-dermoscopic) photographs are out of distribution.",
+    ),
     key_metrics=("melanoma_auc", "seborrheic_keratosis_auc", "isic2017_score", "balanced_accuracy"),
     citation="Codella N. et al. (2018) Skin lesion analysis toward melanoma detection: ISIC 2017 challenge. arXiv:1710.05006.",
     licence="ISIC Archive terms of use; cite the ISIC 2017 challenge",
@@ -220,17 +238,25 @@ MAMMO = TaskSpec(
         ClassSpec("normal", "Normal", "No abnormality recorded on this film."),
         ClassSpec("abnormal", "Abnormal", "A recorded abnormality: calcification, mass, distortion or asymmetry (benign or malignant)."),
     ),
-    input_size=224,
+    input_size=320,
     channels=1,
     data_folder="mammo",
     label_reader=_read_mammo,
     prepare=_prepare_film,
     augmentation="film",
+    limitations=(
+        "mini-MIAS is tiny (260 films, about 160 for training) and scanned film from the 1990s, not modern digital mammography.",
+        "One film at a time: no comparison with the other breast or earlier films, which radiologists rely on.",
+        "Normal vs abnormal only; benign and malignant findings are not separated.",
+    ),
     key_metrics=("abnormal_auc", "sensitivity", "specificity", "balanced_accuracy"),
     citation="Suckling J. et al. (1994) The Mammographic Image Analysis Society digital mammogram database. Exerpta Medica, International Congress Series 1069, pp. 375-378 (mini-MIAS).",
     licence="Research use only (mini-MIAS licence, see the data folder's Licence.txt)",
     modality="Greyscale mediolateral-oblique mammography film (scanned, 200 µm pixels)",
     upload_types=("png", "jpg", "jpeg", "tif", "tiff", "bmp", "pgm", "dcm"),
+    pooling="max",
+    training_unit="lesion_patches",
+    patch_size=96,
     icon="🎗️",
 )
 
@@ -251,6 +277,11 @@ RETINA = TaskSpec(
     label_reader=_by_label_column("grade"),
     prepare=_prepare_fundus,
     augmentation="fundus",
+    limitations=(
+        "APTOS images come from one screening programme in India with varied cameras; other populations and cameras may differ.",
+        "Grades 1 and 3 are rare in the data and are the least reliable predictions.",
+        "Images are seen at 160 px, where the smallest microaneurysms are barely visible.",
+    ),
     key_metrics=("quadratic_kappa", "referable_auc", "balanced_accuracy"),
     citation="APTOS 2019 Blindness Detection, Asia Pacific Tele-Ophthalmology Society (Kaggle competition data).",
     licence="Competition data for non-commercial research and education",

@@ -92,11 +92,19 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     y_train = np.array([s.label for s in splits["train"]])
     x_val = data.load_prepared(spec, splits["val"], data_dir)
     y_val = np.array([s.label for s in splits["val"]])
+    fit_x_train, fit_y_train, fit_x_val, fit_y_val = x_train, y_train, x_val, y_val
+    train_size = None
+    if spec.training_unit == "lesion_patches":
+        fit_x_train, fit_y_train = lesion_patches(spec, splits["train"], x_train, data_dir, per_lesion=30, seed=seed)
+        fit_x_val, fit_y_val = lesion_patches(spec, splits["val"], x_val, data_dir, per_lesion=8, seed=seed + 1)
+        train_size = spec.patch_size
+        log(f"[{spec.id}] patches: train {len(fit_x_train)} ({fit_y_train.sum()} lesion), "
+            f"val {len(fit_x_val)} ({fit_y_val.sum()} lesion)")
 
     state_path = run_dir / "state.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {"history": [], "seconds": 0.0}
     done = len(state["history"])
-    steps_per_epoch = max(1, len(x_train) // BATCH_SIZE)
+    steps_per_epoch = max(1, len(fit_x_train) // BATCH_SIZE)
 
     if done and (run_dir / "last.keras").is_file():
         model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
@@ -104,7 +112,7 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     else:
         state = {"history": [], "seconds": 0.0}
         done = 0
-        model = build_model(spec, seed=seed)
+        model = build_model(spec, seed=seed, input_size=train_size)
         schedule = keras.optimizers.schedules.CosineDecay(
             LEARNING_RATE, decay_steps=max(1, epochs * steps_per_epoch), warmup_target=None, alpha=0.02)
         model.compile(
@@ -114,16 +122,16 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
         )
     keras.utils.set_random_seed(seed + done)
 
-    weights = class_weights(y_train, spec.num_classes, CLASS_WEIGHTING.get(spec.id))
+    weights = class_weights(fit_y_train, spec.num_classes, CLASS_WEIGHTING.get(spec.id))
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_train.astype(np.float32), y_train))
-        .shuffle(len(x_train), seed=seed + done, reshuffle_each_iteration=True)
+        tf.data.Dataset.from_tensor_slices((fit_x_train.astype(np.float32), fit_y_train))
+        .shuffle(len(fit_x_train), seed=seed + done, reshuffle_each_iteration=True)
         # A last batch of one or two images would drag the BatchNorm moving statistics.
-        .batch(BATCH_SIZE, drop_remainder=len(x_train) >= 2 * BATCH_SIZE)
+        .batch(BATCH_SIZE, drop_remainder=len(fit_x_train) >= 2 * BATCH_SIZE)
         .map(augmenter(spec.augmentation, spec.input_size, seed), num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
-    val_ds = tf.data.Dataset.from_tensor_slices((x_val.astype(np.float32), y_val)).batch(64)
+    val_ds = tf.data.Dataset.from_tensor_slices((fit_x_val.astype(np.float32), fit_y_val)).batch(64)
 
     class Checkpoint(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -150,11 +158,15 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
     final = build_model(spec, seed=seed)
     final.set_weights(best.get_weights())
-    val_before = _accuracy(final, x_val, y_val)
+    val_before = _selection_score(spec, final, x_val, y_val)
+    trained_weights = final.get_weights()
     recalibrate_batchnorm(final, x_train)
-    val_after = _accuracy(final, x_val, y_val)
-    log(f"[{spec.id}] BatchNorm statistics recalibrated on clean training images: "
-        f"validation accuracy {val_before:.3f} -> {val_after:.3f}")
+    val_after = _selection_score(spec, final, x_val, y_val)
+    if val_after < val_before:  # keep whichever BatchNorm statistics do better on validation
+        final.set_weights(trained_weights)
+    log(f"[{spec.id}] BatchNorm statistics from clean training images: validation "
+        f"{'AUC' if spec.num_classes == 2 else 'accuracy'} {val_before:.3f} -> {val_after:.3f} "
+        f"({'kept' if val_after >= val_before else 'reverted'})")
     target = out_dir / f"{spec.id}.keras"
     final.save(target)
     card_path = out_dir / f"{spec.id}.json"
@@ -171,8 +183,11 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
             "schedule": "cosine decay to 2%", "weight_decay": WEIGHT_DECAY, "dropout_before_head": 0.4,
             "class_weighting": CLASS_WEIGHTING.get(spec.id), "augmentation": spec.augmentation, "seed": seed,
             "selected_epoch": state.get("best_epoch"), "selection": "lowest validation loss",
-            "batchnorm": "moving statistics replaced by exact statistics of the clean training images",
-            "validation_accuracy_before_after_bn_recalibration": [round(val_before, 4), round(val_after, 4)],
+            "batchnorm": ("moving statistics replaced by exact statistics of the clean training images"
+                          if val_after >= val_before else "moving statistics from training (recalibration did worse on validation)"),
+            "validation_score_before_after_bn_recalibration": [round(val_before, 4), round(val_after, 4)],
+            "training_unit": spec.training_unit,
+            **({"patch_size": spec.patch_size, "patches_per_lesion": 30} if spec.training_unit == "lesion_patches" else {}),
         },
         "history": state["history"],
         "training_seconds": round(state["seconds"], 1),
@@ -187,10 +202,71 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     return target
 
 
-def _accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
-    probs = np.concatenate([np.asarray(model(x[i:i + 64].astype(np.float32), training=False))
-                            for i in range(0, len(x), 64)])
+def _selection_score(spec: TaskSpec, model, x: np.ndarray, y: np.ndarray) -> float:
+    """Validation accuracy, or ROC AUC of the positive class for a binary task."""
+    from sklearn.metrics import roc_auc_score
+
+    probs = np.concatenate([np.asarray(model(x[i:i + 32].astype(np.float32), training=False))
+                            for i in range(0, len(x), 32)])
+    if spec.num_classes == 2 and len(np.unique(y)) == 2:
+        return float(roc_auc_score(y, probs[:, 1]))
     return float((probs.argmax(axis=1) == y).mean())
+
+
+def lesion_patches(spec: TaskSpec, samples, prepared: np.ndarray, data_dir, per_lesion: int, seed: int):
+    """Square patches (spec.patch_size) from prepared films: ``per_lesion`` jittered crops
+    around each annotated lesion (label 1) and as many crops of tissue away from any lesion,
+    mostly from normal films (label 0). Abnormal films without a recorded centre give none.
+
+    Returns (uint8 (M, P, P, C), labels (M,)).
+    """
+    import cv2
+
+    from lifelens import imaging
+
+    rng = np.random.default_rng(seed)
+    size, p = spec.input_size, spec.patch_size
+    half = p // 2
+    padded = np.pad(prepared, ((0, 0), (half, half), (half, half), (0, 0)))
+    positives, negatives_at = [], []
+    folder = spec.data_dir(data_dir)
+    for i, s in enumerate(samples):
+        if s.label == 1 and not s.lesions:
+            continue
+        tissue = prepared[i, ..., 0] > 40
+        # Negatives from inside the breast, not its edge: the hard cases are normal dense tissue.
+        inner = cv2.erode(tissue.astype(np.uint8), np.ones((p // 3, p // 3), np.uint8)) > 0
+        if inner.sum() > 50:
+            tissue = inner
+        centres = []
+        if s.lesions:
+            film = spec.load_image(folder / "images" / s.path)
+            geometry = imaging.film_geometry(film)
+            scale = size / geometry["side"]
+            for x, y, r in s.lesions:
+                col, row = imaging.film_point_to_prepared(x, y, film.shape[0], geometry, size)
+                radius = r * scale
+                centres.append((col, row, radius))
+                jitter = max(2.0, min(radius / 2, p / 4))
+                for _ in range(per_lesion):
+                    c = int(np.clip(col + rng.uniform(-jitter, jitter), 0, size - 1))
+                    rr = int(np.clip(row + rng.uniform(-jitter, jitter), 0, size - 1))
+                    positives.append((i, rr, c))
+        rows, cols = np.nonzero(tissue)
+        if len(rows) == 0:
+            continue
+        want = per_lesion if s.label == 0 else per_lesion // 3
+        for j in rng.choice(len(rows), size=min(len(rows), want * 3), replace=False):
+            if all((cols[j] - c) ** 2 + (rows[j] - r0) ** 2 > (rad + half) ** 2 for c, r0, rad in centres):
+                negatives_at.append((i, rows[j], cols[j]))
+            if len([n for n in negatives_at if n[0] == i]) >= want:
+                break
+    rng.shuffle(negatives_at)
+    negatives_at = negatives_at[: max(len(positives), 1)]
+    where = positives + negatives_at
+    x = np.stack([padded[i, r:r + p, c:c + p] for i, r, c in where])
+    y = np.array([1] * len(positives) + [0] * len(negatives_at))
+    return x, y
 
 
 def architecture_summary(model) -> list[dict]:

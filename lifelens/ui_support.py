@@ -105,19 +105,20 @@ def gallery(spec: TaskSpec, limit: int | None = None) -> list[Sample]:
                 ordered.append(by_class[label][i])
         i += 1
     if spec.id == "mammo":
-        # films with a recorded lesion circle first among the abnormal ones: they teach the most
-        ordered.sort(key=lambda s: (0 if s.label == 0 else (1 if s.lesions else 2)))
-        ordered = _interleave_by_label(ordered)
+        # An abnormal film with a recorded lesion circle opens the gallery (it teaches the most),
+        # then normal and abnormal films alternate.
+        ordered.sort(key=lambda s: (0 if s.lesions else 1))
+        ordered = _interleave_by_label(ordered, reverse=True)
     return ordered[:limit] if limit else ordered
 
 
-def _interleave_by_label(samples: list[Sample]) -> list[Sample]:
+def _interleave_by_label(samples: list[Sample], reverse: bool = False) -> list[Sample]:
     by_label: dict[int, list[Sample]] = {}
     for s in samples:
         by_label.setdefault(s.label, []).append(s)
     out, i = [], 0
     while len(out) < len(samples):
-        for label in sorted(by_label):
+        for label in sorted(by_label, reverse=reverse):
             if i < len(by_label[label]):
                 out.append(by_label[label][i])
         i += 1
@@ -233,9 +234,6 @@ def prediction_warnings(class_names: list[str], softmax: np.ndarray, bayes_mean:
     return out
 
 
-def entropy_nats(probs: np.ndarray) -> float:
-    p = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
-    return float(-(p * np.log(p)).sum())
 
 
 # ----------------------------------------------------------------------------- uploaded models
@@ -287,6 +285,17 @@ class ModelShape:
     num_classes: int
     conv_layers: tuple[str, ...]
     last_conv: str
+
+
+def classifier_view(model):
+    """A single-output view of an uploaded model: the model itself, or (model -> first output) when it
+    has several outputs, as LifeLens models with a Bayesian head do ([probs, variational head]).
+    The view shares every layer and weight."""
+    if len(model.outputs) <= 1:
+        return model
+    import keras
+
+    return keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_first_output")
 
 
 def check_image_classifier(model, class_names: list[str] | None = None) -> ModelShape:
@@ -350,3 +359,131 @@ def format_value(value, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+# ----------------------------------------------------------------------------- one prediction, both confidences
+
+BAYES_METHODS = {"mc_dropout": "MC dropout", "variational": "Variational head (Bayes by Backprop)"}
+
+
+def card_temperature(card: dict) -> float | None:
+    """The fitted temperature from a model card (a number, or a dict with ``value``), else None."""
+    value = card.get("temperature")
+    if isinstance(value, dict):
+        value = value.get("value")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+def predict_case(task_model, prepared: np.ndarray, bayes_method: str = "mc_dropout", samples: int = 50,
+                 seed: int = 0) -> dict:
+    """Frequentist and Bayesian confidence for one prepared image (S, S, C) of a shipped TaskModel.
+
+    Runs the convolutional trunk once and samples only the head (the uncertainty module's
+    ``head_predictions``). Returns {"softmax": (K,) temperature-scaled when the card has a
+    temperature, "raw_softmax": (K,), "temperature": float or None, "method": bayes_method,
+    "samples": (T, K), plus :func:`uncertainty.bayesian_summary` keys "mean", "std",
+    "interval" (K, 2), "predictive_entropy", "expected_entropy", "mutual_information",
+    "top_class", "agrees_with_frequentist"}.
+    """
+    from lifelens import uncertainty
+
+    temperature = card_temperature(task_model.card)
+    features = uncertainty.features_of(task_model, np.asarray(prepared, np.float32)[None])
+    heads = uncertainty.head_predictions(task_model, features, temperature, samples, seed)
+    if bayes_method == "variational":
+        if heads["variational"] is None:
+            raise ValueError("This model has no variational head attached; use MC dropout.")
+        draws = heads["variational"][:, 0, :]
+    elif bayes_method == "mc_dropout":
+        draws = heads["mc_dropout"][:, 0, :]
+    else:
+        raise ValueError(f"Unknown Bayesian method {bayes_method!r}; choose one of {', '.join(BAYES_METHODS)}.")
+    softmax = heads["temperature"][0]
+    summary = uncertainty.bayesian_summary(draws, softmax)
+    return {"softmax": softmax, "raw_softmax": heads["softmax"][0], "temperature": temperature,
+            "method": bayes_method, **summary}
+
+
+def predict_any_model(model, prepared: np.ndarray, samples: int = 30, seed: int = 0) -> dict:
+    """Both confidences for any Keras classifier (bring your own model).
+
+    The Bayesian part is MC dropout through the model's own dropout layers; a model without
+    dropout gets ``"mean"`` etc. equal to the softmax and ``"bayesian_note"`` saying why.
+    """
+    from lifelens import uncertainty
+    from lifelens.models import predict_proba
+
+    x = np.asarray(prepared, np.float32)[None]
+    softmax = predict_proba(model, x)[0]
+    try:
+        draws = uncertainty.mc_dropout_predict(model, x, samples=samples, seed=seed)[:, 0, :]
+        note = ""
+    except ValueError as exc:
+        draws = softmax[None]
+        note = str(exc)
+    summary = uncertainty.bayesian_summary(draws, softmax)
+    return {"softmax": softmax, "raw_softmax": softmax, "temperature": None, "method": "mc_dropout",
+            "bayesian_note": note, **summary}
+
+
+# ----------------------------------------------------------------------------- explanations (thin wrappers over lifelens.explain)
+
+LAYER_KINDS = ("Conv2D", "ReLU", "Activation", "MaxPooling2D", "AveragePooling2D", "DepthwiseConv2D", "SeparableConv2D")
+
+
+def spatial_layers(model) -> tuple[list[str], str]:
+    """(layers a CAM method can explain, the default one) of a Keras model.
+
+    Layers with a 4D (N, h, w, C) output that compute something (convolutions, activations,
+    pooling), named as ``lifelens.explain`` resolves them ("outer/inner" inside sub-models);
+    the default is the explain module's own default target layer.
+    """
+    from lifelens.explain import graph
+
+    names = [graph.path_name(path) for path, layer, shape in graph.walk(model)
+             if len(shape) == 4 and type(layer).__name__ in LAYER_KINDS]
+    default = graph.path_name(graph.default_target_layer(model))
+    if default not in names:
+        names.append(default)
+    return names, default
+
+
+FAITHFULNESS_STEPS = 24  # perturbation steps per curve: 2 x 25 forward passes per map, batched
+
+
+def faithfulness_scores(model, prepared: np.ndarray, heatmap: np.ndarray, target: int,
+                        steps: int = FAITHFULNESS_STEPS) -> dict:
+    """Deletion and insertion AUC (``lifelens.explain``) of one (H, W) map for one (S, S, C) image.
+
+    Returns {"deletion_auc": lower is better, "insertion_auc": higher is better}, both in [0, 1].
+    """
+    from lifelens.explain import deletion_auc, insertion_auc
+
+    x = np.asarray(prepared, np.float32)[None]
+    m = np.asarray(heatmap, np.float32)[None]
+    return {"deletion_auc": float(deletion_auc(model, x, m, int(target), steps=steps)[0]),
+            "insertion_auc": float(insertion_auc(model, x, m, int(target), steps=steps)[0])}
+
+
+def image_baselines(prepared: np.ndarray) -> np.ndarray:
+    """Black, blurred and mean-colour versions of one image (3, S, S, C): a SHAP background
+    for a model that has no training images at hand (bring your own model)."""
+    from lifelens.explain.integrated_gradients import baseline_images
+
+    x = np.asarray(prepared, np.float32)[None]
+    return np.concatenate([baseline_images(x, kind) for kind in ("black", "blur", "mean")], axis=0)
+
+
+def dropout_layer(model) -> str | None:
+    """The name of the model's last dropout layer (what MC dropout samples), or None."""
+    import keras
+
+    found = None
+    for layer in _all_layers(model):
+        if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)):
+            found = layer.name
+    return found

@@ -24,9 +24,12 @@ def stretch(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarr
 
 
 def upscale(image: np.ndarray, size: int, smooth: bool = False) -> np.ndarray:
-    """Square uint8 RGB tile of side ``size``; nearest-neighbour keeps pixels visible as blocks."""
+    """Square uint8 RGB tile of side ``size``; nearest-neighbour keeps pixels visible as blocks
+    (``smooth``: bilinear). Shrinking always averages (area interpolation)."""
     image = as_rgb_uint8(image)
     interp = cv2.INTER_LINEAR if smooth else cv2.INTER_NEAREST
+    if size < max(image.shape[:2]):
+        interp = cv2.INTER_AREA
     return cv2.resize(image, (size, size), interpolation=interp).reshape(size, size, 3)
 
 

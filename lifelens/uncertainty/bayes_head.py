@@ -105,7 +105,7 @@ def attach_variational_head(spec: TaskSpec, head: VariationalDense) -> dict:
     full = models.load_model_file(path, models.read_card(spec).get("sha256"))
     before = {layer.name: layer.get_weights() for layer in full.layers if layer.name != HEAD_NAME}
     features = full.get_layer("features").output
-    combined = keras.Model(full.inputs, [full.get_layer("probs").output, head(features)], name=full.name)
+    combined = keras.Model(full.input, [full.get_layer("probs").output, head(features)], name=full.name)
     staging = path.with_name(path.stem + ".attaching.keras")
     try:
         combined.save(staging)

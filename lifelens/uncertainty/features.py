@@ -8,11 +8,24 @@ hash, which changes when a Bayesian head is attached) and by the split's file li
 from __future__ import annotations
 
 import hashlib
+import os
 
 import keras
 import numpy as np
 
 from lifelens import config, data
+
+
+def call_model(model, images):
+    """``model(images, training=False)`` with the input nested the way the model was built.
+
+    A view built from ``full.inputs`` (a list) expects ``[images]``; passing the bare
+    array works but makes Keras warn on every call.
+    """
+    struct = getattr(model, "input", None)
+    if isinstance(struct, (list, tuple)) and len(struct) == 1:
+        images = [images]
+    return model(images, training=False)
 
 
 def features_of(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -23,11 +36,11 @@ def features_of(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     view = getattr(model, "features", None)
     if view is None:
         model = getattr(model, "full", model)
-        view = keras.Model(model.inputs, model.get_layer("features").output)
+        view = keras.Model(model.input, model.get_layer("features").output)
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 3:
         images = images[None]
-    out = [np.asarray(view(images[i:i + batch_size], training=False)) for i in range(0, len(images), batch_size)]
+    out = [np.asarray(call_model(view, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     return np.concatenate(out, axis=0) if out else np.zeros((0, view.output_shape[-1]), np.float32)
 
 
@@ -53,5 +66,12 @@ def split_features(task_model, split: str, log=None) -> tuple[np.ndarray, np.nda
     images = data.load_prepared(spec, samples)
     feats = np.concatenate([features_of(task_model, images[i:i + 256]) for i in range(0, len(images), 256)]) \
         if len(images) else np.zeros((0, task_model.features.output_shape[-1]), np.float32)
-    np.save(cache, feats)
+    save_atomically(cache, feats)
     return feats, labels
+
+
+def save_atomically(path, array: np.ndarray) -> None:
+    """np.save to a temporary name, then rename: a parallel reader never sees half a file."""
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
+    np.save(partial, array)
+    os.replace(partial, path)

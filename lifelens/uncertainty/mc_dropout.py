@@ -17,11 +17,13 @@ Two paths:
 """
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 
 from lifelens.models import classifier_output
-from lifelens.uncertainty.features import features_of
+from lifelens.uncertainty.features import call_model, features_of
 
 DEFAULT_SAMPLES = 50
 
@@ -45,8 +47,10 @@ def has_head_layout(model) -> bool:
         probs = model.get_layer("probs")
     except (ValueError, AttributeError):
         return False
-    return (isinstance(dropout, _dropout_types()) and dropout.input is features.output
-            and probs.input is dropout.output)
+    # Plain (Bernoulli, elementwise) dropout only: the fast path redraws its masks itself.
+    return (isinstance(dropout, keras.layers.Dropout) and getattr(dropout, "noise_shape", None) is None
+            and not hasattr(dropout, "_get_noise_shape")
+            and dropout.input is features.output and probs.input is dropout.output)
 
 
 def mc_dropout_head(model, features: np.ndarray, samples: int = DEFAULT_SAMPLES, seed: int | None = None) -> np.ndarray:
@@ -78,8 +82,15 @@ class AlwaysOnDropout(keras.layers.Layer):
 
     def __init__(self, dropout, seed: int | None = None):
         super().__init__(name=dropout.name + "_mc")
+        self.seed = seed
         # A seeded twin of the layer gives reproducible masks without touching the original.
         self.dropout = dropout if seed is None else dropout.__class__.from_config({**dropout.get_config(), "seed": seed})
+
+    def restart(self) -> None:
+        """Rewind a seeded twin's generator so the next call draws the same masks again."""
+        generator = getattr(self.dropout, "seed_generator", None)
+        if self.seed is not None and generator is not None:
+            generator.state.assign(keras.ops.convert_to_tensor([self.seed, 0], dtype=generator.state.dtype))
 
     def call(self, inputs, training=None):
         return self.dropout(inputs, training=True)
@@ -88,36 +99,47 @@ class AlwaysOnDropout(keras.layers.Layer):
         return input_shape
 
 
+# Views are rebuilt only when a model is seen for the first time (cloning costs ~0.1-0.5 s).
+_VIEWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def stochastic_view(model, seed: int | None = None):
     """A weight-sharing copy of a Sequential/Functional ``model`` whose dropout layers are always on.
 
     Every other layer is the same object (same weights; BatchNorm keeps running in
     inference mode when the view is called with ``training=False``). Nested models are
-    handled. ``seed``: dropout layers get seeds seed, seed+1, ... (reproducible masks).
+    handled. ``seed``: dropout layers get seeds seed, seed+1, ... and are rewound on
+    every call of this function, so a seeded view draws the same masks each time.
     Raises ValueError for subclassed models or models without dropout.
     """
     model = _keras_model(model)
-    types = _dropout_types()
-    count = [0]
+    views = _VIEWS.setdefault(model, {})
+    if seed not in views:
+        types = _dropout_types()
+        wrappers = []
 
-    def clone(layer):
-        if isinstance(layer, types) and getattr(layer, "rate", 0) > 0:
-            count[0] += 1
-            return AlwaysOnDropout(layer, None if seed is None else seed + count[0] - 1)
-        return layer
+        def clone(layer):
+            if isinstance(layer, types) and getattr(layer, "rate", 0) > 0:
+                wrappers.append(AlwaysOnDropout(layer, None if seed is None else seed + len(wrappers)))
+                return wrappers[-1]
+            return layer
 
-    try:
-        view = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    except ValueError as exc:
-        raise ValueError("MC dropout needs a Sequential or Functional Keras model "
-                         f"(this one cannot be rebuilt: {str(exc)[:160]}).") from None
-    if count[0] == 0:
-        raise ValueError("This model has no dropout layer, so MC dropout cannot sample from it.")
+        try:
+            view = keras.models.clone_model(model, clone_function=clone, recursive=True)
+        except ValueError as exc:
+            raise ValueError("MC dropout needs a Sequential or Functional Keras model "
+                             f"(this one cannot be rebuilt: {str(exc)[:160]}).") from None
+        if not wrappers:
+            raise ValueError("This model has no dropout layer, so MC dropout cannot sample from it.")
+        views[seed] = (view, wrappers)
+    view, wrappers = views[seed]
+    for wrapper in wrappers:
+        wrapper.restart()
     return view
 
 
 def mc_dropout_predict(model, images: np.ndarray, samples: int = DEFAULT_SAMPLES, seed: int | None = None,
-                       batch_size: int = 512) -> np.ndarray:
+                       batch_size: int = 512, head_only: bool = True) -> np.ndarray:
     """T stochastic forward passes with dropout on and BatchNorm in inference mode.
 
     model: a Keras model (any Sequential/Functional model with dropout layers) or a
@@ -125,21 +147,22 @@ def mc_dropout_predict(model, images: np.ndarray, samples: int = DEFAULT_SAMPLES
     probabilities (a single sigmoid output becomes two columns). For our layout the
     features are computed once and T heads are sampled in one call; otherwise the
     images are tiled T times and run through an always-on-dropout view in chunks of
-    ``batch_size`` rows (independent masks per image and pass).
+    ``batch_size`` rows (independent masks per image and pass). ``head_only=False``
+    forces that general path on our layout too (same posterior, T times the work).
     """
     if samples < 1:
         raise ValueError(f"MC dropout needs at least one sample (got {samples}).")
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 3:
         images = images[None]
-    if has_head_layout(model):
+    if head_only and has_head_layout(model):
         return mc_dropout_head(model, features_of(model, images), samples, seed)
     view = stochastic_view(model, seed)
     n = len(images)
     tiled = np.broadcast_to(images[None], (samples,) + images.shape).reshape((samples * n,) + images.shape[1:])
     outputs = []
     for i in range(0, len(tiled), batch_size):
-        out = view(tiled[i:i + batch_size], training=False)
+        out = call_model(view, tiled[i:i + batch_size])
         if isinstance(out, (list, tuple)):
             out = out[0]
         outputs.append(classifier_output(out))

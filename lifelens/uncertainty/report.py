@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
 from lifelens import config, data
 from lifelens.tasks import TASKS, TaskSpec
 from lifelens.uncertainty import frequentist, metrics
-from lifelens.uncertainty.features import features_of
+from lifelens.uncertainty.features import features_of, save_atomically
 from lifelens.uncertainty.mc_dropout import DEFAULT_SAMPLES, mc_dropout_head
 from lifelens.uncertainty.variational import variational_samples
 
@@ -64,6 +64,8 @@ def posterior_accuracies(samples: np.ndarray, labels: np.ndarray) -> list[float]
 def _method_scores(probs: np.ndarray, labels: np.ndarray) -> dict:
     return {
         "accuracy": frequentist.accuracy_with_interval(probs, labels),
+        # Class-weighted heads trade plain accuracy for minority classes; this shows the other side.
+        "balanced_accuracy": float(balanced_accuracy_score(labels, np.argmax(probs, axis=1))),
         "ece": metrics.expected_calibration_error(probs, labels),
         "nll": metrics.negative_log_likelihood(probs, labels),
         "brier": metrics.brier_score(probs, labels),
@@ -77,10 +79,13 @@ def confidence_report(task_model, images: np.ndarray | None, labels: np.ndarray,
 
     images: (N, S, S, C) prepared inputs (or pass ``features`` (N, F) instead);
     labels: (N,) int; temperature: the fitted T (None -> 1). Returns a JSON-able dict
-    with one entry per method ("softmax", "temperature", "mc_dropout", "variational"
-    if a head is attached), each {"accuracy" (with Wilson 95% interval), "ece", "nll",
-    "brier", "reliability"}, plus "posterior_accuracy_histogram" (one accuracy per
-    sampled network), "referral_curve" and the settings used.
+    with one entry per method ("softmax", "temperature" (also holding its "value"),
+    "mc_dropout" and "variational" if a head is attached; the Bayesian ones scored on
+    their posterior-mean probabilities), each {"accuracy" (with Wilson 95% interval),
+    "balanced_accuracy", "ece", "nll", "brier", "reliability"}, plus "posterior_accuracy_histogram" (one accuracy per
+    sampled network), "referral_curve" and the settings used. In the referral curve each
+    ranking keeps its own method's predictions: max softmax ranks (and predicts with) the
+    softmax, mutual information ranks (and predicts with) the posterior mean.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if features is None:
@@ -90,16 +95,11 @@ def confidence_report(task_model, images: np.ndarray | None, labels: np.ndarray,
     report = {
         "images": int(len(labels)),
         "samples": samples,
-        "temperature": float(temperature or 1.0),
         "softmax": _method_scores(out["softmax"], labels),
-        "temperature_scaled": None,
+        "temperature": {"value": float(temperature or 1.0), **_method_scores(out["temperature"], labels)},
         "mc_dropout": _method_scores(mc_mean, labels),
         "posterior_accuracy_histogram": {"mc_dropout": posterior_accuracies(out["mc_dropout"], labels)},
     }
-    report["temperature"] = report.pop("temperature")
-    report["temperature_scaled"] = None
-    del report["temperature_scaled"]
-    report["temperature_method"] = _method_scores(out["temperature"], labels)
     curve = {
         "fractions": list(REFERRAL_FRACTIONS),
         "retained": [max(1, len(labels) - int(round(f * len(labels)))) for f in REFERRAL_FRACTIONS],
@@ -113,4 +113,75 @@ def confidence_report(task_model, images: np.ndarray | None, labels: np.ndarray,
         curve["variational_mutual_information"] = referral_accuracy(
             var_mean, labels, metrics.mutual_information(out["variational"]))
     report["referral_curve"] = curve
+    return report
+
+
+# ----------------------------------------------------------------------------- out of distribution
+
+def _pick(items: list, n: int) -> list:
+    """n items spread evenly over a sorted list (deterministic)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).round().astype(int)]
+
+
+def ood_images(spec: TaskSpec, per_source: int = OOD_PER_SOURCE, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs this task's model was never meant to see, prepared as if a user uploaded them.
+
+    Returns {source: float32 (n, S, S, C)}: for each other task, ``per_source`` images
+    of its test split, and Gaussian and uniform noise images, all passed through THIS
+    task's ``load_image``/``prepare_image``. Cached on disk.
+    """
+    out = {}
+    for other in TASKS.values():
+        if other.id == spec.id:
+            continue
+        chosen = _pick(data.task_splits(other)["test"], per_source)
+        key = hashlib.sha256("\n".join(s.path for s in chosen).encode()).hexdigest()[:12]
+        cache = config.cache_root() / f"ood-{spec.id}-{spec.input_size}-{other.id}-{key}.npy"
+        if cache.is_file():
+            out[other.id] = np.load(cache).astype(np.float32)
+            continue
+        folder = other.data_dir() / "images"
+        prepared = np.stack([spec.prepare_image(spec.load_image(folder / s.path)) for s in chosen])
+        save_atomically(cache, np.clip(prepared + 0.5, 0, 255).astype(np.uint8))
+        out[other.id] = np.load(cache).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    shape = (per_source, 256, 256, spec.channels)
+    noise = {
+        "gaussian_noise": np.clip(rng.normal(127.5, 50.0, shape), 0, 255).astype(np.uint8),
+        "uniform_noise": rng.integers(0, 256, shape, dtype=np.uint8),
+    }
+    for name in NOISE_SOURCES:
+        out[name] = np.stack([spec.prepare_image(image) for image in noise[name]])
+    return out
+
+
+def ood_auroc(task_model, in_features: np.ndarray, ood: dict[str, np.ndarray],
+              samples: int = DEFAULT_SAMPLES, seed: int = 0) -> dict:
+    """AUROC of each uncertainty score at telling OOD inputs (positive) from in-distribution ones.
+
+    in_features: (N, F) features of this task's test images; ood: {source: (n, S, S, C)
+    prepared images}. Returns {"mutual_information": {source: auc} (MC dropout),
+    "max_softmax": {source: auc} (score 1 - max softmax), "variational_mutual_information":
+    {...} if a head is attached, "images": {"in_distribution": N, source: n}}. 0.5 is
+    chance, 1.0 perfect separation, below 0.5 means OOD inputs look MORE certain.
+    """
+    def scores(features, offset):
+        out = head_predictions(task_model, features, None, samples, seed + offset)
+        found = {"mutual_information": metrics.mutual_information(out["mc_dropout"]),
+                 "max_softmax": 1.0 - out["softmax"].max(axis=1)}
+        if out["variational"] is not None:
+            found["variational_mutual_information"] = metrics.mutual_information(out["variational"])
+        return found
+
+    inside = scores(in_features, 0)
+    report = {name: {} for name in inside}
+    report["images"] = {"in_distribution": int(len(in_features))}
+    for i, (source, images) in enumerate(ood.items(), start=1):
+        outside = scores(features_of(task_model, images), 10 * i)
+        truth = np.r_[np.zeros(len(in_features)), np.ones(len(images))]
+        for name in inside:
+            report[name][source] = float(roc_auc_score(truth, np.r_[inside[name], outside[name]]))
+        report["images"][source] = int(len(images))
     return report

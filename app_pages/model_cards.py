@@ -1,0 +1,118 @@
+"""Model cards: how well each model does against a simple baseline, how it was trained, on what data,
+what it is for and what it must not be used for."""
+import streamlit as st
+
+from lifelens import charts, models, ui_support
+from lifelens.tasks import DISCLAIMER, get_task
+from ui import common
+
+st.title(":material/badge: Model cards")
+st.caption("Everything here is read from models/<task>.json, written when the model was trained and evaluated.")
+
+task_id = common.task_picker("Model", key="cards_task")
+spec = get_task(task_id)
+
+card = None
+with common.guarded("The model card"):
+    card = models.read_card(spec)
+if card is None:
+    st.stop()
+if not card:
+    st.info(f"There is no model card for {spec.title} yet ({spec.card_path.name} is missing): "
+            "the model has not been trained.")
+    st.stop()
+
+st.header(f"{common.task_icon(spec.id)} {spec.title}")
+st.warning(DISCLAIMER, icon=":material/warning:")
+
+with common.guarded("The metrics"):
+    st.subheader("How well does it do? (our test split)")
+    metrics = card.get("metrics")
+    baseline = (card.get("baseline") or {}).get("metrics")
+    if not metrics:
+        st.info("Not evaluated yet: the card has no `metrics` (run `python -m lifelens evaluate`).")
+    else:
+        st.caption(f"{metrics.get('n', '?')} test images never used for training or model selection. "
+                   + (f"Baseline: {card['baseline'].get('method')}." if baseline else "No baseline measured yet."))
+        names = list(dict.fromkeys(list(spec.key_metrics) + ["accuracy", "balanced_accuracy", "macro_auc"]))
+        names = [n for n in names if metrics.get(n) is not None]
+        cols = st.columns(min(4, max(1, len(names))))
+        for i, name in enumerate(names):
+            value = metrics[name]
+            base = baseline.get(name) if baseline else None
+            delta = f"{value - base:+.3f} vs baseline" if isinstance(base, (int, float)) else None
+            cols[i % len(cols)].metric(name.replace("_", " "), f"{value:.3f}", delta,
+                                       help=ui_support.metric_help(name) + (f" Baseline: {base:.3f}." if base is not None else ""))
+        if metrics.get("accuracy_ci95"):
+            lo, hi = metrics["accuracy_ci95"]
+            st.caption(f"Accuracy 95% interval (Wilson): {lo:.3f}–{hi:.3f}. Calibration: ECE "
+                       f"{ui_support.format_value(metrics.get('ece'))}, NLL {ui_support.format_value(metrics.get('nll'))}.")
+        if baseline:
+            rows = [{"metric": n.replace("_", " "), "model": who, "value": float(v), "meaning": ui_support.metric_help(n)}
+                    for n in names for who, v in (("CNN", metrics.get(n)), ("baseline", baseline.get(n)))
+                    if isinstance(v, (int, float)) and 0 <= v <= 1]
+            if rows:
+                st.altair_chart(charts.metric_comparison(rows), width="stretch")
+        per_class = metrics.get("per_class") or {}
+        if per_class:
+            st.markdown("**Per class**")
+            st.dataframe(
+                [{"class": v.get("name", k), "test images": v.get("support"), "recall": v.get("recall"),
+                  "precision": v.get("precision"), "AUC (one vs rest)": v.get("auc")} for k, v in per_class.items()],
+                hide_index=True, width="stretch",
+                column_config={
+                    "recall": st.column_config.NumberColumn(format="%.3f", help="Share of this class found."),
+                    "precision": st.column_config.NumberColumn(format="%.3f", help="Share of the calls of this class that were right."),
+                    "AUC (one vs rest)": st.column_config.NumberColumn(format="%.3f", help=ui_support.metric_help("macro_auc")),
+                })
+        if metrics.get("confusion_matrix"):
+            st.altair_chart(charts.confusion_heatmap(metrics["confusion_matrix"], spec.class_names), width="content")
+
+with common.guarded("The training curves"):
+    st.subheader("How was it trained?")
+    history = card.get("history") or []
+    if history:
+        st.altair_chart(charts.training_curves(history), width="content")
+        hp = card.get("hyperparameters") or {}
+        st.caption(f"{len(history)} epochs in {card.get('training_seconds', '?')} s on {card.get('training_device', '?')}; "
+                   f"the epoch with the lowest validation loss ({hp.get('selected_epoch', '?')}) was kept.")
+        if hp:
+            with st.expander("Hyperparameters"):
+                st.json(hp)
+    else:
+        st.info("The card has no training history.")
+
+with common.guarded("The data"):
+    st.subheader("Data and licence")
+    st.markdown(f"**Source:** {card.get('citation', spec.citation)}  \n**Licence:** {card.get('licence', spec.licence)}  \n"
+                f"**Input:** {spec.modality}, prepared to {spec.input_size} x {spec.input_size} x {spec.channels}.")
+    split = card.get("split") or {}
+    if split:
+        rows = [{"split": part, "images": split[part].get("n"),
+                 **{name: count for name, count in zip(spec.class_names, split[part].get("per_class", []))}}
+                for part in ("train", "val", "test") if part in split]
+        st.dataframe(rows, hide_index=True, width="stretch")
+        st.caption(f"Split: {split.get('method', '')} (seed {split.get('seed', '?')}).")
+
+with common.guarded("Intended use"):
+    st.subheader("Intended use and limits")
+    intended = card.get("intended_use") or (
+        f"Teaching and demonstrating how a convolutional network classifies images ({spec.modality}), how sure it is, "
+        "and where it looks. Not for diagnosis, screening, treatment or any agronomic decision.")
+    st.markdown(f"**Intended use:** {intended}")
+    limitations = card.get("limitations") or [
+        f"Trained from scratch on {split.get('train', {}).get('n', 'a few hundred to a few thousand')} images of one public "
+        "data set: it has not seen other devices, clinics, populations or growing conditions.",
+        "Small network and small input size: fine detail that specialists rely on is lost.",
+        "Metrics come from our own test split of the same data set, not from an independent external test.",
+        "Confidence can be wrong: read the Uncertainty lab before trusting any percentage.",
+    ]
+    if isinstance(limitations, str):
+        limitations = [limitations]
+    st.markdown("\n".join(f"- {item}" for item in limitations))
+
+with st.expander("Model file and architecture"):
+    st.markdown(f"`models/{spec.model_path.name}` · sha256 `{card.get('sha256', '?')}` · "
+                f"{card.get('parameters', '?')} parameters · {card.get('size_bytes', 0) / 1e6:.1f} MB")
+    if card.get("architecture"):
+        st.dataframe(card["architecture"], hide_index=True, width="stretch")

@@ -1,0 +1,133 @@
+"""Uncertainty lab: is each kind of confidence honest? Reliability, referral, posterior accuracy and
+out-of-distribution detection, read from the model cards."""
+import streamlit as st
+
+from lifelens import charts, models, ui_support
+from lifelens.tasks import get_task
+from ui import common
+
+METHOD_NAMES = {
+    "softmax": "Softmax",
+    "temperature": "Softmax + temperature",
+    "mc_dropout": "MC dropout",
+    "variational": "Variational head",
+}
+SCORE_NAMES = {
+    "max_softmax": "1 − max softmax",
+    "mutual_information": "MC-dropout mutual information",
+    "variational_mutual_information": "Variational mutual information",
+    "max_softmax_mutual_information": "1 − max softmax",
+    "mc_dropout_mutual_information": "MC-dropout mutual information",
+}
+OOD_NAMES = {"plant": "tomato leaves", "skin": "skin lesions", "mammo": "mammograms", "retina": "fundus photos",
+             "gaussian_noise": "Gaussian noise", "uniform_noise": "uniform noise"}
+
+
+def missing(what: str, key: str) -> None:
+    st.info(f"{what} is not in this model card yet (card key `{key}`, written by the uncertainty evaluation).")
+
+
+st.title(":material/casino: Uncertainty lab")
+st.markdown("A confidence of 80% is only honest if such predictions are right about 80% of the time. Here each "
+            "kind of confidence is checked on our test split: softmax, softmax with a fitted temperature, "
+            "MC dropout and the variational (Bayes by Backprop) head.")
+
+task_id = common.task_picker("Model", key="lab_task")
+spec = get_task(task_id)
+card = None
+with common.guarded("The model card"):
+    card = models.read_card(spec)
+if not card:
+    if card is not None:
+        st.info(f"There is no model card for {spec.title} yet: the model has not been trained.")
+    st.stop()
+
+confidence = card.get("confidence") or {}
+methods = [m for m in METHOD_NAMES if isinstance(confidence.get(m), dict)]
+
+with common.guarded("The summary"):
+    st.subheader("Scores on the test split")
+    temperature = ui_support.card_temperature(card)
+    if temperature:
+        st.metric("Fitted temperature T", f"{temperature:.3f}", help=ui_support.HELP["temperature"])
+    else:
+        missing("The fitted temperature", "temperature")
+    if methods:
+        rows = []
+        for m in methods:
+            entry = confidence[m]
+            acc = entry.get("accuracy") or {}
+            rows.append({"confidence": METHOD_NAMES[m], "accuracy": acc.get("value"),
+                         "95% interval": f"{acc.get('low', 0):.3f}–{acc.get('high', 0):.3f}" if acc else "—",
+                         "ECE": entry.get("ece"), "NLL": entry.get("nll"), "Brier": entry.get("brier")})
+        st.dataframe(rows, hide_index=True, width="stretch", column_config={
+            "accuracy": st.column_config.NumberColumn(format="%.3f", help=ui_support.HELP["accuracy"]),
+            "95% interval": st.column_config.TextColumn(help="Wilson 95% interval of the accuracy."),
+            "ECE": st.column_config.NumberColumn(format="%.3f", help=ui_support.HELP["ece"]),
+            "NLL": st.column_config.NumberColumn(format="%.3f", help=ui_support.HELP["nll"]),
+            "Brier": st.column_config.NumberColumn(format="%.3f", help="Mean squared distance between the predicted "
+                                                   "probabilities and the true one-hot answer (0 = perfect, lower is better)."),
+        })
+        st.caption(f"{confidence.get('images', '?')} test images; Bayesian methods use "
+                   f"{confidence.get('samples', '?')} posterior samples and are scored on their mean prediction.")
+    else:
+        missing("The confidence report", "confidence")
+
+left, right = st.columns(2)
+with left:
+    with common.guarded("The reliability diagram"):
+        rows = []
+        for m in methods:
+            rel = confidence[m].get("reliability") or {}
+            for conf, acc, count in zip(rel.get("confidence", []), rel.get("accuracy", []), rel.get("count", [])):
+                if count:
+                    rows.append({"method": METHOD_NAMES[m], "confidence": conf, "accuracy": acc, "count": count})
+        if rows:
+            st.altair_chart(charts.reliability_diagram(rows), width="content")
+            st.caption("Points below the diagonal: over-confident (said more than it delivered). Point size = images in the bin.")
+        else:
+            missing("The reliability diagram", "confidence.<method>.reliability")
+with right:
+    with common.guarded("The referral curve"):
+        curve = confidence.get("referral_curve") or {}
+        fractions = curve.get("fractions") or []
+        rows = [{"method": SCORE_NAMES.get(k, k.replace("_", " ")), "referred": f, "accuracy": a}
+                for k, values in curve.items() if k not in ("fractions", "retained") and isinstance(values, list)
+                for f, a in zip(fractions, values)]
+        if rows:
+            st.altair_chart(charts.referral_curve(rows), width="content")
+            st.caption("The most uncertain images are handed to a human first; a useful uncertainty makes accuracy on "
+                       "the rest climb fast.")
+        else:
+            missing("The referral curve", "confidence.referral_curve")
+
+with common.guarded("The posterior accuracy histogram"):
+    st.subheader("Accuracy of each sampled network")
+    hist = confidence.get("posterior_accuracy_histogram") or {}
+    if hist:
+        reference = ((confidence.get("softmax") or {}).get("accuracy") or {}).get("value")
+        cols = st.columns(len(hist))
+        for col, (m, values) in zip(cols, hist.items()):
+            if values:
+                col.altair_chart(charts.value_histogram(values, METHOD_NAMES.get(m, m), "test accuracy of one sampled network",
+                                                        reference=reference, reference_label="deterministic softmax accuracy",
+                                                        y_title="sampled networks"), width="stretch")
+        st.caption("Each posterior sample is one plausible network; the spread shows how much the accuracy itself is "
+                   "uncertain. The blue line is the accuracy of the ordinary (deterministic) network.")
+    else:
+        missing("The posterior accuracy histogram", "confidence.posterior_accuracy_histogram")
+
+with common.guarded("The out-of-distribution figures"):
+    st.subheader("Does it notice images it was never meant to see?")
+    ood = card.get("ood_auroc") or {}
+    rows = [{"score": SCORE_NAMES.get(score, score), "ood_set": OOD_NAMES.get(source, source), "auroc": auc}
+            for score, by_source in ood.items() if score != "images" and isinstance(by_source, dict)
+            for source, auc in by_source.items() if auc is not None]
+    if rows:
+        st.altair_chart(charts.auroc_bars(rows, "Telling foreign images from this task's test images"), width="stretch")
+        counts = ood.get("images") or {}
+        st.caption(f"AUROC of each uncertainty score at separating {counts.get('in_distribution', '?')} test images "
+                   "from images of the other tasks and from noise, all prepared as this task's input. 0.5 = cannot "
+                   "tell them apart; below 0.5 = the foreign images look MORE certain than real ones.")
+    else:
+        missing("Out-of-distribution detection", "ood_auroc")

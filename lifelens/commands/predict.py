@@ -1,0 +1,107 @@
+HELP = ("predict images with frequentist (softmax, temperature-scaled) and Bayesian (MC dropout, variational head) "
+        "confidence; prints one JSON object per image, one per line")
+
+CHUNK = 32  # images run through the network together
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--task", required=True)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--samples", type=int, default=50, help="posterior samples per Bayesian method (default 50)")
+    p.add_argument("--seed", type=int, help="seed for the Bayesian samples (default: fresh draws every run)")
+
+
+def _rounded(values, digits: int = 6):
+    import numpy as np
+
+    return np.round(np.asarray(values, dtype=np.float64), digits).tolist()
+
+
+def _bayesian(draws, frequentist) -> dict:
+    from lifelens.uncertainty import bayesian_summary
+
+    s = bayesian_summary(draws, frequentist)
+    return {
+        "samples": int(len(draws)),
+        "mean": _rounded(s["mean"]),
+        "std": _rounded(s["std"]),
+        "interval": _rounded(s["interval"]),
+        "entropy": round(s["predictive_entropy"], 6),
+        "expected_entropy": round(s["expected_entropy"], 6),
+        "mutual_information": round(s["mutual_information"], 6),
+        "top_class": s["top_class"],
+        "agrees_with_frequentist": s["agrees_with_frequentist"],
+    }
+
+
+def records(task_model, paths: list, prepared, temperature: float | None, samples: int, seed: int | None):
+    """One JSON-able record per prepared image (N, S, S, C) of ``paths``."""
+    import numpy as np
+
+    from lifelens.tasks import DISCLAIMER
+    from lifelens.uncertainty import features_of, head_predictions
+
+    spec = task_model.spec
+    heads = head_predictions(task_model, features_of(task_model, np.stack(prepared)), temperature, samples, seed)
+    for i, path in enumerate(paths):
+        frequentist = heads["temperature"][i]
+        bayes = {"mc_dropout": _bayesian(heads["mc_dropout"][:, i], frequentist),
+                 "variational": None if heads["variational"] is None else _bayesian(heads["variational"][:, i], frequentist)}
+        top = int(np.argmax(frequentist))
+        yield {
+            "file": str(path),
+            "task": spec.id,
+            "class_names": spec.class_names,
+            "frequentist": {
+                "probabilities": _rounded(heads["softmax"][i]),
+                "temperature_scaled": _rounded(frequentist),
+                "temperature": temperature,
+                "top_class": top,
+                "prediction": spec.class_names[top],
+            },
+            "bayesian": bayes,
+            # Every available Bayesian posterior mean picks the frequentist top class.
+            "agree": all(b["agrees_with_frequentist"] for b in bayes.values() if b is not None),
+            "disclaimer": DISCLAIMER,
+        }
+
+
+def run(args) -> int:
+    import json
+    import sys
+
+    from lifelens.commands._common import FileFailures, read_images
+    from lifelens.models import ModelError, load_task_model
+    from lifelens.tasks import get_task
+
+    if args.samples < 1:
+        print("lifelens: --samples must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        spec = get_task(args.task)
+        task_model = load_task_model(spec)
+    except KeyError as exc:
+        print(f"lifelens: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except ModelError as exc:
+        print(f"lifelens: {exc}", file=sys.stderr)
+        return 2
+    temperature = task_model.card.get("temperature")
+    temperature = float(temperature) if isinstance(temperature, (int, float)) and temperature > 0 else None
+    failures = FileFailures()
+    paths, prepared = [], []
+
+    def flush():
+        for record in records(task_model, paths, prepared, temperature, args.samples, args.seed):
+            print(json.dumps(record), flush=True)
+        paths.clear()
+        prepared.clear()
+
+    for path, _image, x in read_images(spec, args.images, failures):
+        paths.append(path)
+        prepared.append(x)
+        if len(paths) == CHUNK:
+            flush()
+    if paths:
+        flush()
+    return failures.exit_code

@@ -1,0 +1,84 @@
+"""The class-activation-map base: a CAM variant overrides only how channel weights are found.
+
+``map = ReLU(sum_k w_k * A_k)`` where ``A`` (N, h, w, C) are the target layer's
+activations; ``channel_weights(A, dA, images, targets)`` returns ``w`` as (N, 1, 1, C)
+(one weight per channel) or (N, h, w, C) (a weight per position, as HiResCAM/LayerCAM
+use). ``dA`` is the gradient of the target class's logit (None if ``needs_gradients`` is
+False); ``images``/``targets`` are there for methods that re-run the model (Score-CAM). The map is
+upsampled bilinearly to the input size and min-max normalised per image.
+
+The whole computation (one forward pass, one backward pass down to the target layer,
+weights, combination, upsampling, normalisation) is one tf.function per (model, layer,
+method) with a fixed input signature, so repeated calls do not retrace.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lifelens.explain.base import Method
+
+
+class BaseCAM(Method):
+    uses_layer = True
+    needs_gradients = True  # EigenCAM looks at activations only
+
+    def channel_weights(self, activations, grads, images, targets):
+        """(N, h, w, C) activations, d score / d activations -> weights (N, 1, 1, C) or (N, h, w, C)."""
+        raise NotImplementedError
+
+    def combine(self, activations, weights):
+        """-> (N, h, w) raw map: ReLU of the weighted channel sum."""
+        import tensorflow as tf
+
+        return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
+
+    # ------------------------------------------------------------------ compiled path
+
+    def _compiled(self):
+        import tensorflow as tf
+
+        handle, layer_path = self.handle, self.layer_path
+        height, width = handle.input_shape[:2]
+        method = self
+
+        def build():
+            tap = handle.tap(layer_path)
+
+            @tf.function(input_signature=[handle.image_spec, tf.TensorSpec((None,), tf.int32)], autograph=False)
+            def run(images, targets):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(images)  # records the forward pass even if every layer is frozen
+                    activations, pre_output, output = tap(images, training=False)
+                    scores, probs = handle.scores_and_probs(pre_output, output)
+                    targets = tf.where(targets < 0, tf.argmax(probs, axis=-1, output_type=tf.int32), targets)
+                    score = tf.gather(scores, targets, batch_dims=1)
+                activations = tf.cast(activations, tf.float32)
+                grads = tape.gradient(score, activations) if method.needs_gradients else None
+                raw = method.combine(activations, method.channel_weights(activations, grads, images, targets))
+                maps = upsample_and_normalise(raw, height, width)
+                return maps, probs, targets
+
+            return run
+
+        return handle.function(f"{self.id}@{'/'.join(layer_path)}{self.trace_key()}", build)
+
+    def trace_key(self) -> str:
+        """Options baked into the traced graph (one compiled function per distinct value)."""
+        return ""
+
+    def __call__(self, images: np.ndarray, targets: np.ndarray):
+        from lifelens.explain.base import Explanation
+
+        maps, probs, targets = self._compiled()(images, targets)
+        return Explanation(self.id, maps.numpy(), targets.numpy(), probs.numpy(), None,
+                           self.layer_name, dict(self.options), {})
+
+
+def upsample_and_normalise(raw, height: int, width: int):
+    """(N, h, w) tensor -> (N, height, width) bilinear upsampling, per-map min-max to [0, 1]."""
+    import tensorflow as tf
+
+    up = tf.image.resize(raw[..., None], (height, width), method="bilinear")[..., 0]
+    lo = tf.reduce_min(up, axis=(1, 2), keepdims=True)
+    span = tf.reduce_max(up, axis=(1, 2), keepdims=True) - lo
+    return tf.where(span > 1e-12, (up - lo) / tf.maximum(span, 1e-12), tf.zeros_like(up))

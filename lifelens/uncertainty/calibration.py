@@ -1,0 +1,90 @@
+"""Calibrate one shipped model: everything ``python -m lifelens calibrate`` writes into its card.
+
+1. fit the temperature on OUR validation split;
+2. train the variational head on frozen TRAIN features and attach it (kept if one
+   fitted to this very CNN is already attached);
+4. the confidence report on OUR test split;
+5. AUROCs for other tasks' images and noise (out of distribution).
+"""
+from __future__ import annotations
+
+import time
+
+from lifelens.models import load_task_model, update_card
+from lifelens.tasks import TaskSpec
+from lifelens.uncertainty import bayes_head, features, frequentist, metrics
+from lifelens.uncertainty.report import OOD_PER_SOURCE, confidence_report, ood_auroc, ood_images
+
+
+def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_per_source: int = OOD_PER_SOURCE,
+              seed: int = 0, retrain_head: bool = False, log=print) -> dict:
+    """Steps 1, 2, 4, 5 above for one task; returns the card entries written (``temperature``,
+    ``temperature_fit``, ``variational_head``, ``confidence``, ``ood_auroc``).
+
+    A variational head already attached and recorded in the card for this very CNN
+    (same trunk weights) is kept unless ``retrain_head``, so a re-run does not rewrite
+    the model file; a retrained CNN always gets a new head.
+    """
+    t0 = time.time()
+    task_model = load_task_model(spec)
+    trunk = features.trunk_digest(task_model)
+    split = {name: features.split_features(task_model, name, log=log) for name in ("train", "val", "test")}
+
+    # 1. temperature on OUR validation split
+    val_features, val_labels = split["val"]
+    logits = frequentist.head_logits(task_model.full.get_layer("probs"), val_features)
+    temperature = frequentist.fit_temperature(logits, val_labels)
+    fit = {"split": "val", "images": int(len(val_labels)), "method": "minimise NLL (bounded scalar search on log T)",
+           "nll_before": metrics.negative_log_likelihood(frequentist.softmax(logits), val_labels),
+           "nll_after": metrics.negative_log_likelihood(frequentist.softmax(logits, temperature), val_labels)}
+    log(f"[{spec.id}] temperature {temperature:.3f}: validation NLL {fit['nll_before']:.4f} -> {fit['nll_after']:.4f}")
+
+    # 2. the variational head on frozen TRAIN features, attached in place
+    details = task_model.card.get("variational_head")
+    current = (task_model.variational_head is not None and isinstance(details, dict)
+               and details.get("trunk_sha256_16") == trunk)
+    if current and not retrain_head and (epochs is None or epochs == details.get("epochs")):
+        log(f"[{spec.id}] keeping the attached variational head (fitted to this CNN; --retrain-head to replace it)")
+    else:
+        head, details = bayes_head.train_variational_head(
+            spec, *split["train"], val_features, val_labels, epochs=epochs or bayes_head.EPOCHS, seed=seed, log=log)
+        details["trunk_sha256_16"] = trunk
+        written = bayes_head.attach_variational_head(spec, head)
+        log(f"[{spec.id}] attached the variational head: {spec.model_path.name} sha256 {written['sha256'][:12]}…, "
+            f"CNN weights verified bit-identical")
+        task_model = load_task_model(spec)
+
+    # 4. confidence report on OUR test split; 5. out-of-distribution inputs
+    test_features, test_labels = split["test"]
+    report = confidence_report(task_model, None, test_labels, temperature, samples, seed,
+                                           features=test_features)
+    report["split"] = "our test split"
+    ood = ood_auroc(task_model, test_features, ood_images(spec, ood_per_source, seed),
+                                samples, seed)
+    entries = {"temperature": temperature, "temperature_fit": fit, "variational_head": details,
+               "confidence": report, "ood_auroc": ood}
+    update_card(spec, **entries)
+    log(f"[{spec.id}] calibrated in {time.time() - t0:.0f}s")
+    return entries
+
+
+def summary_lines(spec, entries: dict) -> list[str]:
+    """A few human lines: NLL/ECE per method, referral at 20 %, OOD AUROCs."""
+    report = entries["confidence"]
+    lines = []
+    for method in ("softmax", "temperature", "mc_dropout", "variational"):
+        if method in report:
+            r = report[method]
+            lines.append(f"[{spec.id}] {method:12s} acc {r['accuracy']['value']:.3f} "
+                         f"[{r['accuracy']['low']:.3f}, {r['accuracy']['high']:.3f}]  "
+                         f"balanced {r['balanced_accuracy']:.3f}  NLL {r['nll']:.3f}  "
+                         f"ECE {r['ece']:.3f}  Brier {r['brier']:.3f}")
+    curve = report["referral_curve"]
+    at = curve["fractions"].index(0.2)
+    lines.append(f"[{spec.id}] referral of 20 %: accuracy on the rest " + ", ".join(
+        f"{k} {v[at]:.3f}" for k, v in curve.items() if k not in ("fractions", "retained")) + f" (all: {curve['max_softmax'][0]:.3f})")
+    for score in ("mutual_information", "max_softmax", "variational_mutual_information"):
+        if score in entries["ood_auroc"]:
+            lines.append(f"[{spec.id}] OOD AUROC {score}: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in entries["ood_auroc"][score].items()))
+    return lines

@@ -1,0 +1,367 @@
+"""The dashboard, driven through Streamlit's AppTest on the real models and real images.
+
+Every page renders without an exception; a task page shows a prediction with both
+confidences and a heatmap; changing method, class and colormap re-renders the map; a
+damaged upload gives one plain error and the page keeps working; uploaded models are
+checked and explained.
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import TASK_IDS
+from lifelens import ui_support
+from lifelens.tasks import get_task
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 90  # seconds per script run: the first run imports TensorFlow and loads a model on a busy CPU
+PAGES = ["home", *TASK_IDS, "inside", "playground", "uncertainty_lab", "model_cards", "your_model"]
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(f"app_pages/{page}.py")
+    at.run()
+    return at
+
+
+def no_failure(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def needs_model(task_id: str) -> None:
+    if not get_task(task_id).model_path.is_file():
+        pytest.skip(f"models/{task_id}.keras is not there yet (still training)")
+
+
+def metric(at: AppTest, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}; metrics: {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def overlay_of(at: AppTest):
+    """(url, caption) of the main explanation overlay."""
+    for img in at.image:
+        for url, caption in zip(img.value, img.captions):
+            if " for **" in caption:
+                return url, caption
+    raise AssertionError(f"no explanation overlay; image captions: {[i.captions for i in at.image]}")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_an_exception(page):
+    at = open_page(page)
+    no_failure(at)
+    assert at.title, "every page has a title"
+    if page in TASK_IDS and not get_task(page).model_path.is_file():
+        assert any("not trained yet" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_gallery_case_shows_both_confidences_and_a_heatmap(task_id):
+    needs_model(task_id)
+    at = open_page(task_id)
+    no_failure(at)
+    picker = at.selectbox(key=f"{task_id}_case")
+    picker.set_value(1).run()  # a second gallery case, from OUR test split
+    no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    softmax, bayes = metric(at, "Softmax confidence"), metric(at, "Bayesian confidence")
+    for value in (softmax, bayes):
+        assert value.endswith("%") and 0 <= int(value[:-1]) <= 100
+    assert float(metric(at, "Entropy (nats)")) >= 0
+    assert float(metric(at, "Mutual information (nats)")) >= 0
+    url, caption = overlay_of(at)
+    assert "Grad-CAM" in caption
+    spec = get_task(task_id)
+    case = ui_support.gallery(spec)[1]
+    assert any(f"True class: {spec.classes[case.label].name}" in c for img in at.image for c in img.captions)
+    assert any("not a diagnostic device" in c.value for c in at.caption)  # the disclaimer beside the prediction
+    assert at.get("vega_lite_chart"), "the confidence charts are drawn"
+
+
+def test_switching_method_class_and_colormap_redraws_the_map():
+    needs_model("plant")
+    at = open_page("plant")
+    no_failure(at)
+    first_url, first_caption = overlay_of(at)
+    at.selectbox(key="plant_method").set_value("gradcam++").run()
+    no_failure(at)
+    url, caption = overlay_of(at)
+    assert caption.startswith("Grad-CAM++") and url != first_url
+    predicted = at.selectbox(key="plant_target").value
+    other = (predicted + 1) % get_task("plant").num_classes
+    at.selectbox(key="plant_target").set_value(other).run()
+    no_failure(at)
+    url2, caption2 = overlay_of(at)
+    assert get_task("plant").class_names[other] in caption2 and url2 != url
+    at.selectbox(key="plant_colormap").set_value("viridis").run()
+    no_failure(at)
+    url3, _ = overlay_of(at)
+    assert url3 != url2
+    at.selectbox(key="plant_method").set_value("integrated_gradients").run()  # a pixel method: no layer
+    no_failure(at)
+    assert overlay_of(at)[1].startswith("Integrated")
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_comparison_grid_scores_each_map():
+    needs_model("plant")
+    at = open_page("plant")
+    at.toggle(key="plant_compare").set_value(True).run()
+    no_failure(at)
+    at.multiselect(key="plant_compare_methods").set_value(["gradcam", "eigencam"]).run()
+    no_failure(at)
+    deletion = [float(m.value) for m in at.metric if m.label == "Deletion ↓"]
+    insertion = [float(m.value) for m in at.metric if m.label == "Insertion ↑"]
+    assert len(deletion) == len(insertion) == 2
+    assert all(0.0 <= v <= 1.0 for v in deletion + insertion)
+
+
+def test_gradcam_uncertainty_map_under_mc_dropout():
+    needs_model("plant")
+    at = open_page("plant")
+    at.toggle(key="plant_gradcam_mc").set_value(True).run()
+    no_failure(at)
+    assert any("Standard deviation" in c for img in at.image for c in img.captions)
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_damaged_upload_shows_one_error_and_the_page_keeps_working():
+    needs_model("plant")
+    at = open_page("plant")
+    at.radio(key="plant_source").set_value("Upload").run()
+    no_failure(at)
+    real = (get_task("plant").data_dir() / "images" / ui_support.gallery(get_task("plant"))[0].path).read_bytes()
+    at.file_uploader(key="plant_upload").upload("leaf.jpg", real[: len(real) // 3], "image/jpeg").run()
+    no_failure(at)
+    assert len(at.error) == 1, [e.value for e in at.error]
+    assert "leaf.jpg" in at.error[0].value
+    assert not [m for m in at.metric if m.label == "Softmax confidence"]  # no prediction for a bad image
+    # the same page then analyses a real upload
+    at.file_uploader(key="plant_upload").clear().upload("leaf.jpg", real, "image/jpeg").run()
+    no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    assert metric(at, "Softmax confidence").endswith("%")
+    overlay_of(at)
+    # and the gallery still works
+    at.radio(key="plant_source").set_value("Gallery").run()
+    no_failure(at)
+    assert metric(at, "Bayesian confidence").endswith("%")
+
+
+def test_camera_photo_is_predicted():
+    needs_model("skin")
+    spec = get_task("skin")
+    photo = (spec.data_dir() / "images" / ui_support.gallery(spec)[3].path).read_bytes()
+    at = open_page("skin")
+    at.radio(key="skin_source").set_value("Camera").run()
+    at.camera_input(key="skin_camera").upload("photo.jpg", photo).run()
+    no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    assert metric(at, "Softmax confidence").endswith("%")
+    assert any("camera photo" in c for img in at.image for c in img.captions)
+
+
+def test_not_an_image_upload_is_refused_plainly():
+    needs_model("plant")
+    at = open_page("plant")
+    at.radio(key="plant_source").set_value("Upload").run()
+    at.file_uploader(key="plant_upload").upload("notes.png", b"these are not pixels" * 20, "image/png").run()
+    no_failure(at)
+    assert len(at.error) == 1 and "notes.png" in at.error[0].value
+
+
+def test_presenter_mode_hides_fine_controls():
+    needs_model("plant")
+    at = open_page("plant")
+    assert at.selectbox(key="plant_layer") is not None
+    at.toggle(key="presenter").set_value(True).run()
+    no_failure(at)
+    keys = {s.key for s in at.selectbox}
+    assert "plant_method" in keys and "plant_layer" not in keys and "plant_colormap" not in keys
+    assert not [t for t in at.toggle if t.key == "plant_compare"]
+    assert metric(at, "Softmax confidence").endswith("%")
+
+
+def test_export_buttons_are_offered():
+    needs_model("plant")
+    at = open_page("plant")
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download PNG figure" in labels and "Download HTML report" in labels
+
+
+def test_model_card_page_shows_cnn_against_baseline():
+    needs_model("plant")
+    at = open_page("model_cards")
+    no_failure(at)
+    card_metrics = {m.label: m for m in at.metric}
+    assert "accuracy" in card_metrics and "balanced accuracy" in card_metrics
+    assert at.get("vega_lite_chart")
+
+
+def test_uncertainty_lab_reads_the_card():
+    needs_model("plant")
+    at = open_page("uncertainty_lab")
+    no_failure(at)
+    assert at.get("vega_lite_chart") or at.info
+
+
+def test_inside_views_all_render():
+    needs_model("plant")
+    at = open_page("inside")
+    no_failure(at)
+    assert any("ch " in c for img in at.image for c in img.captions)  # the feature hierarchy
+    for view in ("Filters", "Activation maximisation", "Top patches", "Architecture"):
+        at.segmented_control(key="inside_view").set_value(view).run()
+        no_failure(at)
+        assert not at.error, (view, [e.value for e in at.error])
+
+
+def test_playground_shows_the_worked_example():
+    at = open_page("playground")
+    no_failure(at)
+    # 3x1 + 0x0 + 1x(-1) + 1x1 + 5x0 + 8x(-1) + 2x1 + 7x0 + 2x(-1) = -5 (the classic first cell)
+    assert any(code.value.endswith("= -5") for code in at.code)
+    at.slider(key="pg_row").set_value(3)
+    at.slider(key="pg_col").set_value(3).run()
+    assert any(code.value.endswith("= -16") for code in at.code)
+
+
+# ----------------------------------------------------------------------------- bring your own model
+
+def byo_page() -> AppTest:
+    at = open_page("your_model")
+    no_failure(at)
+    return at
+
+
+def test_uploaded_shipped_model_is_explained_from_memory():
+    needs_model("plant")
+    at = byo_page()
+    at.text_area(key="byo_names").set_value("\n".join(get_task("plant").class_names))
+    at.file_uploader(key="byo_model").upload("plant.keras", get_task("plant").model_path.read_bytes()).run()
+    no_failure(at)
+    at.radio(key="byo_source").set_value("A LifeLens gallery case").run()
+    no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    assert metric(at, "Softmax confidence").endswith("%")
+    url, caption = overlay_of(at)
+    assert "Grad-CAM" in caption
+
+
+def test_damaged_model_upload_shows_one_error():
+    at = byo_page()
+    content = get_task("plant").model_path.read_bytes() if get_task("plant").model_path.is_file() else b"PK\x03\x04"
+    at.file_uploader(key="byo_model").upload("broken.keras", content[: len(content) // 2]).run()
+    no_failure(at)
+    assert len(at.error) == 1, [e.value for e in at.error]
+    assert "keras" in at.error[0].value.lower()
+
+
+def _keras_bytes(model) -> bytes:
+    """A real .keras archive built in memory (saved through a temporary directory of the test)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.keras"
+        model.save(path)
+        return path.read_bytes()
+
+
+def test_models_lifelens_cannot_explain_are_refused_with_a_reason():
+    import keras
+
+    at = byo_page()
+    dense = keras.Sequential([keras.Input((20,)), keras.layers.Dense(3, activation="softmax")])
+    at.file_uploader(key="byo_model").upload("tabular.keras", _keras_bytes(dense)).run()
+    no_failure(at)
+    assert len(at.error) == 1 and "not an image" in at.error[0].value
+    no_conv = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    at.file_uploader(key="byo_model").clear().upload("flat.keras", _keras_bytes(no_conv)).run()
+    no_failure(at)
+    assert len(at.error) == 1 and "Conv2D" in at.error[0].value
+    cnn = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(2, activation="softmax")])
+    at.text_area(key="byo_names").set_value("a, b, c")
+    at.file_uploader(key="byo_model").clear().upload("cnn.keras", _keras_bytes(cnn)).run()
+    no_failure(at)
+    assert len(at.error) == 1 and "2 outputs but 3 class names" in at.error[0].value
+
+
+def test_in_memory_loading_matches_the_file_loader(load_shipped):
+    from conftest import test_images
+    from lifelens.models import predict_proba, split_views
+
+    needs_model("plant")
+    spec = get_task("plant")
+    model = ui_support.load_model_bytes(spec.model_path.read_bytes())
+    _, x = test_images("plant", 4)
+    np.testing.assert_allclose(predict_proba(split_views(model)[0], x),
+                               predict_proba(load_shipped("plant").classifier, x), atol=1e-5)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("hello.txt", "not a model")
+    with pytest.raises(ui_support.ModelError, match="config.json"):
+        ui_support.load_model_bytes(buffer.getvalue())
+    with pytest.raises(ui_support.ModelError, match="not a zip"):
+        ui_support.load_model_bytes(b"definitely not a model")
+
+
+def test_task_page_says_plainly_when_there_is_no_data_folder(monkeypatch, tmp_path):
+    needs_model("plant")
+    monkeypatch.setenv("LIFELENS_DATA", str(tmp_path))
+    at = open_page("plant")
+    no_failure(at)
+    assert any("No data folder" in i.value and str(tmp_path) in i.value for i in at.info)
+    at.radio(key="plant_source").set_value("Upload").run()  # uploading still works without data
+    no_failure(at)
+    assert at.file_uploader(key="plant_upload") is not None
+
+
+def _screen_text(at: AppTest) -> str:
+    """Every text the page shows: values, labels, captions, help texts."""
+    parts = []
+
+    def walk(node):
+        for attr in ("value", "label", "help", "body", "captions", "placeholder"):
+            try:
+                value = getattr(node, attr)
+            except Exception:  # noqa: BLE001 - widgets without a value yet
+                continue
+            if isinstance(value, (str, int, float)):
+                parts.append(str(value))
+            elif isinstance(value, list):
+                parts.extend(str(v) for v in value)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return "\n".join(parts)
+
+
+def test_mammography_dicom_upload_is_predicted_without_showing_patient_data():
+    from corpus import PHI_STRINGS, dicom_bytes
+
+    needs_model("mammo")
+    spec = get_task("mammo")
+    film = spec.load_image(spec.data_dir() / "images" / ui_support.gallery(spec)[0].path)[..., 0]
+    at = open_page("mammo")
+    at.radio(key="mammo_source").set_value("Upload").run()
+    at.file_uploader(key="mammo_upload").upload("film.dcm", dicom_bytes(film), "application/dicom").run()
+    no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    assert metric(at, "Bayesian confidence").endswith("%")
+    overlay_of(at)
+    text = _screen_text(at)
+    assert "film.dcm" in text
+    assert not [s for s in PHI_STRINGS if s in text], "patient data from the DICOM header reached the screen"

@@ -1,0 +1,166 @@
+"""The dashboard's non-Streamlit parts on real data: galleries, cases, lesion circles, predictions
+with both confidences, exports (PNG figure and self-contained HTML report) and the charts."""
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TASK_IDS, shipped_model
+from lifelens import charts, data, imaging, report, ui_support
+from lifelens.tasks import DISCLAIMER, get_task
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_gallery_is_our_test_split_with_every_class_early(task_id):
+    spec = get_task(task_id)
+    cases = ui_support.gallery(spec)
+    test = data.task_splits(spec)["test"]
+    assert sorted(s.path for s in cases) == sorted(s.path for s in test)
+    first = {s.label for s in cases[: spec.num_classes]}
+    assert first == {s.label for s in test}, "the first cases show every class of the test split"
+
+
+def test_missing_data_folder_is_said_plainly(monkeypatch, tmp_path):
+    monkeypatch.setenv("LIFELENS_DATA", str(tmp_path))
+    message = ui_support.data_status(get_task("plant"))
+    assert message and str(tmp_path) in message and "upload" in message.lower()
+
+
+def test_gallery_case_matches_the_training_preparation():
+    spec = get_task("skin")
+    sample = ui_support.gallery(spec)[0]
+    case = ui_support.case_from_sample(spec, sample)
+    cached = data.load_prepared(spec, [sample])[0]
+    assert case.label == sample.label and case.source == "gallery"
+    assert np.abs(case.prepared - cached.astype(np.float32)).max() <= 1.0  # uint8 rounding only
+    assert case.display.shape == (ui_support.DISPLAY_SIZE, ui_support.DISPLAY_SIZE, 3)
+
+
+def test_mammography_lesion_circle_lands_on_the_recorded_lesion():
+    spec = get_task("mammo")
+    with_lesion = [s for s in ui_support.gallery(spec) if s.lesions]
+    assert with_lesion, "the mini-MIAS test split has films with a recorded lesion centre"
+    sample = with_lesion[0]
+    case = ui_support.case_from_sample(spec, sample)
+    assert len(case.marks) == len(sample.lesions)
+    film = spec.load_image(spec.data_dir() / "images" / sample.path)[..., 0]
+    for (x, y, radius), (col, row, r) in zip(sample.lesions, case.marks):
+        assert 0 <= col < ui_support.DISPLAY_SIZE and 0 <= row < ui_support.DISPLAY_SIZE
+        # The mark sits on breast tissue, which is brighter than the film's background.
+        rr, cc = int(round(row)), int(round(col))
+        assert case.display[rr, cc, 0] > 40
+        # Where the MIAS point is on the raw film (y counted from the bottom), the tissue is the same.
+        film_value = int(film[film.shape[0] - int(y), int(x)])
+        assert abs(int(case.display[rr, cc, 0]) - film_value) < 60
+        assert r == pytest.approx(max(3.0, radius * ui_support.DISPLAY_SIZE / case_geometry_side(spec, film)), rel=1e-6)
+    drawn = case.display_with_marks()
+    changed = np.argwhere(np.any(drawn != case.display, axis=-1))
+    col, row, r = case.marks[0]
+    distance = np.hypot(changed[:, 0] - row, changed[:, 1] - col)
+    assert np.median(np.abs(distance - r)) < 3, "the drawn pixels form the circle of the lesion's radius"
+
+
+def case_geometry_side(spec, film) -> int:
+    return imaging.film_geometry(film)["side"]
+
+
+def test_damaged_upload_raises_a_screen_message():
+    spec = get_task("plant")
+    raw = (spec.data_dir() / "images" / ui_support.gallery(spec)[0].path).read_bytes()
+    with pytest.raises(imaging.InputError, match="leaf.jpg"):
+        ui_support.case_from_bytes(spec, raw[:200], "leaf.jpg")
+    case = ui_support.case_from_bytes(spec, raw, "leaf.jpg")
+    assert case.label is None and case.marks == () and case.digest == ui_support.digest(raw)
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_prediction_has_both_confidences(task_id):
+    spec = get_task(task_id)
+    if not spec.model_path.is_file():
+        pytest.skip(f"models/{task_id}.keras is not there yet (still training)")
+    tm = shipped_model(task_id)
+    case = ui_support.case_from_sample(spec, ui_support.gallery(spec)[0])
+    pred = ui_support.predict_case(tm, case.prepared, "mc_dropout", samples=40, seed=1)
+    k = spec.num_classes
+    assert pred["softmax"].shape == pred["mean"].shape == (k,) and pred["samples"].shape == (40, k)
+    np.testing.assert_allclose(pred["softmax"].sum(), 1.0, atol=1e-5)
+    low, high = pred["interval"][:, 0], pred["interval"][:, 1]
+    assert np.all(low <= pred["mean"] + 1e-9) and np.all(pred["mean"] <= high + 1e-9)
+    assert 0.0 <= pred["mutual_information"] <= pred["predictive_entropy"] + 1e-9 <= np.log(k) + 1e-6
+    # Same seed, same posterior samples; the softmax is deterministic.
+    again = ui_support.predict_case(tm, case.prepared, "mc_dropout", samples=40, seed=1)
+    np.testing.assert_allclose(again["samples"], pred["samples"])
+    if tm.variational_head is not None:
+        var = ui_support.predict_case(tm, case.prepared, "variational", samples=40)
+        np.testing.assert_allclose(var["softmax"], pred["softmax"])
+        assert not np.allclose(var["samples"], pred["samples"])
+
+
+def test_warnings_when_confidences_disagree_or_uncertainty_is_high():
+    names = ["a", "b", "c"]
+    assert ui_support.prediction_warnings(names, np.array([0.9, 0.05, 0.05]), np.array([0.88, 0.06, 0.06]), 0.4, 0.01) == []
+    disagree = ui_support.prediction_warnings(names, np.array([0.6, 0.3, 0.1]), np.array([0.3, 0.6, 0.1]), 0.9, 0.2)
+    assert any("disagree" in w for w in disagree) and any("mutual information" in w for w in disagree)
+    assert any("High uncertainty" in w for w in ui_support.prediction_warnings(
+        names, np.array([0.4, 0.35, 0.25]), np.array([0.4, 0.35, 0.25]), 1.08, 0.0))
+
+
+def _case_report(with_explanations: int = 2) -> report.CaseReport:
+    spec = get_task("plant")
+    case = ui_support.case_from_sample(spec, ui_support.gallery(spec)[0])
+    k = spec.num_classes
+    soft = np.full(k, 0.02)
+    soft[3] = 1 - 0.02 * (k - 1)
+    panels = [report.ExplanationPanel(f"Map {i}", imaging.overlay(case.display, np.random.default_rng(i).random((16, 16))),
+                                      spec.class_names[3], "block4_relu2", 0.2 + i / 10, 0.7 - i / 10)
+              for i in range(with_explanations)]
+    return report.CaseReport(
+        task_title=spec.title, case_name="leaf <b>&amp; co</b>.jpg", source="upload", image=case.display,
+        class_names=spec.class_names, softmax=soft, bayes_mean=soft * 0.9 + 0.01, bayes_low=soft * 0.5,
+        bayes_high=np.minimum(soft * 1.2, 1), entropy=0.61, mutual_information=0.042,
+        warnings=["The two confidences **disagree**."], explanations=panels,
+        model={"Model file": "models/plant.keras"}, data={"Licence": spec.licence})
+
+
+def test_png_figure_holds_panels_and_is_a_real_png():
+    png = report.render_png(_case_report(3))
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.mode == "RGB"
+    assert image.width >= 4 * 256 and 600 < image.height < 2000
+    pixels = np.asarray(image)
+    # the input panel is pasted where the layout puts it (not blank)
+    assert pixels[120:300, 40:250].std() > 10
+
+
+def test_html_report_is_self_contained_and_escaped():
+    page = report.render_html(_case_report(2))
+    assert page.startswith("<!DOCTYPE html>")
+    sources = re.findall(r"src='([^']+)'", page)
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "http://" not in page and "https://" not in page  # nothing loaded from the network
+    assert "<b>&amp; co</b>" not in page and "&lt;b&gt;" in page  # user text is escaped
+    assert page.count(DISCLAIMER) == 2
+    assert "Softmax" in page or "softmax" in page
+    assert "Bayesian mean" in page and "credible interval" in page
+    assert "deletion AUC 0.200" in page and "insertion AUC 0.700" in page
+    assert "CC BY-SA 3.0" in page and "models/plant.keras" in page
+
+
+def test_charts_carry_tooltips_for_every_number():
+    names = ["a", "b", "c"]
+    p = np.array([0.7, 0.2, 0.1])
+    specs = [
+        charts.confidence_bars(names, p, p, p * 0.5, np.minimum(p * 1.5, 1)),
+        charts.posterior_histogram(names, np.random.default_rng(0).dirichlet([5, 2, 1], 30)),
+        charts.confusion_heatmap([[5, 1, 0], [2, 7, 1], [0, 0, 9]], names),
+        charts.matrix_heatmap(np.arange(9).reshape(3, 3), "m", highlight=(0, 0, 2, 2)),
+        charts.faithfulness_bars([{"method": "Grad-CAM", "deletion_auc": 0.2, "insertion_auc": 0.8}]),
+    ]
+    for chart in specs:
+        spec = chart.to_dict()
+        layers = spec.get("layer", [spec])
+        assert any("tooltip" in layer.get("encoding", {}) for layer in layers)

@@ -1,0 +1,210 @@
+"""End to end in a real browser: `streamlit run app.py`, every page opened by Chromium through
+Playwright, a real image uploaded on a task page until its heatmap shows; one screenshot per page
+is saved in assets/screenshots/. Any Streamlit exception box fails the test.
+
+Outside CI, without /usr/bin/chromium, the test is skipped (it says why); with CI=true it must run.
+"""
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "assets" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+VIEWPORT = {"width": 1280, "height": 900}
+# (url path, screenshot name); task pages are listed by the app as /<task id>.
+PAGES = [("", "home"), ("plant", "plant"), ("skin", "skin"), ("mammo", "mammo"), ("retina", "retina"),
+         ("inside", "inside"), ("playground", "playground"), ("uncertainty", "uncertainty_lab"),
+         ("cards", "model_cards"), ("your-model", "your_model")]
+SERVER_START_TIMEOUT = 60
+RUN_TIMEOUT = 180  # one script run on a cold, busy 2-core machine (TensorFlow import + model load)
+
+
+def _require_browser() -> None:
+    if CHROMIUM.is_file():
+        return
+    message = f"{CHROMIUM} is missing: install it with `apt-get install -y chromium` (never `playwright install`)."
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + " CI=true requires the browser test to run.")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def streamlit_server(port: int | None = None):
+    """`streamlit run app.py` on a free port; yields the base URL and stops the process afterwards."""
+    port = port or free_port()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    log = open(ROOT / ".cache" / f"streamlit-{port}.log", "w") if (ROOT / ".cache").is_dir() else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start (exit code {process.poll()})")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if log is not subprocess.DEVNULL:
+            log.close()
+
+
+@contextmanager
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport=VIEWPORT)
+        finally:
+            browser.close()
+
+
+def wait_idle(page, timeout: float = RUN_TIMEOUT, settle: float = 0.8) -> None:
+    """Wait until the script has run and stayed idle for ``settle`` seconds."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
+    deadline = time.monotonic() + timeout
+    idle_since = None
+    while time.monotonic() < deadline:
+        state = page.get_attribute('[data-testid="stApp"]', "data-test-script-state")
+        if state == "notRunning":
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since >= settle:
+                return
+        else:
+            idle_since = None
+        time.sleep(0.1)
+    raise TimeoutError(f"the app was still running after {timeout:.0f}s")
+
+
+def assert_no_exception(page, where: str) -> None:
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, f"{where}: Streamlit exception shown: {boxes.first.inner_text()[:300]}"
+
+
+def wait_for_heatmap(page, timeout: float = RUN_TIMEOUT) -> None:
+    """The explanation overlay's caption reads '<method> for <class> · layer …'."""
+    page.get_by_text(" for ", exact=False).filter(has_text="layer").first.wait_for(timeout=timeout * 1000)
+
+
+def save_screenshot(page, name: str, max_height: int = 6000) -> Path:
+    """A full-page PNG of the app (the main area scrolls internally, so the viewport is grown to fit)."""
+    from PIL import Image
+
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": int(min(max(height, VIEWPORT["height"]), max_height))})
+    time.sleep(0.8)  # charts re-layout to the new size
+    png = page.screenshot(full_page=True)
+    page.set_viewport_size(VIEWPORT)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    target = SHOTS / f"{name}.png"
+    # 256 colours keep the screenshots a few hundred kB (commit-friendly) and still readable.
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(target, optimize=True)
+    return target
+
+
+def real_upload_file() -> Path:
+    from lifelens import ui_support
+    from lifelens.tasks import get_task
+
+    spec = get_task("plant")
+    return spec.data_dir() / "images" / ui_support.gallery(spec)[2].path
+
+
+def test_every_page_in_a_real_browser():
+    _require_browser()
+    from lifelens.tasks import get_task
+
+    with streamlit_server() as url, browser_page() as page:
+        for path, name in PAGES:
+            page.goto(f"{url}/{path}")
+            wait_idle(page)
+            assert_no_exception(page, path or "home")
+            if path in ("plant", "skin", "mammo", "retina") and get_task(path).model_path.is_file():
+                wait_for_heatmap(page)  # the first gallery case is predicted and explained
+            save_screenshot(page, name)
+
+        # A real image uploaded on a task page, through the browser's file input.
+        if not get_task("plant").model_path.is_file():
+            pytest.skip("models/plant.keras is not there yet (still training)")
+        page.goto(f"{url}/plant")
+        wait_idle(page)
+        page.locator('[data-testid="stRadio"]').first.get_by_text("Upload", exact=True).click()
+        wait_idle(page)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(real_upload_file()))
+        wait_idle(page)
+        wait_for_heatmap(page)
+        assert_no_exception(page, "plant upload")
+        assert page.get_by_text("Softmax confidence").count() >= 1
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+        save_screenshot(page, "plant_upload")
+
+        # Presenter mode: larger type, fewer controls, the same case.
+        page.locator('[data-testid="stSidebar"]').get_by_text("Presenter mode").click()
+        wait_idle(page)
+        wait_for_heatmap(page)
+        assert_no_exception(page, "presenter mode")
+        assert page.get_by_text("Colormap", exact=True).count() == 0
+        save_screenshot(page, "plant_presenter")
+        page.locator('[data-testid="stSidebar"]').get_by_text("Presenter mode").click()
+        wait_idle(page)
+
+        # Several methods side by side with their faithfulness, and Grad-CAM under MC dropout.
+        for toggle in ("Compare several methods", "Grad-CAM uncertainty under MC dropout"):
+            page.locator('[data-testid="stCheckbox"]').filter(has_text=toggle).first.locator("label").click()
+            wait_idle(page)
+        page.get_by_text("Deletion ↓").first.wait_for(timeout=RUN_TIMEOUT * 1000)
+        page.get_by_text("Standard deviation across masks", exact=False).first.wait_for(timeout=RUN_TIMEOUT * 1000)
+        assert_no_exception(page, "comparison")
+        save_screenshot(page, "plant_compare")
+
+        # Bring your own model: LifeLens's own plant model uploaded as a file, explained from memory.
+        page.goto(f"{url}/your-model")
+        wait_idle(page)
+        names = page.get_by_role("textbox", name="Class names, in output order")
+        names.fill("\n".join(get_task("plant").class_names))
+        names.press("Control+Enter")
+        wait_idle(page)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(
+            str(get_task("plant").model_path))
+        wait_idle(page)
+        page.locator('[data-testid="stRadio"]').first.get_by_text("A LifeLens gallery case", exact=True).click()
+        wait_idle(page)
+        wait_for_heatmap(page)
+        assert_no_exception(page, "your model")
+        save_screenshot(page, "your_model")

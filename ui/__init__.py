@@ -1,0 +1,1 @@
+"""Streamlit screen components shared by the pages (the pages themselves are in ``app_pages/``)."""

@@ -1,0 +1,235 @@
+"""The explanation section, shared by the task pages and the bring-your-own-model page.
+
+It draws: the controls (method, target class, layer, colormap, opacity), the chosen map
+over the image, a side-by-side grid of several methods with their deletion/insertion
+AUC, and the Grad-CAM uncertainty map under MC dropout. Every explanation is cached per
+(model, image bytes, method, class, layer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from lifelens import charts, imaging, ui_support
+from lifelens.report import ExplanationPanel
+from ui import common
+
+DEFAULT_COMPARISON = ("gradcam", "gradcam++", "layercam", "eigencam", "integrated_gradients", "shap")
+GRID_COLUMNS = 4
+
+
+def _explain_module():
+    from lifelens import explain
+
+    return explain
+
+
+def method_ids() -> list[str]:
+    """Every registered explanation method, in registry order."""
+    return list(_explain_module().METHODS)
+
+
+def method_name(method_id: str) -> str:
+    cls = _explain_module().METHODS.get(method_id)
+    return getattr(cls, "name", None) or method_id
+
+
+def uses_layer(method_id: str) -> bool:
+    return bool(getattr(_explain_module().METHODS.get(method_id), "uses_layer", False))
+
+
+@dataclass
+class Choice:
+    method: str
+    target: int
+    layer: str | None
+    colormap: str
+    alpha: float
+
+
+# ----------------------------------------------------------------------------- cached computations
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def explanation(model_key: str, image_digest: str, method: str, target: int, layer: str | None,
+                _model, _prepared: np.ndarray, _options: dict | None = None) -> dict:
+    """One map for one image: {"map": (H, W) in [0, 1], "signed": (H, W) or None, "layer", "target", "extra"}.
+
+    ``_options`` (not part of the cache key) must be determined by the other arguments,
+    e.g. the SHAP background built from the image itself for an uploaded model.
+    """
+    result = _explain_module().explain(_model, np.asarray(_prepared, np.float32), targets=int(target), method=method,
+                                       layer=layer if uses_layer(method) else None, **(_options or {}))
+    extra = {k: (np.asarray(v)[0] if np.ndim(v) >= 1 and np.shape(v)[0] == 1 else v) for k, v in result.extra.items()}
+    return {"map": result.maps[0], "signed": None if result.signed is None else result.signed[0],
+            "layer": result.layer, "target": int(result.targets[0]), "extra": extra}
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def faithfulness(model_key: str, image_digest: str, method: str, target: int, layer: str | None,
+                 _model, _prepared: np.ndarray, _heatmap: np.ndarray) -> dict:
+    """Deletion and insertion AUC of one map: {"deletion_auc", "insertion_auc"} in [0, 1]."""
+    return ui_support.faithfulness_scores(_model, _prepared, _heatmap, target)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def spatial_layers(model_key: str, _model) -> tuple[list[str], str]:
+    """(names of the layers a CAM method can explain, the default one)."""
+    return ui_support.spatial_layers(_model)
+
+
+# ----------------------------------------------------------------------------- drawing
+
+def colour_map(result: dict, display: np.ndarray, colormap: str, alpha: float, signed: bool = False) -> np.ndarray:
+    """The map over the display image (uint8 RGB)."""
+    if signed and result.get("signed") is not None:
+        return imaging.overlay(display, result["signed"], alpha=alpha, signed=True)
+    return imaging.overlay(display, result["map"], colormap=colormap, alpha=alpha)
+
+
+def controls(key: str, model_key: str, model, class_names: list[str], predicted: int) -> Choice:
+    """The explanation controls; in presenter mode only the method and the class."""
+    methods = method_ids()
+    default = methods.index("gradcam") if "gradcam" in methods else 0
+    presenting = common.presenter()
+    cols = st.columns([1.3, 1.3, 1.3] if presenting else [1.2, 1.5, 1.3, 0.9, 1])
+    method = cols[0].selectbox(
+        "Explanation method", methods, index=default, format_func=method_name, key=f"{key}_method",
+        help="How the heatmap is computed. CAM methods weigh the feature maps of one layer; gradient and "
+             "SHAP methods attribute the score to input pixels. See the description below the map.")
+    target = cols[1].selectbox(
+        "Explain the class", list(range(len(class_names))), index=int(predicted),
+        format_func=lambda i: class_names[i] + (" (predicted)" if i == predicted else ""),
+        key=f"{key}_target", help=ui_support.HELP["target"])
+    layers, default_layer = spatial_layers(model_key, model)
+    layer = default_layer
+    if presenting:
+        colormap, alpha = "jet", 0.45
+    else:
+        if uses_layer(method):
+            layer = cols[2].selectbox("Layer", layers, index=layers.index(default_layer) if default_layer in layers else 0,
+                                      key=f"{key}_layer", help=ui_support.HELP["layer"])
+        else:
+            cols[2].selectbox("Layer", ["(input pixels)"], key=f"{key}_layer_none", disabled=True,
+                              help="This method attributes the score to the input pixels; it has no layer to choose.")
+            layer = None
+        colormap = cols[3].selectbox("Colormap", list(imaging.COLORMAPS), key=f"{key}_colormap",
+                                     help="Colours of the heatmap: low importance at the start of the scale, high at the end.")
+        alpha = cols[4].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_alpha", help=ui_support.HELP["opacity"])
+    return Choice(method, int(target), layer if uses_layer(method) else None, colormap, float(alpha))
+
+
+def main_view(key: str, model_key: str, model, prepared: np.ndarray, display: np.ndarray, image_digest: str,
+              class_names: list[str], choice: Choice, options: dict | None = None) -> ExplanationPanel:
+    """The chosen map over the image, beside the bare heatmap; returns it for the report.
+
+    ``options``: {method id: extra options} (must follow from the model and image, e.g. a SHAP
+    background made from the image for an uploaded model).
+    """
+    with st.spinner(f"Computing {method_name(choice.method)}…"):
+        result = explanation(model_key, image_digest, choice.method, choice.target, choice.layer, model, prepared,
+                             (options or {}).get(choice.method))
+    cls = _explain_module().METHODS.get(choice.method)
+    signed = bool(getattr(cls, "signed", False)) and result.get("signed") is not None
+    overlay = colour_map(result, display, choice.colormap, choice.alpha)
+    cols = st.columns(2)
+    caption = f"{method_name(choice.method)} for **{class_names[result['target']]}**" + (
+        f" · layer `{result['layer']}`" if result.get("layer") else "")
+    cols[0].image(overlay, caption=caption, width="stretch")
+    if signed:
+        cols[1].image(imaging.diverging(imaging.resize(result["signed"][..., None], display.shape[0])[..., 0]),
+                      caption="Signed attribution: red = evidence for the class, blue = against", width="stretch")
+    else:
+        cols[1].image(imaging.colorize(imaging.resize(result["map"][..., None], display.shape[0])[..., 0], choice.colormap),
+                      caption="The heatmap alone (0 = ignored, 1 = most important)", width="stretch")
+    description = getattr(cls, "description", "")
+    if description:
+        st.caption(f"**{method_name(choice.method)}** — {description}")
+    return ExplanationPanel(method_name(choice.method), overlay, class_names[result["target"]], result.get("layer") or "")
+
+
+def comparison_grid(key: str, model_key: str, model, prepared: np.ndarray, display: np.ndarray, image_digest: str,
+                    class_names: list[str], choice: Choice, options: dict | None = None) -> list[ExplanationPanel]:
+    """Several methods on the same image and class, each with deletion/insertion AUC."""
+    methods = method_ids()
+    default = [m for m in DEFAULT_COMPARISON if m in methods][:4] or methods[:4]
+    chosen = st.multiselect("Methods to compare", methods, default=default, format_func=method_name,
+                            key=f"{key}_compare_methods",
+                            help="Each method is computed for the same image and class; CAM methods use the layer chosen above.")
+    if not chosen:
+        st.info("Pick at least one method to compare.")
+        return []
+    panels, rows = [], []
+    progress = st.progress(0.0, text="Computing the maps and their faithfulness…")
+    for i, method in enumerate(chosen):
+        layer = choice.layer if uses_layer(method) else None
+        if uses_layer(method) and layer is None:
+            layer = spatial_layers(model_key, model)[1]
+        try:
+            result = explanation(model_key, image_digest, method, choice.target, layer, model, prepared,
+                                 (options or {}).get(method))
+            scores = faithfulness(model_key, image_digest, method, choice.target, layer, model, prepared, result["map"])
+        except Exception as exc:  # noqa: BLE001 - one failing method must not hide the others
+            common.log.exception("comparison of %s failed", method)
+            panels.append(None)
+            rows.append({"method": method_name(method), "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
+            progress.progress((i + 1) / len(chosen), text=f"{method_name(method)} failed")
+            continue
+        overlay = colour_map(result, display, choice.colormap, choice.alpha)
+        panels.append(ExplanationPanel(method_name(method), overlay, class_names[choice.target], result.get("layer") or "",
+                                       scores.get("deletion_auc"), scores.get("insertion_auc")))
+        rows.append({"method": method_name(method), **scores})
+        progress.progress((i + 1) / len(chosen), text=f"{method_name(method)} done")
+    progress.empty()
+    columns = st.columns(min(GRID_COLUMNS, len(chosen)))
+    for i, (panel, row) in enumerate(zip(panels, rows)):
+        with columns[i % len(columns)]:
+            if panel is None:
+                st.error(f"{row['method']} could not be computed ({row['error']}).")
+                continue
+            st.image(panel.overlay, width="stretch", caption=panel.method)
+            c1, c2 = st.columns(2)
+            c1.metric("Deletion ↓", ui_support.format_value(panel.deletion_auc, 2), help=ui_support.HELP["deletion_auc"])
+            c2.metric("Insertion ↑", ui_support.format_value(panel.insertion_auc, 2), help=ui_support.HELP["insertion_auc"])
+    good = [r for r in rows if "error" not in r]
+    if good:
+        st.altair_chart(charts.faithfulness_bars(good), width="stretch")
+    return [p for p in panels if p is not None]
+
+
+def uncertainty_view(key: str, model_key: str, model, prepared: np.ndarray, display: np.ndarray, image_digest: str,
+                     class_names: list[str], choice: Choice) -> ExplanationPanel | None:
+    """Grad-CAM mean and standard deviation over MC-dropout passes."""
+    dropout = ui_support.dropout_layer(model)
+    if dropout is None:
+        st.info("This model has no dropout layer, so Grad-CAM cannot be sampled under MC dropout.")
+        return None
+    layer = choice.layer or spatial_layers(model_key, model)[1]
+    with st.spinner("Running Grad-CAM under MC dropout…"):
+        result = gradcam_mc(model_key, image_digest, choice.target, layer, MC_SAMPLES, dropout, model, prepared)
+    std = result["std"]
+    cols = st.columns(2)
+    mean_overlay = colour_map(result, display, choice.colormap, choice.alpha)
+    cols[0].image(mean_overlay, width="stretch",
+                  caption=f"Mean Grad-CAM over {MC_SAMPLES} dropout masks · {class_names[result['target']]} · "
+                          f"layer `{result['layer']}`")
+    top = float(std.max()) or 1.0
+    cols[1].image(imaging.overlay(display, std / top, colormap="magma", alpha=0.6), width="stretch",
+                  caption=f"Standard deviation across masks (brightest = {top:.3f} on the mean map's 0-1 scale)")
+    st.caption(ui_support.HELP["gradcam_std"] + f" Mean spread over the image: {float(std.mean()):.3f}.")
+    return ExplanationPanel("Grad-CAM, MC-dropout mean", mean_overlay, class_names[result["target"]], result["layer"],
+                            note=f"mean over {MC_SAMPLES} dropout masks; mean std {float(std.mean()):.3f}")
+
+
+MC_SAMPLES = 32
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def gradcam_mc(model_key: str, image_digest: str, target: int, layer: str, samples: int, dropout: str,
+               _model, _prepared: np.ndarray) -> dict:
+    """Grad-CAM mean/std over dropout masks: {"map", "std" (H, W) on the mean's 0-1 scale, "layer", "target"}."""
+    result = _explain_module().gradcam_uncertainty(_model, np.asarray(_prepared, np.float32), int(target),
+                                                   samples=samples, layer=layer, dropout=dropout)
+    return {"map": result.maps[0], "std": np.asarray(result.extra["std"])[0], "signed": None,
+            "layer": result.layer, "target": int(result.targets[0])}

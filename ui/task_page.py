@@ -1,0 +1,267 @@
+"""One task page: choose an image, see the prediction with both confidences, explain it, export it.
+
+All four task pages are drawn by :func:`render`; the pages themselves are one line.
+"""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from lifelens import charts, report, ui_support
+from lifelens.tasks import DISCLAIMER, get_task
+from ui import common, explain_panel
+
+SOURCES = ("Gallery", "Upload", "Camera")
+POSTERIOR_SAMPLES = 50
+
+
+# ----------------------------------------------------------------------------- cached data
+
+@st.cache_data(show_spinner=False)
+def gallery_cases(task_id: str) -> list:
+    return ui_support.gallery(get_task(task_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def gallery_case(task_id: str, index: int) -> ui_support.Case:
+    spec = get_task(task_id)
+    return ui_support.case_from_sample(spec, gallery_cases(task_id)[index])
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _bytes_case(task_id: str, content: bytes, name: str, source: str) -> ui_support.Case:
+    return ui_support.case_from_bytes(get_task(task_id), content, name, source)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _prediction(model_key: str, image_digest: str, bayes_method: str, samples: int, _task_model, _prepared) -> dict:
+    return ui_support.predict_case(_task_model, _prepared, bayes_method, samples)
+
+
+def model_key(task_model) -> str:
+    """Changes when the model file changes (e.g. a Bayesian head is attached)."""
+    return f"{task_model.spec.id}:{task_model.card.get('sha256', '')[:16]}"
+
+
+# ----------------------------------------------------------------------------- choosing the image
+
+def _next_case(key: str, count: int) -> None:
+    st.session_state[key] = (st.session_state.get(key, 0) + 1) % count
+
+
+def choose_case(spec) -> ui_support.Case | None:
+    """The image source picker and the chosen case (None when there is none yet)."""
+    key = spec.id
+    source = st.radio("Image from", SOURCES, horizontal=True, key=f"{key}_source",
+                      help="Gallery: real cases from our TEST split (never used for training). "
+                           "Upload or Camera: your own image, kept in memory only.")
+    if source == "Gallery":
+        missing = ui_support.data_status(spec)
+        if missing:
+            st.info(missing)
+            return None
+        cases = gallery_cases(spec.id)
+        if not cases:
+            st.info("The test split of this task is empty.")
+            return None
+        pick_key = f"{key}_case"
+        cols = st.columns([5, 1])
+        index = cols[0].selectbox(
+            f"Case from the test split ({len(cases)} images)", list(range(len(cases))), key=pick_key,
+            format_func=lambda i: ui_support.sample_label(spec, cases[i]),
+            help="The label shown is the true class recorded in the data set.")
+        cols[1].button("Next case", key=f"{key}_next", on_click=_next_case, args=(pick_key, len(cases)),
+                       help="Show the next case of the gallery.", width="stretch", icon=":material/arrow_forward:")
+        with st.spinner("Reading the image…"):
+            return gallery_case(spec.id, int(index))
+    if source == "Upload":
+        kinds = ", ".join(t.upper() for t in spec.upload_types)
+        uploaded = st.file_uploader(f"Upload an image ({kinds})", type=list(spec.upload_types), key=f"{key}_upload",
+                                    help=f"Expected: {spec.modality}. The file stays in memory and is never saved.")
+        if uploaded is None:
+            st.caption("Drop a file above to analyse it.")
+            return None
+        return _bytes_case(spec.id, uploaded.getvalue(), uploaded.name, "upload")
+    shot = st.camera_input("Take a photo", key=f"{key}_camera",
+                           help=f"Expected: {spec.modality}. The photo stays in memory and is never saved.")
+    if shot is None:
+        return None
+    return _bytes_case(spec.id, shot.getvalue(), "camera photo", "camera")
+
+
+def current_case(spec) -> ui_support.Case | None:
+    """The image open on this task's page in this session, else the first gallery case (None without data)."""
+    case = st.session_state.get(f"current_case_{spec.id}")
+    if case is not None:
+        return case
+    if ui_support.data_status(spec) or not gallery_cases(spec.id):
+        return None
+    return gallery_case(spec.id, 0)
+
+
+# ----------------------------------------------------------------------------- prediction
+
+def prediction_section(spec, task_model, case) -> dict:
+    """Image beside both confidences, uncertainty and warnings; returns the prediction."""
+    methods = ["mc_dropout"] + (["variational"] if task_model.variational_head is not None else [])
+    default = "variational" if "variational" in methods else "mc_dropout"
+    bayes_method = default
+    if not common.presenter() and len(methods) > 1:
+        bayes_method = st.radio("Bayesian confidence from", methods, index=methods.index(default), horizontal=True,
+                                format_func=ui_support.BAYES_METHODS.get, key=f"{spec.id}_bayes",
+                                help="MC dropout: dropout kept on at prediction time, each pass one sampled network. "
+                                     "Variational head: a last layer whose weights are probability distributions, "
+                                     "trained by Bayes by Backprop.")
+    with st.spinner("Predicting…"):
+        pred = _prediction(model_key(task_model), case.digest, bayes_method, POSTERIOR_SAMPLES, task_model, case.prepared)
+    names = spec.class_names
+    top = int(np.argmax(pred["mean"]))
+    image_col, result_col = st.columns([1, 1.6] if not common.presenter() else [1, 1.2])
+    with image_col:
+        caption = case.name if case.source != "gallery" else f"True class: {names[case.label]}"
+        if case.marks:
+            caption += " · green circle: the lesion recorded in the data"
+        st.image(case.display_with_marks(), caption=caption, width="stretch")
+    with result_col:
+        verdict = f"### Most likely: **{names[top]}**"
+        if case.label is not None:
+            verdict += (" :green[:material/check_circle: correct]" if case.label == top
+                        else f" :red[:material/cancel: wrong — true: {names[case.label]}]")
+        st.markdown(verdict)
+        low, high = pred["interval"][top]
+        t_note = f" Temperature {pred['temperature']:.2f} applied." if pred.get("temperature") else ""
+        top_softmax = int(np.argmax(pred["softmax"]))
+        row1 = st.columns(2)
+        row1[0].metric("Softmax confidence", f"{pred['softmax'][top_softmax]:.0%}",
+                       None if top_softmax == top else f"for {names[top_softmax]}", delta_color="off", delta_arrow="off",
+                       help=ui_support.HELP["softmax"] + t_note, border=True)
+        row1[1].metric("Bayesian confidence", f"{pred['mean'][top]:.0%}", f"95% CI {low:.0%}–{high:.0%}",
+                       delta_color="off", delta_arrow="off", border=True,
+                       help=ui_support.HELP["bayesian"] + f" Method: {ui_support.BAYES_METHODS[bayes_method]}.")
+        row2 = st.columns(2)
+        row2[0].metric("Entropy (nats)", f"{pred['predictive_entropy']:.2f}", help=ui_support.HELP["entropy"], border=True)
+        row2[1].metric("Mutual information (nats)", f"{pred['mutual_information']:.3f}",
+                       help=ui_support.HELP["mutual_information"], border=True)
+        warnings = ui_support.prediction_warnings(names, pred["softmax"], pred["mean"], pred["predictive_entropy"],
+                                                  pred["mutual_information"])
+        for w in warnings:
+            st.warning(w, icon=":material/warning:")
+        st.caption(f":material/warning: {DISCLAIMER}")
+        st.altair_chart(charts.confidence_bars(names, pred["softmax"], pred["mean"], pred["interval"][:, 0],
+                                               pred["interval"][:, 1], top=5 if common.presenter() else 6),
+                        width="stretch")
+    if not common.presenter():
+        c1, c2 = st.columns([1.4, 1])
+        c1.altair_chart(charts.posterior_histogram(names, pred["samples"], top=3), width="stretch")
+        c2.markdown(
+            "**Reading the uncertainty**\n\n"
+            f"- **Entropy {pred['predictive_entropy']:.2f} nats** — total uncertainty (0 = sure, "
+            f"{np.log(len(names)):.2f} = all {len(names)} classes equally likely).\n"
+            f"- **Mutual information {pred['mutual_information']:.3f} nats** — the sampled networks disagreeing "
+            "with each other: uncertainty from not knowing (epistemic).\n"
+            f"- **Expected entropy {pred['expected_entropy']:.2f} nats** — uncertainty every sampled network "
+            "shares: an ambiguous image (aleatoric).\n"
+            "- **Histogram** — each posterior sample is one version of the network; a narrow peak means they agree.")
+    pred["warnings"] = warnings
+    pred["top"] = top
+    return pred
+
+
+# ----------------------------------------------------------------------------- export
+
+def _provenance(spec, task_model) -> tuple[dict, dict]:
+    card = task_model.card
+    metrics = card.get("metrics") or {}
+    key = spec.key_metrics[0]
+    model = {
+        "Model file": f"models/{spec.model_path.name} (sha256 {card.get('sha256', '?')[:16]}…)",
+        "Architecture": f"small CNN trained from scratch, {card.get('parameters', '?')} parameters",
+        "Input": f"{spec.input_size} x {spec.input_size} x {spec.channels}",
+    }
+    if metrics.get(key) is not None:
+        model["Test-split " + key.replace("_", " ")] = f"{metrics[key]:.3f}"
+    if ui_support.card_temperature(card):
+        model["Temperature"] = f"{ui_support.card_temperature(card):.3f}"
+    data = {"Data set": spec.citation, "Licence": spec.licence, "Modality": spec.modality}
+    return model, data
+
+
+def export_section(spec, task_model, case, pred, panels) -> None:
+    names = spec.class_names
+    model_info, data_info = _provenance(spec, task_model)
+    case_report = report.CaseReport(
+        task_title=spec.title, case_name=case.name, source=case.source, image=case.display_with_marks(),
+        class_names=names, softmax=pred["softmax"], bayes_mean=pred["mean"], bayes_low=pred["interval"][:, 0],
+        bayes_high=pred["interval"][:, 1], entropy=pred["predictive_entropy"],
+        mutual_information=pred["mutual_information"], bayes_method=ui_support.BAYES_METHODS[pred["method"]],
+        true_label=names[case.label] if case.label is not None else None, warnings=pred["warnings"],
+        explanations=panels, model=model_info, data=data_info)
+    stem = f"lifelens-{spec.id}-{case.digest[:8]}"
+    c1, c2, c3 = st.columns([1.2, 1.3, 2])
+    c1.download_button("Download PNG figure", data=lambda: report.render_png(case_report), file_name=f"{stem}.png",
+                       mime="image/png", key=f"{spec.id}_png", on_click="ignore", icon=":material/image:", width="stretch",
+                       help="The image, the explanations shown, both confidences and the provenance in one picture.")
+    c2.download_button("Download HTML report", data=lambda: report.render_html(case_report), file_name=f"{stem}.html",
+                       mime="text/html", key=f"{spec.id}_html", on_click="ignore", icon=":material/description:", width="stretch",
+                       help="One self-contained web page (images inlined) with the prediction, the explanations, "
+                            "and model and data provenance.")
+    c3.caption("The export holds the explanations currently on screen (including the comparison grid when it is open).")
+
+
+# ----------------------------------------------------------------------------- the page
+
+def render(task_id: str) -> None:
+    spec = get_task(task_id)
+    st.title(f"{common.task_icon(spec.id)} {spec.title}")
+    st.caption(f"{spec.short} · input: {spec.modality}")
+    task_model = common.task_model(task_id)
+    case = None
+    with common.guarded("The image"):
+        case = choose_case(spec)
+    if case is None or task_model is None:
+        common.disclaimer()
+        return
+    st.session_state[f"current_case_{spec.id}"] = case  # the Inside page explains the same image
+    st.divider()
+    pred = None
+    with common.guarded("The prediction"):
+        st.subheader("Prediction")
+        pred = prediction_section(spec, task_model, case)
+    if pred is None:
+        return
+    st.divider()
+    explanations_and_export(spec, task_model, case, pred)
+
+
+@st.fragment
+def explanations_and_export(spec, task_model, case, pred) -> None:
+    """Everything below the prediction. A fragment: changing a method, class, layer or colormap
+    reruns only this part, not the image choice and the prediction above it."""
+    panels: list = []
+    choice = None
+    mkey = model_key(task_model)
+    display = case.display_with_marks()
+    with common.guarded("The explanation"):
+        st.subheader("Where did it look?")
+        choice = explain_panel.controls(spec.id, mkey, task_model.classifier, spec.class_names, pred["top"])
+        panels.append(explain_panel.main_view(spec.id, mkey, task_model.classifier, case.prepared, display, case.digest,
+                                              spec.class_names, choice))
+    if choice is not None and not common.presenter():
+        compare = st.toggle("Compare several methods (with deletion/insertion AUC)", key=f"{spec.id}_compare",
+                            help="Compute several explanation methods side by side and score how faithful each map is.")
+        if compare:
+            with common.guarded("The method comparison"):
+                panels.extend(explain_panel.comparison_grid(spec.id, mkey, task_model.classifier, case.prepared, display,
+                                                            case.digest, spec.class_names, choice))
+        uncertain = st.toggle("Grad-CAM uncertainty under MC dropout", key=f"{spec.id}_gradcam_mc",
+                              help="Grad-CAM recomputed for many dropout masks: the mean map and where it varies.")
+        if uncertain:
+            with common.guarded("The Grad-CAM uncertainty map"):
+                panel = explain_panel.uncertainty_view(spec.id, mkey, task_model.classifier, case.prepared, display,
+                                                       case.digest, spec.class_names, choice)
+                if panel is not None:
+                    panels.append(panel)
+    st.divider()
+    with common.guarded("The export"):
+        st.subheader("Export this case")
+        export_section(spec, task_model, case, pred, panels)
