@@ -16,6 +16,8 @@ from sklearn import metrics as skm
 
 from lifelens import data
 from lifelens.tasks import TaskSpec
+from lifelens.uncertainty.frequentist import wilson_interval
+from lifelens.uncertainty.metrics import expected_calibration_error, negative_log_likelihood
 
 REFERABLE_GRADE = 2  # APTOS: moderate or worse is referable diabetic retinopathy
 
@@ -25,25 +27,6 @@ def _safe_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
     if len(np.unique(y_true)) < 2:
         return None
     return float(skm.roc_auc_score(y_true, score))
-
-
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Top-label ECE with equal-width confidence bins. probs (N, K), labels (N,)."""
-    conf = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        m = which == b
-        if m.any():
-            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(ece)
-
-
-def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean -log p(true class), probabilities clipped at 1e-12."""
-    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
 
 
 def choose_threshold(labels: np.ndarray, score: np.ndarray) -> float:
@@ -102,17 +85,6 @@ def classification_metrics(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray
         out["sensitivity"] = float(called[pos].mean()) if pos.any() else None
         out["specificity"] = float((~called[neg]).mean()) if neg.any() else None
     return out
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95% interval for a proportion (0, 0 when n = 0)."""
-    if n == 0:
-        return (0.0, 0.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
 # ----------------------------------------------------------------------------- baseline

@@ -139,8 +139,10 @@ def split_views(full):
     import keras
 
     probs = full.get_layer("probs").output
-    classifier = full if len(full.outputs) == 1 else keras.Model(full.inputs, probs, name=full.name + "_classifier")
-    features = keras.Model(full.inputs, full.get_layer("features").output, name=full.name + "_features")
+    # One input tensor (not the list) so calls with a bare array match the model's structure.
+    inputs = full.inputs[0]
+    classifier = full if len(full.outputs) == 1 else keras.Model(inputs, probs, name=full.name + "_classifier")
+    features = keras.Model(inputs, full.get_layer("features").output, name=full.name + "_features")
     try:
         head = full.get_layer("variational_head")
     except ValueError:

@@ -238,6 +238,9 @@ def prediction_warnings(class_names: list[str], softmax: np.ndarray, bayes_mean:
 
 # ----------------------------------------------------------------------------- uploaded models
 
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+
+
 def load_model_bytes(content: bytes):
     """A ``.keras`` archive held in memory -> Keras model, never touching the disk.
 
@@ -247,6 +250,7 @@ def load_model_bytes(content: bytes):
     from the archive (or on the fly from it), never extracted. Raises ModelError.
     """
     import zipfile
+    import zlib
 
     content = bytes(content)
     if not content:
@@ -255,13 +259,24 @@ def load_model_bytes(content: bytes):
     if not zipfile.is_zipfile(buffer):
         raise ModelError("The uploaded file is not a Keras 3 `.keras` archive (it is not a zip file). "
                          "Save your model with `model.save('name.keras')`.")
+    # Keep only the three members a Keras 3 archive needs: any other member (an assets
+    # folder) makes the loader extract the archive into a temporary directory on disk.
+    keep = ("config.json", "metadata.json", "model.weights.h5")
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as zf:
             names = set(zf.namelist())
-    except zipfile.BadZipFile:
+            if "config.json" not in names:
+                raise ModelError("The uploaded zip is not a Keras 3 `.keras` archive (no config.json inside).")
+            if sum(zf.getinfo(n).file_size for n in keep if n in names) > MAX_MODEL_BYTES:
+                raise ModelError("The uploaded model unpacks to more than 512 MB; LifeLens does not load it.")
+            slim = io.BytesIO()
+            with zipfile.ZipFile(slim, "w", zipfile.ZIP_STORED) as out:
+                for name in keep:
+                    if name in names:
+                        out.writestr(name, zf.read(name))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError):
         raise ModelError("The uploaded `.keras` archive is damaged.") from None
-    if "config.json" not in names:
-        raise ModelError("The uploaded zip is not a Keras 3 `.keras` archive (no config.json inside).")
+    content = slim.getvalue()
     from lifelens import config
     from lifelens import uncertainty  # noqa: F401  (registers custom Bayesian layers LifeLens saves)
 

@@ -67,3 +67,6 @@ def test_images(task_id: str, n: int, split: str = "test", per_class: bool = Fal
 @pytest.fixture(scope="session")
 def real_images():
     return test_images
+
+
+test_images.__test__ = False  # a helper whose name pytest would otherwise collect
