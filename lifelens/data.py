@@ -62,7 +62,8 @@ def load_prepared(spec: TaskSpec, samples: list[Sample], data_dir: Path | None =
     """Prepared network inputs for ``samples`` as uint8 (N, S, S, C), cached on disk by content."""
     folder = spec.data_dir(data_dir)
     key = hashlib.sha256(
-        json.dumps([spec.id, spec.input_size, spec.channels, str(folder), [s.path for s in samples]]).encode()
+        json.dumps([spec.id, spec.input_size, spec.channels, getattr(spec.prepare, "__name__", ""), str(folder),
+                    [s.path for s in samples]]).encode()
     ).hexdigest()[:20]
     cache = config.cache_root() / f"{spec.id}-{spec.input_size}-{key}.npy"
     if cache.is_file():

@@ -353,6 +353,17 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(size, size, image.shape[-1]) if image.ndim == 3 else out
 
 
+def shades_of_grey(image: np.ndarray, power: float = 6.0) -> np.ndarray:
+    """Colour constancy (Finlayson & Trezzi 2004): scale each channel so the image's
+    Minkowski p-norm colour becomes neutral grey. Dermoscopes differ in light and white
+    balance; this removes that cast (Barata et al. 2015). uint8/float (H, W, 3) -> float32 [0, 255].
+    """
+    img = image.astype(np.float32)
+    norm = np.power(np.mean(np.power(img.reshape(-1, img.shape[-1]), power), axis=0), 1.0 / power)
+    gain = np.sqrt(np.sum(norm ** 2) / 3.0) / np.maximum(norm, 1e-6)
+    return np.clip(img * gain, 0, 255)
+
+
 def local_contrast(image: np.ndarray, sigma_fraction: float = 1 / 30) -> np.ndarray:
     """Subtract the local average colour (Gaussian blur), re-centred on grey (Graham 2015)."""
     img = image.astype(np.float32)

@@ -157,6 +157,11 @@ def _resize(image: np.ndarray, size: int) -> np.ndarray:
     return imaging.resize(image, size)
 
 
+def _prepare_dermoscopy(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize, then remove the dermoscope's colour cast (shades-of-grey colour constancy)."""
+    return imaging.shades_of_grey(imaging.resize(image, size))
+
+
 def _prepare_fundus(image: np.ndarray, size: int) -> np.ndarray:
     """Resize, then subtract the local mean colour (Graham 2015) so lesions, not lighting, stand out."""
     return imaging.local_contrast(imaging.resize(image, size))
@@ -216,7 +221,7 @@ SKIN = TaskSpec(
     channels=3,
     data_folder="skin",
     label_reader=_by_label_column("label"),
-    prepare=_resize,
+    prepare=_prepare_dermoscopy,
     augmentation="dermoscopy",
     limitations=(
         "Trained from scratch on 1.5k dermoscopy images at 128 px: far below clinical-grade performance.",

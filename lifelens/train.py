@@ -140,15 +140,23 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
         def on_epoch_end(self, epoch, logs=None):
             state["seconds"] += time.time() - self.t0
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
+            # Select on what the task is judged by, on whole validation images: the unweighted
+            # validation loss favours the majority class on skewed tasks (and patches are not films).
+            scorer.set_weights(self.model.get_weights())
+            row["val_score"] = _selection_score(spec, scorer, x_val, y_val)
             state["history"].append(row)
             self.model.save(run_dir / "last.keras")
-            best = min(r["val_loss"] for r in state["history"])
-            if row["val_loss"] <= best:
+            best = max(r.get("val_score", -r["val_loss"]) for r in state["history"])
+            if row["val_score"] >= best:
                 self.model.save(run_dir / "best.keras")
                 state["best_epoch"] = epoch + 1
             state_path.write_text(json.dumps(state, indent=1))
             log(f"[{spec.id}] epoch {epoch + 1}/{epochs} loss {row['loss']:.3f} acc {row['accuracy']:.3f} "
-                f"val_loss {row['val_loss']:.3f} val_acc {row['val_accuracy']:.3f} ({state['seconds']:.0f}s)")
+                f"val_loss {row['val_loss']:.3f} val_acc {row['val_accuracy']:.3f} "
+                f"val_score {row['val_score']:.3f} ({state['seconds']:.0f}s)")
+
+    # The network at the task's input size (patch-trained weights apply to whole films).
+    scorer = model if train_size is None else build_model(spec, seed=seed)
 
     if done < epochs:
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done,
@@ -182,7 +190,7 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
             "epochs": epochs, "batch_size": BATCH_SIZE, "optimizer": "AdamW", "learning_rate": LEARNING_RATE,
             "schedule": "cosine decay to 2%", "weight_decay": WEIGHT_DECAY, "dropout_before_head": 0.4,
             "class_weighting": CLASS_WEIGHTING.get(spec.id), "augmentation": spec.augmentation, "seed": seed,
-            "selected_epoch": state.get("best_epoch"), "selection": "lowest validation loss",
+            "selected_epoch": state.get("best_epoch"), "selection": SELECTION_RULE,
             "batchnorm": ("moving statistics replaced by exact statistics of the clean training images"
                           if val_after >= val_before else "moving statistics from training (recalibration did worse on validation)"),
             "validation_score_before_after_bn_recalibration": [round(val_before, 4), round(val_after, 4)],
@@ -202,15 +210,21 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     return target
 
 
+SELECTION_RULE = ("highest validation score on whole validation images (balanced accuracy; "
+                  "ROC AUC for a binary task)")
+
+
 def _selection_score(spec: TaskSpec, model, x: np.ndarray, y: np.ndarray) -> float:
-    """Validation accuracy, or ROC AUC of the positive class for a binary task."""
+    """Validation balanced accuracy, or ROC AUC of the positive class for a binary task."""
     from sklearn.metrics import roc_auc_score
 
     probs = np.concatenate([np.asarray(model(x[i:i + 32].astype(np.float32), training=False))
                             for i in range(0, len(x), 32)])
     if spec.num_classes == 2 and len(np.unique(y)) == 2:
         return float(roc_auc_score(y, probs[:, 1]))
-    return float((probs.argmax(axis=1) == y).mean())
+    from sklearn.metrics import balanced_accuracy_score
+
+    return float(balanced_accuracy_score(y, probs.argmax(axis=1)))
 
 
 def lesion_patches(spec: TaskSpec, samples, prepared: np.ndarray, data_dir, per_lesion: int, seed: int):
