@@ -1,4 +1,4 @@
-"""``python -m lifelens <command>``: train, evaluate, predict, explain, inside.
+"""``python -m lifelens <command>``: train, evaluate, predict, calibrate, explain, faithfulness, inside.
 
 Each command is a module in :mod:`lifelens.commands` with ``HELP``,
 ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when
@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-COMMANDS = ("train", "evaluate", "predict", "calibrate", "explain", "inside")
+COMMANDS = ("train", "evaluate", "predict", "calibrate", "explain", "faithfulness", "inside")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ from lifelens import cli, data
 from lifelens.explain import (METHODS, Method, agreement, deletion_auc, explain, gradcam_uncertainty,
                               insertion_auc, random_maps, randomisation_check, rank_correlation, tracing_counts)
 from lifelens.explain import graph
-from lifelens.explain.faithfulness import perturbation_curves
+from lifelens.explain.faithfulness import faithfulness_summary, perturbation_curves
 from lifelens.explain.integrated_gradients import baseline_images
 from lifelens.tasks import TASKS, get_task
 
@@ -165,6 +165,19 @@ def test_grad_cam_deletes_the_evidence_faster_than_a_random_map(task_id, n, marg
     np.testing.assert_allclose(insertion[:, -1], start, atol=1e-4)
     np.testing.assert_allclose(insertion_auc(model, images[:4], cam.maps[:4], cam.targets[:4], steps=8),
                                np.trapezoid(insertion, np.linspace(0, 1, 9), axis=1), atol=1e-6)
+
+
+def test_faithfulness_command_summarises_methods_against_a_random_map(tmp_path, capsys):
+    code = cli.main(["faithfulness", "--task", "plant", "--images", "6", "--methods", "gradcam,eigencam", "--no-card"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == 6 and set(summary) >= {"random", "gradcam", "eigencam"}
+    for method in ("random", "gradcam", "eigencam"):
+        assert 0.0 <= summary[method]["deletion_auc"] <= 1.0 and 0.0 <= summary[method]["insertion_auc"] <= 1.0
+    # on the confident plant model Grad-CAM removes the evidence faster than chance on most images
+    assert summary["gradcam"]["deletion_auc"] < summary["random"]["deletion_auc"]
+    assert summary["gradcam"]["beats_random_share"] >= 0.5
+    assert cli.main(["faithfulness", "--task", "plant", "--methods", "no-such-method"]) == 2
 
 
 # ----------------------------------------------------------------------------- sanity checks

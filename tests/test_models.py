@@ -27,7 +27,10 @@ def test_shipped_model_loads_and_predicts_real_images(task_id):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
     labels = np.array([s.label for s in samples])
     balanced = classification_metrics(spec, labels, probs)["balanced_accuracy"]
-    assert balanced > 1.5 / spec.num_classes, f"{task_id}: balanced accuracy {balanced:.2f} is near chance"
+    # Above chance by more than two binomial standard errors of a guess on this many images.
+    chance = 1.0 / spec.num_classes
+    floor = chance + 2.0 * np.sqrt(chance * (1.0 - chance) / len(labels))
+    assert balanced > floor, f"{task_id}: balanced accuracy {balanced:.2f} is not clearly above chance ({floor:.2f})"
     # Deterministic: the same input gives the same answer.
     np.testing.assert_array_equal(probs, predict_proba(tm.classifier, x))
 
