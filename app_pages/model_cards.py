@@ -68,6 +68,20 @@ with common.guarded("The metrics"):
         if metrics.get("confusion_matrix"):
             st.altair_chart(charts.confusion_heatmap(metrics["confusion_matrix"], spec.class_names), width="content")
 
+with common.guarded("The faithfulness of the explanations"):
+    faith = card.get("faithfulness")
+    if faith:
+        st.subheader("How faithful are its explanations?")
+        st.caption(f"Mean over {faith.get('images', '?')} test images (every class in turn): pixels are blurred away "
+                   "(deletion) or restored (insertion) in the order a map ranks them. A faithful map makes the "
+                   "class probability fall fast (low deletion AUC) and come back fast (high insertion AUC); "
+                   "the random map is chance. Measured by `python -m lifelens faithfulness`.")
+        st.dataframe(ui_support.faithfulness_rows(faith), hide_index=True, width="content", column_config={
+            "deletion AUC": st.column_config.NumberColumn(format="%.3f", help="Lower is better: the evidence goes first."),
+            "insertion AUC": st.column_config.NumberColumn(format="%.3f", help="Higher is better: the evidence comes back first."),
+            "beats random": st.column_config.NumberColumn(format="%.2f", help="Share of images whose deletion AUC is below the random map's."),
+        })
+
 with common.guarded("The training curves"):
     st.subheader("How was it trained?")
     history = card.get("history") or []
@@ -75,7 +89,7 @@ with common.guarded("The training curves"):
         st.altair_chart(charts.training_curves(history), width="content")
         hp = card.get("hyperparameters") or {}
         st.caption(f"{len(history)} epochs in {card.get('training_seconds', '?')} s on {card.get('training_device', '?')}; "
-                   f"the epoch with the lowest validation loss ({hp.get('selected_epoch', '?')}) was kept.")
+                   f"epoch {hp.get('selected_epoch', '?')} was kept ({hp.get('selection', 'lowest validation loss')}).")
         if hp:
             with st.expander("Hyperparameters"):
                 st.json(hp)

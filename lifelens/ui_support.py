@@ -502,3 +502,18 @@ def dropout_layer(model) -> str | None:
         if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)):
             found = layer.name
     return found
+
+
+def faithfulness_rows(summary: dict) -> list[dict]:
+    """Rows of a card's ``faithfulness`` summary for a table: the random map first, then the
+    methods from most to least faithful by deletion AUC."""
+    from lifelens.explain.base import METHODS
+
+    methods = sorted((m for m in summary if m in METHODS), key=lambda m: summary[m]["deletion_auc"])
+    rows = []
+    for m in ["random", *methods]:
+        entry = summary.get(m) or {}
+        rows.append({"method": "random map (chance)" if m == "random" else METHODS[m].name,
+                     "deletion AUC": entry.get("deletion_auc"), "insertion AUC": entry.get("insertion_auc"),
+                     "beats random": entry.get("beats_random_share")})
+    return rows

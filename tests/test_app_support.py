@@ -164,3 +164,13 @@ def test_charts_carry_tooltips_for_every_number():
         spec = chart.to_dict()
         layers = spec.get("layer", [spec])
         assert any("tooltip" in layer.get("encoding", {}) for layer in layers)
+
+
+def test_faithfulness_rows_put_chance_first_then_most_faithful():
+    summary = {"random": {"deletion_auc": 0.6, "insertion_auc": 0.4},
+               "eigencam": {"deletion_auc": 0.5, "insertion_auc": 0.5, "beats_random_share": 0.6},
+               "gradcam": {"deletion_auc": 0.3, "insertion_auc": 0.7, "beats_random_share": 0.9},
+               "images": 12, "steps": 16}
+    rows = ui_support.faithfulness_rows(summary)
+    assert [r["method"] for r in rows] == ["random map (chance)", "Grad-CAM", "Eigen-CAM"]
+    assert rows[1]["deletion AUC"] == 0.3 and rows[0]["beats random"] is None
