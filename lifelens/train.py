@@ -173,7 +173,7 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     if val_after < val_before:  # keep whichever BatchNorm statistics do better on validation
         final.set_weights(trained_weights)
     log(f"[{spec.id}] BatchNorm statistics from clean training images: validation "
-        f"{'AUC' if spec.num_classes == 2 else 'accuracy'} {val_before:.3f} -> {val_after:.3f} "
+        f"{'AUC' if spec.num_classes == 2 else 'balanced accuracy'} {val_before:.3f} -> {val_after:.3f} "
         f"({'kept' if val_after >= val_before else 'reverted'})")
     target = out_dir / f"{spec.id}.keras"
     final.save(target)
