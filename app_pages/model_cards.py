@@ -43,6 +43,10 @@ with common.guarded("The metrics"):
             delta = f"{value - base:+.3f} vs baseline" if isinstance(base, (int, float)) else None
             cols[i % len(cols)].metric(name.replace("_", " "), f"{value:.3f}", delta,
                                        help=ui_support.metric_help(name) + (f" Baseline: {base:.3f}." if base is not None else ""))
+        for goal in card.get("goals") or []:
+            mark = "met" if goal.get("met_on_our_test_split") else "**not met**"
+            st.caption(f"Goal on the held-out judging set: {goal['metric'].replace('_', ' ')} ≥ {goal['goal']:.2f}; "
+                       f"our test split: {ui_support.format_value(goal.get('our_test_split'))} ({mark}).")
         if metrics.get("accuracy_ci95"):
             lo, hi = metrics["accuracy_ci95"]
             st.caption(f"Accuracy 95% interval (Wilson): {lo:.3f}–{hi:.3f}. Calibration: ECE "

@@ -195,10 +195,19 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["limitations"] = list(spec.limitations)
     entries["dataset"] = {"folder": spec.data_folder, "citation": spec.citation, "licence": spec.licence,
                           "modality": spec.modality}
+    entries["goals"] = goal_status(spec, entries["metrics"])
     update_card(spec, **entries)
     key = spec.key_metrics[0]
     log(f"[{spec.id}] test {key}: CNN {entries['metrics'].get(key)} vs baseline {entries['baseline']['metrics'].get(key)}")
     return entries
+
+
+def goal_status(spec: TaskSpec, metrics: dict) -> list[dict]:
+    """Each held-out goal of the task beside what our test split measured, and whether it is met
+    there: the card says plainly where the model falls short."""
+    return [{"metric": name, "goal": goal, "our_test_split": metrics.get(name),
+             "met_on_our_test_split": metrics.get(name) is not None and metrics[name] >= goal}
+            for name, goal in spec.goals]
 
 
 def metrics_table_markdown() -> str:

@@ -55,6 +55,8 @@ class TaskSpec:
     citation: str
     licence: str
     modality: str
+    # The minimum each metric must reach on the held-out judging set (which we do not have).
+    goals: tuple[tuple[str, float], ...] = ()
     upload_types: tuple[str, ...] = ("jpg", "jpeg", "png", "tif", "tiff", "bmp", "pgm")
     # "avg": global average pooling before the head (the class is spread over the image);
     # "max": global max pooling (a small finding anywhere decides, as for a lesion on a film).
@@ -202,6 +204,7 @@ PLANT = TaskSpec(
         "Only tomato and only these 10 classes: any other plant or disease is forced into one of them.",
     ),
     key_metrics=("accuracy", "balanced_accuracy", "macro_auc"),
+    goals=(("accuracy", 0.95),),
     citation="Hughes D.P., Salathé M. (2015) An open access repository of images on plant health. arXiv:1511.08060 (PlantVillage, tomato subset).",
     licence="CC BY-SA 3.0",
     modality="RGB photograph of a single leaf on a plain background",
@@ -229,6 +232,7 @@ SKIN = TaskSpec(
         "Clinical (non-dermoscopic) photographs are out of distribution.",
     ),
     key_metrics=("melanoma_auc", "seborrheic_keratosis_auc", "isic2017_score", "balanced_accuracy"),
+    goals=(("isic2017_score", 0.80),),
     citation="Codella N. et al. (2018) Skin lesion analysis toward melanoma detection: ISIC 2017 challenge. arXiv:1710.05006.",
     licence="ISIC Archive terms of use; cite the ISIC 2017 challenge",
     modality="RGB dermoscopy image of one skin lesion",
@@ -255,6 +259,7 @@ MAMMO = TaskSpec(
         "Normal vs abnormal only; benign and malignant findings are not separated.",
     ),
     key_metrics=("abnormal_auc", "sensitivity", "specificity", "balanced_accuracy"),
+    goals=(("abnormal_auc", 0.70),),
     citation="Suckling J. et al. (1994) The Mammographic Image Analysis Society digital mammogram database. Exerpta Medica, International Congress Series 1069, pp. 375-378 (mini-MIAS).",
     licence="Research use only (mini-MIAS licence, see the data folder's Licence.txt)",
     modality="Greyscale mediolateral-oblique mammography film (scanned, 200 µm pixels)",
@@ -288,6 +293,7 @@ RETINA = TaskSpec(
         "Images are seen at 160 px, where the smallest microaneurysms are barely visible.",
     ),
     key_metrics=("quadratic_kappa", "referable_auc", "balanced_accuracy"),
+    goals=(("quadratic_kappa", 0.75), ("referable_auc", 0.90)),
     citation="APTOS 2019 Blindness Detection, Asia Pacific Tele-Ophthalmology Society (Kaggle competition data).",
     licence="Competition data for non-commercial research and education",
     modality="RGB colour fundus photograph",

@@ -52,6 +52,12 @@ def test_model_card_holds_measured_metrics_and_provenance(task_id):
         assert key in card, key
     assert card["metrics"]["n"] == card["split"]["test"]["n"]
     assert len(card["history"]) >= 1 and "val_loss" in card["history"][0]
+    # the card says plainly how our test split compares with each held-out goal
+    spec = get_task(task_id)
+    assert [(g["metric"], g["goal"]) for g in card["goals"]] == list(spec.goals)
+    for g in card["goals"]:
+        assert g["our_test_split"] == card["metrics"][g["metric"]]
+        assert g["met_on_our_test_split"] == (g["our_test_split"] >= g["goal"])
 
 
 def _held_out_like_folder(tmp_path, task_id, n):
