@@ -142,7 +142,8 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
             # Select on what the task is judged by, on whole validation images: the unweighted
             # validation loss favours the majority class on skewed tasks (and patches are not films).
-            scorer.set_weights(self.model.get_weights())
+            if scorer is not self.model:  # patch training: copy the weights into the full-size network
+                scorer.set_weights(self.model.get_weights())
             row["val_score"] = _selection_score(spec, scorer, x_val, y_val)
             state["history"].append(row)
             self.model.save(run_dir / "last.keras")

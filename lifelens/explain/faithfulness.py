@@ -88,15 +88,16 @@ def faithfulness_summary(model, images, methods, targets=None, steps: int = 16, 
     """
     from lifelens.explain.base import explain
 
-    if targets is None:  # the predicted classes (sigmoid models included), the same for every method
-        targets = explain(model, images, None, method="gradcam").targets
-    targets = np.asarray(targets)
+    # The first method resolves the targets (the predicted classes, sigmoid models included);
+    # every method then explains those same classes, and the first one's maps are reused.
+    first = explain(model, images, targets, method=methods[0])
+    targets = np.asarray(first.targets)
     noise = random_maps(len(images), *images.shape[1:3], seed=3)
     random_deletion = deletion_auc(model, images, noise, targets, steps=steps)
     out = {"random": {"deletion_auc": float(random_deletion.mean()),
                       "insertion_auc": float(insertion_auc(model, images, noise, targets, steps=steps).mean())}}
     for method in methods:
-        maps = explain(model, images, targets, method=method).maps
+        maps = first.maps if method == methods[0] else explain(model, images, targets, method=method).maps
         deletion = deletion_auc(model, images, maps, targets, steps=steps)
         out[method] = {"deletion_auc": float(deletion.mean()),
                        "insertion_auc": float(insertion_auc(model, images, maps, targets, steps=steps).mean()),
