@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,6 @@ import numpy as np
 from lifelens import config
 from lifelens.tasks import Sample, TaskSpec
 
-SPLIT_FRACTIONS = {"plant": (0.15, 0.15), "skin": (0.15, 0.15), "retina": (0.15, 0.15), "mammo": (0.2, 0.2)}
 SPLIT_SEED = 2026
 
 
@@ -41,8 +41,33 @@ def split_samples(samples: list[Sample], val: float, test: float, seed: int = SP
 
 
 def task_splits(spec: TaskSpec, data_dir: Path | None = None) -> dict[str, list[Sample]]:
-    val, test = SPLIT_FRACTIONS.get(spec.id, (0.15, 0.15))
+    """The splits of the task's own folder (the headline test split)."""
+    val, test = spec.recipe.split_fractions
     return split_samples(spec.samples(data_dir), val, test)
+
+
+def training_splits(spec: TaskSpec, data_dir: Path | None = None) -> dict[str, list[Sample]]:
+    """The task's own splits plus each extra source split the same way, on its own groups.
+
+    Splitting every folder separately keeps the own folder's splits exactly as
+    :func:`task_splits` gives them; ``Sample.source`` says where each sample came from.
+    """
+    out = {k: list(v) for k, v in task_splits(spec, data_dir).items()}
+    if data_dir is not None:  # a folder given by hand is trained on alone
+        return out
+    val, test = spec.recipe.split_fractions
+    for source in spec.extra_sources:
+        for part, items in split_samples(spec.source_samples(source), val, test).items():
+            out[part].extend(items)
+    return out
+
+
+def by_source(samples: list[Sample]) -> dict[str, list[int]]:
+    """Indices of ``samples`` per source ("" = the task's own folder)."""
+    out: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        out.setdefault(s.source, []).append(i)
+    return out
 
 
 def describe_split(splits: dict[str, list[Sample]]) -> dict:
@@ -50,8 +75,12 @@ def describe_split(splits: dict[str, list[Sample]]) -> dict:
     record = {}
     for part, items in splits.items():
         labels = [s.label for s in items]
-        digest = hashlib.sha256("\n".join(s.path for s in items).encode()).hexdigest()[:16]
+        own = [s.path for s in items if not s.source]  # the digest of the own folder's split stays comparable
+        digest = hashlib.sha256("\n".join(own).encode()).hexdigest()[:16]
         record[part] = {"n": len(items), "per_class": np.bincount(labels).tolist() if labels else [], "paths_sha256_16": digest}
+        sources = {s.source for s in items if s.source}
+        if sources:
+            record[part]["per_source"] = {src or "own": len(ix) for src, ix in by_source(items).items()}
     record["seed"] = SPLIT_SEED
     record["method"] = "stratified by label, grouped by patient/film, sorted-path shuffle with numpy default_rng(seed)"
     return record
@@ -60,19 +89,38 @@ def describe_split(splits: dict[str, list[Sample]]) -> dict:
 def load_prepared(spec: TaskSpec, samples: list[Sample], data_dir: Path | None = None,
                   progress=None) -> np.ndarray:
     """Prepared network inputs for ``samples`` as uint8 (N, S, S, C), cached on disk by content."""
-    folder = spec.data_dir(data_dir)
+    paths = [spec.image_path(s, data_dir) for s in samples]
+    # Keyed by each file's size and modification time too, so an edited image is re-read.
+    stats = [(str(p), *(lambda st: (st.st_size, st.st_mtime_ns))(p.stat())) if p.is_file() else (str(p), 0, 0)
+             for p in paths]
     key = hashlib.sha256(
-        json.dumps([spec.id, spec.input_size, spec.channels, getattr(spec.prepare, "__name__", ""), str(folder),
-                    [s.path for s in samples]]).encode()
+        json.dumps([spec.id, spec.input_size, spec.channels, getattr(spec.prepare, "__name__", ""), stats]).encode()
     ).hexdigest()[:20]
     cache = config.cache_root() / f"{spec.id}-{spec.input_size}-{key}.npy"
     if cache.is_file():
         return np.load(cache)
     out = np.zeros((len(samples), spec.input_size, spec.input_size, spec.channels), dtype=np.uint8)
-    for i, s in enumerate(samples):
-        image = spec.load_image(folder / "images" / s.path)
-        out[i] = np.clip(spec.prepare_image(image) + 0.5, 0, 255).astype(np.uint8)
+    for i, path in enumerate(paths):
+        out[i] = np.clip(spec.prepare_image(spec.load_image(path)) + 0.5, 0, 255).astype(np.uint8)
         if progress is not None:
             progress(i + 1, len(samples))
-    np.save(cache, out)
+    partial = cache.with_suffix(f".{os.getpid()}.tmp.npy")  # written whole, then renamed: never half a file
+    np.save(partial, out)
+    os.replace(partial, cache)
     return out
+
+
+def class_weights(labels: np.ndarray, num_classes: int, kind: str | None) -> dict[int, float] | None:
+    """Inverse-frequency ("balanced", scikit-learn's rule) or its square root ("sqrt"),
+    normalised to mean 1 over the classes; None for no weighting."""
+    if kind is None:
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    w = np.ones(num_classes)
+    w[present] = compute_class_weight("balanced", classes=present, y=labels)
+    if kind == "sqrt":
+        w = np.sqrt(w)
+    w = w / np.mean(w)
+    return {i: float(v) for i, v in enumerate(w)}

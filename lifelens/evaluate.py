@@ -15,19 +15,10 @@ import numpy as np
 from sklearn import metrics as skm
 
 from lifelens import data
+from lifelens.scoring import headline_metrics, predicted_class, safe_auc
 from lifelens.tasks import TaskSpec
 from lifelens.uncertainty.frequentist import wilson_interval
 from lifelens.uncertainty.metrics import expected_calibration_error, negative_log_likelihood
-
-REFERABLE_GRADE = 2  # APTOS: moderate or worse is referable diabetic retinopathy
-
-
-def _safe_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
-    """ROC AUC, or None when only one class is present."""
-    if len(np.unique(y_true)) < 2:
-        return None
-    return float(skm.roc_auc_score(y_true, score))
-
 
 def choose_threshold(labels: np.ndarray, score: np.ndarray) -> float:
     """The operating point maximising Youden's J (sensitivity + specificity - 1)."""
@@ -42,75 +33,21 @@ def classification_metrics(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray
     labels = np.asarray(labels, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
     k = spec.num_classes
-    pred = probs.argmax(axis=1)
-    per_class = {}
-    for i, c in enumerate(spec.classes):
-        per_class[c.id] = {
-            "name": c.name,
-            "support": int((labels == i).sum()),
-            "recall": float(skm.recall_score(labels == i, pred == i, zero_division=0)),
-            "precision": float(skm.precision_score(labels == i, pred == i, zero_division=0)),
-            "auc": _safe_auc(labels == i, probs[:, i]),
-        }
-    aucs = [v["auc"] for v in per_class.values() if v["auc"] is not None]
-    out = {
-        "task": spec.id,
-        "n": int(len(labels)),
-        "accuracy": float((pred == labels).mean()) if len(labels) else None,
-        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else None,
-        "macro_auc": float(np.mean(aucs)) if len(aucs) == k else None,
+    pred = predicted_class(spec, probs, threshold)
+    precision, recall, _, support = skm.precision_recall_fscore_support(
+        labels, pred, labels=list(range(k)), zero_division=0)
+    per_class = {c.id: {"name": c.name, "support": int(support[i]), "recall": float(recall[i]),
+                        "precision": float(precision[i]), "auc": safe_auc(labels == i, probs[:, i])}
+                 for i, c in enumerate(spec.classes)}
+    out = {"task": spec.id, **headline_metrics(spec, labels, probs, threshold)}
+    out.update({
         "per_class": per_class,
         "confusion_matrix": skm.confusion_matrix(labels, pred, labels=list(range(k))).tolist(),
         "ece": expected_calibration_error(probs, labels),
         "nll": negative_log_likelihood(probs, labels),
-    }
-    out["accuracy_ci95"] = list(wilson_interval(int((pred == labels).sum()), len(labels)))
-    if spec.id == "skin":
-        mel, sk = per_class["melanoma"]["auc"], per_class["seborrheic_keratosis"]["auc"]
-        out["melanoma_auc"] = mel
-        out["seborrheic_keratosis_auc"] = sk
-        out["isic2017_score"] = (mel + sk) / 2 if mel is not None and sk is not None else None
-    if spec.id == "retina":
-        out["quadratic_kappa"] = float(skm.cohen_kappa_score(labels, pred, weights="quadratic"))
-        referable = labels >= REFERABLE_GRADE
-        out["referable_auc"] = _safe_auc(referable, probs[:, REFERABLE_GRADE:].sum(axis=1))
-        out["referable_accuracy"] = float(((pred >= REFERABLE_GRADE) == referable).mean())
-    if spec.id == "mammo":
-        score = probs[:, 1]
-        out["abnormal_auc"] = _safe_auc(labels == 1, score)
-        t = 0.5 if threshold is None else float(threshold)
-        called = score >= t
-        pos, neg = labels == 1, labels == 0
-        out["threshold"] = t
-        out["sensitivity"] = float(called[pos].mean()) if pos.any() else None
-        out["specificity"] = float((~called[neg]).mean()) if neg.any() else None
+        "accuracy_ci95": list(wilson_interval(int((pred == labels).sum()), len(labels))),
+    })
     return out
-
-
-# ----------------------------------------------------------------------------- baseline
-
-def baseline_features(images: np.ndarray) -> np.ndarray:
-    """Hand-made features of prepared uint8 images (N, S, S, C): 12x12 thumbnails plus
-    per-channel 16-bin intensity histograms. (N, F) float32."""
-    import cv2
-
-    feats = []
-    for img in images:
-        thumb = cv2.resize(img, (12, 12), interpolation=cv2.INTER_AREA).reshape(-1).astype(np.float32) / 255.0
-        hists = [np.histogram(img[..., c], bins=16, range=(0, 256))[0] / img[..., c].size for c in range(img.shape[-1])]
-        feats.append(np.concatenate([thumb, np.concatenate(hists).astype(np.float32)]))
-    return np.stack(feats)
-
-
-def fit_baseline(x_train: np.ndarray, y_train: np.ndarray):
-    """Standardised features -> balanced logistic regression (scikit-learn)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced"))
-    model.fit(baseline_features(x_train), y_train)
-    return model
 
 
 # ----------------------------------------------------------------------------- the CNN
@@ -121,7 +58,7 @@ def predict_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None) ->
     ``on_error(path, message)`` is called for each image that cannot be read; it is skipped.
     """
     from lifelens.imaging import InputError
-    from lifelens.models import predict_proba
+    from lifelens.models import ensemble_proba
 
     folder = Path(data_dir)
     samples = spec.samples(folder)
@@ -135,7 +72,7 @@ def predict_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None) ->
                 raise
             on_error(folder / "images" / s.path, str(exc) if isinstance(exc, InputError) else f"cannot read the file ({exc})")
     x = np.stack(batch) if batch else np.zeros((0, spec.input_size, spec.input_size, spec.channels), np.float32)
-    probs = predict_proba(task_model.classifier, x)
+    probs = ensemble_proba(task_model, x)
     return kept, np.array([s.label for s in kept], dtype=int), probs
 
 
@@ -145,6 +82,7 @@ def evaluate_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None, w
     kept, labels, probs = predict_folder(task_model, spec, data_dir, on_error)
     result = classification_metrics(spec, labels, probs, task_model.card.get("threshold"))
     result["data"] = str(Path(data_dir))
+    result["ensemble_members"] = len(task_model.members)
     if with_confidence and len(labels):
         result["confidence"] = _confidence(task_model, spec, kept, labels, data_dir)
     result["seconds"] = round(time.time() - t0, 1)
@@ -162,44 +100,97 @@ def _confidence(task_model, spec, samples, labels, data_dir):
     return confidence_report(task_model, x, labels, task_model.card.get("temperature", 1.0))
 
 
+BOOTSTRAP_RESAMPLES = 1000
+
+
+def bootstrap_intervals(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray, threshold=None,
+                        seed: int = 0) -> dict:
+    """95 % percentile-bootstrap intervals of the task's key metrics and accuracy:
+    {metric: [low, high]} (resampling images; scipy.stats.bootstrap)."""
+    from scipy.stats import bootstrap
+
+    point = headline_metrics(spec, labels, probs, threshold)
+    keys = [k for k in dict.fromkeys(spec.key_metrics + ("accuracy",)) if point.get(k) is not None]
+
+    def statistic(index):
+        found = headline_metrics(spec, labels[index], probs[index], threshold)
+        return np.array([np.nan if found.get(k) is None else found[k] for k in keys])
+
+    res = bootstrap((np.arange(len(labels)),), statistic, n_resamples=BOOTSTRAP_RESAMPLES, vectorized=False,
+                    method="percentile", random_state=seed)
+    low, high = (np.atleast_1d(v) for v in res.confidence_interval)
+    return {k: [round(float(a), 4), round(float(b), 4)] for k, a, b in zip(keys, low, high)}
+
+
+def _scored(spec, labels, probs, threshold, method: str | None = None) -> dict:
+    """Metrics with their bootstrap intervals (and, for a baseline, how it was made)."""
+    metrics = classification_metrics(spec, labels, probs, threshold)
+    metrics["intervals95"] = bootstrap_intervals(spec, labels, probs, threshold)
+    return {"method": method, "metrics": metrics} if method else metrics
+
+
 def write_card_metrics(spec: TaskSpec, log=print) -> dict:
-    """Evaluate the shipped model and the baseline on OUR test split; choose the mammography
-    threshold on the validation split; write ``metrics``, ``baseline``, ``threshold`` to the card."""
-    from lifelens.models import load_task_model, predict_proba, update_card
+    """Evaluate the shipped deep ensemble, its first member and two baselines on OUR test
+    split, each source's test share separately; choose the mammography threshold on the
+    validation split; write them into the card."""
+    from lifelens import baseline as simple
+    from lifelens.models import load_task_model, member_probabilities, update_card
+    from lifelens.tasks import DISCLAIMER
 
     task_model = load_task_model(spec)
     splits = data.task_splits(spec)
     xs = {k: data.load_prepared(spec, v) for k, v in splits.items()}
     ys = {k: np.array([s.label for s in v]) for k, v in splits.items()}
-    entries = {}
-    if spec.id == "mammo":
-        val_probs = predict_proba(task_model.classifier, xs["val"].astype(np.float32))
-        entries["threshold"] = choose_threshold(ys["val"], val_probs[:, 1])
+    members = {k: member_probabilities(task_model, xs[k].astype(np.float32)) for k in ("val", "test")}
+    entries, thresholds = {}, {}
+    if spec.num_classes == 2:
+        entries["threshold"] = thresholds["ensemble"] = choose_threshold(ys["val"], members["val"].mean(0)[:, 1])
+        thresholds["member"] = choose_threshold(ys["val"], members["val"][0][:, 1])
         entries["threshold_rule"] = "maximum Youden J on the validation split"
-    probs = predict_proba(task_model.classifier, xs["test"].astype(np.float32))
-    entries["metrics"] = classification_metrics(spec, ys["test"], probs, entries.get("threshold"))
+    entries["metrics"] = _scored(spec, ys["test"], members["test"].mean(0), thresholds.get("ensemble"))
     entries["metrics"]["split"] = "our test split (never used for training or model selection)"
-    baseline = fit_baseline(xs["train"], ys["train"])
-    base_probs = baseline.predict_proba(baseline_features(xs["test"]))
-    base_threshold = None
-    if spec.id == "mammo":
-        base_threshold = choose_threshold(ys["val"], baseline.predict_proba(baseline_features(xs["val"]))[:, 1])
-    entries["baseline"] = {
-        "method": "logistic regression (C=0.1, balanced) on 12x12 thumbnails + 16-bin histograms per channel",
-        "metrics": classification_metrics(spec, ys["test"], base_probs, base_threshold),
-    }
-    from lifelens.tasks import DISCLAIMER
-
+    entries["metrics"]["ensemble_members"] = len(task_model.members)
+    entries["single_member_metrics"] = _scored(spec, ys["test"], members["test"][0], thresholds.get("member"))
+    entries["member_metrics"] = [
+        {k: classification_metrics(spec, ys["test"], p, None).get(k) for k in spec.key_metrics + ("nll", "accuracy")}
+        for p in members["test"]]
+    train = data.training_splits(spec)
+    x_train = data.load_prepared(spec, train["train"])
+    y_train = np.array([s.label for s in train["train"]])
+    entries["baselines"] = {}
+    for fitted in (simple.fit_logistic(x_train, y_train), simple.fit_boosted(x_train, y_train)):
+        base_threshold = None
+        if spec.num_classes == 2:
+            base_threshold = choose_threshold(ys["val"], fitted.predict_proba(xs["val"])[:, 1])
+        entries["baselines"][fitted.kind] = _scored(spec, ys["test"], fitted.predict_proba(xs["test"]),
+                                                    base_threshold, fitted.description)
+        log(f"[{spec.id}] baseline {fitted.kind} fitted on {len(y_train)} training images")
+    entries["baseline"] = entries["baselines"]["logistic"]  # the Model cards page's first comparison
+    entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"))
     entries["intended_use"] = ("Teaching and demonstration of how CNNs classify " + spec.modality.lower()
                                + " images, and of their uncertainty and explanations. " + DISCLAIMER)
     entries["limitations"] = list(spec.limitations)
-    entries["dataset"] = {"folder": spec.data_folder, "citation": spec.citation, "licence": spec.licence,
-                          "modality": spec.modality}
+    entries["dataset"] = {"folder": spec.data_folder, "extra_sources": [s.folder for s in spec.extra_sources],
+                          "citation": spec.citation, "licence": spec.licence, "modality": spec.modality}
     entries["goals"] = goal_status(spec, entries["metrics"])
     update_card(spec, **entries)
     key = spec.key_metrics[0]
-    log(f"[{spec.id}] test {key}: CNN {entries['metrics'].get(key)} vs baseline {entries['baseline']['metrics'].get(key)}")
+    log(f"[{spec.id}] test {key}: ensemble {entries['metrics'].get(key)} vs member "
+        f"{entries['single_member_metrics'].get(key)} vs boosted {entries['baselines']['boosted']['metrics'].get(key)}")
     return entries
+
+
+def metrics_by_source(task_model, spec: TaskSpec, test_samples: list, threshold=None) -> dict:
+    """{source folder: metrics of the ensemble on that source's test share} ("own" = the task's folder)."""
+    from lifelens.models import ensemble_proba
+
+    out = {}
+    for source, index in data.by_source(test_samples).items():
+        chosen = [test_samples[i] for i in index]
+        x = data.load_prepared(spec, chosen).astype(np.float32)
+        labels = np.array([s.label for s in chosen])
+        out[source or spec.data_folder] = classification_metrics(spec, labels, ensemble_proba(task_model, x), threshold)
+    return out
 
 
 def goal_status(spec: TaskSpec, metrics: dict) -> list[dict]:
@@ -208,19 +199,3 @@ def goal_status(spec: TaskSpec, metrics: dict) -> list[dict]:
     return [{"metric": name, "goal": goal, "our_test_split": metrics.get(name),
              "met_on_our_test_split": metrics.get(name) is not None and metrics[name] >= goal}
             for name, goal in spec.goals]
-
-
-def metrics_table_markdown() -> str:
-    """The README's metrics table, read from the model cards (our test split; CNN vs baseline)."""
-    from lifelens.models import read_card
-    from lifelens.tasks import TASKS
-
-    lines = ["| task | metric | CNN (our test split) | baseline | n test |", "|---|---|---|---|---|"]
-    for spec in TASKS.values():
-        card = read_card(spec)
-        m, b = card.get("metrics", {}), card.get("baseline", {}).get("metrics", {})
-        for key in dict.fromkeys(spec.key_metrics + ("accuracy",)):
-            if key in m:
-                fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-                lines.append(f"| {spec.id} | {key} | {fmt(m.get(key))} | {fmt(b.get(key))} | {m.get('n', '')} |")
-    return "\n".join(lines)

@@ -1,10 +1,13 @@
 """Build, load (checksum + safe_mode) and run the task CNNs.
 
-The network for every task has the same shape, so every explanation and uncertainty
-method meets the same layer names:
+The network for every task has the same layer names, so every explanation and
+uncertainty method meets the same structure:
 
-    image -> rescale -> block1..block4 (Conv-BN-ReLU, MaxPool between blocks)
-          -> features (global average pool) -> head_dropout -> probs (softmax)
+    image -> rescale -> block1 (strided stem) -> block2..blockN (residual, stride 2)
+          -> features (global pool) -> head_dropout -> probs (softmax)
+
+``block{b}_relu{last}`` is each block's output (after the residual addition). The
+patch-trained film network keeps the plain layout (Conv-BN-ReLU stages, MaxPool between).
 
 ``features`` is the input of the Bayesian heads (MC dropout acts on ``head_dropout``).
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +23,6 @@ import numpy as np
 from lifelens import config
 from lifelens.tasks import TaskSpec
 
-# (filters, convolutions) per block; the widths are kept small so each model trains
-# in well under an hour on two CPU cores and stays a few MB on disk.
-BLOCKS = ((32, 1), (64, 1), (128, 2), (192, 2))
-FILM_BLOCKS = ((24, 1), (48, 1), (96, 2), (128, 2), (192, 2))
 DROPOUT_RATE = 0.4
 
 
@@ -31,30 +30,30 @@ class ModelError(RuntimeError):
     """A model file that cannot be used, with a message fit for the screen."""
 
 
-def blocks_for(spec: TaskSpec):
-    return FILM_BLOCKS if spec.id == "mammo" else BLOCKS
-
-
 def build_model(spec: TaskSpec, blocks=None, dropout: float = DROPOUT_RATE, seed: int = 0,
-                input_size: int | None = None):
+                input_size: int | None = None, architecture: str | None = None):
     """A fresh Keras 3 CNN for ``spec``: input (S, S, C) float in [0, 255], output softmax (K,).
 
+    ``blocks``: (filters, convolutions) per stage, default the spec's recipe;
     ``input_size`` overrides the spec's (patch training); the weights do not depend on it.
     """
     import keras
     from keras import layers
 
     keras.utils.set_random_seed(seed)
-    blocks = blocks or blocks_for(spec)
+    blocks = blocks or spec.recipe.stages
+    architecture = architecture or spec.recipe.architecture
     size = input_size or spec.input_size
     inputs = keras.Input((size, size, spec.channels), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
     for b, (filters, convs) in enumerate(blocks, start=1):
+        if architecture == "residual":
+            x = _residual_block(x, b, filters, convs)
+            continue
         if b > 1:
             x = layers.MaxPooling2D(2, name=f"block{b - 1}_pool")(x)
         for c in range(1, convs + 1):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"block{b}_bn{c}")(x)  # small data: track fast
+            x = _conv_bn(x, f"block{b}", c, filters)
             x = layers.ReLU(name=f"block{b}_relu{c}")(x)
     if spec.pooling == "max":
         x = layers.GlobalMaxPooling2D(name="features")(x)
@@ -63,6 +62,42 @@ def build_model(spec: TaskSpec, blocks=None, dropout: float = DROPOUT_RATE, seed
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(spec.num_classes, activation="softmax", name="probs")(x)
     return keras.Model(inputs, outputs, name=f"lifelens_{spec.id}")
+
+
+def _conv_bn(x, prefix: str, c: int, filters: int, strides: int = 1):
+    from keras import layers
+
+    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name=f"{prefix}_conv{c}")(x)
+    return layers.BatchNormalization(momentum=0.9, name=f"{prefix}_bn{c}")(x)  # small data: track fast
+
+
+def _residual_block(x, b: int, filters: int, convs: int):
+    """Block 1: one strided 3x3 convolution (the stem). Later blocks: a strided 3x3, then
+    3x3s, added to a strided 1x1 projection of the input (He et al. 2016), then ReLU."""
+    from keras import layers
+
+    prefix = f"block{b}"
+    if b == 1:
+        y = _conv_bn(x, prefix, 1, filters, strides=2)
+        for c in range(2, convs + 1):
+            y = layers.ReLU(name=f"{prefix}_relu{c - 1}")(y)
+            y = _conv_bn(y, prefix, c, filters)
+        return layers.ReLU(name=f"{prefix}_relu{convs}")(y)
+    y = x
+    for c in range(1, convs + 1):
+        y = _conv_bn(y, prefix, c, filters, strides=2 if c == 1 else 1)
+        if c < convs:
+            y = layers.ReLU(name=f"{prefix}_relu{c}")(y)
+    shortcut = layers.Conv2D(filters, 1, strides=2, use_bias=False, name=f"{prefix}_shortcut")(x)
+    shortcut = layers.BatchNormalization(momentum=0.9, name=f"{prefix}_shortcut_bn")(shortcut)
+    y = layers.Add(name=f"{prefix}_add")([y, shortcut])
+    return layers.ReLU(name=f"{prefix}_relu{convs}")(y)
+
+
+def member_file(spec: TaskSpec, member: int) -> str:
+    """File name of ensemble member ``member``: member 0 is ``<task>.keras`` (the one the
+    single-model views and the variational head use), the others ``<task>.m<k>.keras``."""
+    return f"{spec.id}.keras" if member == 0 else f"{spec.id}.m{member}.keras"
 
 
 def sha256_file(path: Path) -> str:
@@ -132,6 +167,16 @@ class TaskModel:
     features: object
     variational_head: object | None
     card: dict
+    # Every deep-ensemble member's image -> softmax model, member 0 (``classifier``) first.
+    members: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.members:
+            self.members = [self.classifier]
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
 
 
 def split_views(full):
@@ -151,12 +196,69 @@ def split_views(full):
 
 
 def load_task_model(spec: TaskSpec, verify: bool = True) -> TaskModel:
-    """The shipped model for a task, checked against the sha256 in its card."""
+    """The shipped model for a task and the other members of its deep ensemble, each
+    checked against the sha256 in the card (``ensemble.members``)."""
     card = read_card(spec)
     expected = card.get("sha256") if verify else None
     full = load_model_file(spec.model_path, expected)
     classifier, features, head = split_views(full)
-    return TaskModel(spec, full, classifier, features, head, card)
+    members = [classifier]
+    for row in card.get("ensemble", {}).get("members", []):
+        if row["member"] == 0:
+            continue
+        member = load_model_file(spec.model_path.parent / row["file"], row.get("sha256") if verify else None)
+        members.append(split_views(member)[0])
+    return TaskModel(spec, full, classifier, features, head, card, members)
+
+
+def promote_members(spec: TaskSpec, source: Path) -> list[str]:
+    """Copy the ensemble members that ``lifelens train --out source`` wrote into models/ and
+    merge their card entries into the shipped card. Member 0 brings the training keys
+    (architecture, split, history ...); a shipped member 0 that was not retrained keeps its
+    file and gets its row in ``ensemble.members`` from the card's own record.
+
+    Returns the file names copied.
+    """
+    import shutil
+
+    source = Path(source)
+    staged_path = source / f"{spec.id}.json"
+    if not staged_path.is_file():
+        raise FileNotFoundError(f"No trained members of {spec.id} in {source} (no {staged_path.name}).")
+    staged = json.loads(staged_path.read_text())
+    card = read_card(spec)
+    rows = staged.get("ensemble", {}).get("members", [])
+    copied = []
+    for row in rows:
+        shutil.copyfile(source / row["file"], spec.model_path.parent / row["file"])
+        copied.append(row["file"])
+    by_member = {r["member"]: r for r in card.get("ensemble", {}).get("members", [])}
+    if 0 not in {r["member"] for r in rows} and spec.model_path.is_file():
+        by_member[0] = {"member": 0, "file": spec.model_path.name, "seed": card.get("hyperparameters", {}).get("seed", 0),
+                        "sha256": card.get("sha256"), "size_bytes": card.get("size_bytes"),
+                        "training_seconds": card.get("training_seconds"),
+                        "selected_epoch": card.get("hyperparameters", {}).get("selected_epoch"),
+                        "note": "trained before the ensemble, by the earlier recipe"}
+    else:
+        card.update({k: v for k, v in staged.items() if k != "ensemble"})
+    by_member.update({r["member"]: r for r in rows})
+    members = [by_member[k] for k in sorted(by_member)]
+    card["ensemble"] = {"members": members,
+                        "training_seconds_total": round(sum(m.get("training_seconds") or 0 for m in members), 1),
+                        "prediction": "mean of the members' softmax outputs"}
+    spec.card_path.write_text(json.dumps(card, indent=1, default=_json_default))
+    return copied
+
+
+def member_probabilities(task_model: TaskModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, S, S, C) prepared inputs -> (M, N, K) softmax of each ensemble member (dropout off)."""
+    return np.stack([predict_proba(m, images, batch_size) for m in task_model.members])
+
+
+def ensemble_proba(task_model: TaskModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """(N, S, S, C) -> (N, K): the deep ensemble's prediction, the mean of its members'
+    softmax (Lakshminarayanan et al. 2017); a single model's softmax when there is one member."""
+    return member_probabilities(task_model, images, batch_size).mean(axis=0)
 
 
 def update_card(spec: TaskSpec, **entries) -> dict:

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from lifelens import config, imaging
+from lifelens import config, imaging, scoring
 
 DISCLAIMER = (
     "LifeLens is a teaching and demonstration tool, not a diagnostic device. "
@@ -37,6 +37,35 @@ class Sample:
     label: int
     group: str
     lesions: tuple = ()  # ((x, y, radius) in MIAS pixels from the bottom-left), mammography only
+    source: str = ""  # data folder of an extra source; "" = the task's own folder
+
+
+@dataclass(frozen=True)
+class ExtraSource:
+    """Another folder of images for the same classes (read only for training and for
+    ``metrics_by_source``; the task's own folder stays the headline test split)."""
+
+    folder: str
+    label_column: str
+    group_column: str  # the unit that must not straddle splits (lesion, patient)
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """How a task's CNN is built and trained (see :mod:`lifelens.train`)."""
+
+    epochs: int = 30
+    class_weighting: str | None = None  # None, "balanced" or "sqrt" (square root of balanced)
+    split_fractions: tuple[float, float] = (0.15, 0.15)  # (validation, test) of every folder
+    # (filters, convolutions) per stage; stage 1 is a strided stem, the others residual.
+    stages: tuple[tuple[int, int], ...] = ((32, 1), (64, 2), (128, 2), (256, 2))
+    # "residual": strided stem, then stages of residual blocks that halve the resolution;
+    # "plain": Conv-BN-ReLU stages with max pooling between them (the patch-trained film net).
+    architecture: str = "residual"
+    learning_rate: float = 2e-3
+    batch_size: int = 32
+    label_smoothing: float = 0.1
+    members: int = 3  # independently seeded members of the deep ensemble
 
 
 @dataclass(frozen=True)
@@ -68,11 +97,20 @@ class TaskSpec:
     patch_size: int = 0
     limitations: tuple[str, ...] = ()
     icon: str = ""
-    extra: dict = field(default_factory=dict)
+    extra_sources: tuple[ExtraSource, ...] = ()
+    recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
+    # Task-specific scores beside accuracy / balanced accuracy / macro AUC (lifelens.scoring).
+    scores: tuple = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def operating_point(self):
+        """The :class:`~lifelens.scoring.OperatingPoint` score if the task calls its answer by a
+        threshold on one class (chosen on validation, stored in the card), else None."""
+        return next((s for s in self.scores if isinstance(s, scoring.OperatingPoint)), None)
 
     @property
     def class_ids(self) -> list[str]:
@@ -92,6 +130,19 @@ class TaskSpec:
 
     def data_dir(self, root: Path | None = None) -> Path:
         return Path(root) if root is not None else config.data_root() / self.data_folder
+
+    def image_path(self, sample: Sample, data_dir: Path | None = None) -> Path:
+        """Where a sample's file is: its extra source's folder, else this task's (or ``data_dir``)."""
+        folder = config.data_root() / sample.source if sample.source else self.data_dir(data_dir)
+        return folder / "images" / sample.path
+
+    def source_samples(self, source: ExtraSource) -> list[Sample]:
+        """The samples of one extra source, tagged with its folder name."""
+        folder = config.data_root() / source.folder
+        if not (folder / "labels.csv").is_file():
+            raise FileNotFoundError(f"No labels.csv in {folder} (extra source of task {self.id}).")
+        reader = _by_label_column(source.label_column, source.group_column, source.folder)
+        return reader(folder, self)
 
     def samples(self, data_dir: Path | None = None) -> list[Sample]:
         """Read ``labels.csv`` of ``data_dir`` (default: this task's folder under the data setting)."""
@@ -122,7 +173,7 @@ def _read_rows(folder: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def _by_label_column(column: str):
+def _by_label_column(column: str, group_column: str | None = None, source: str = ""):
     def reader(folder: Path, spec: TaskSpec) -> list[Sample]:
         index = {c.id: i for i, c in enumerate(spec.classes)}
         out = []
@@ -130,7 +181,8 @@ def _by_label_column(column: str):
             label = row[column].strip()
             if label not in index:
                 raise ValueError(f"{folder / 'labels.csv'}: unknown label {label!r} for task {spec.id}")
-            out.append(Sample(row["path"], index[label], row["path"]))
+            group = (row.get(group_column) or row["path"]) if group_column else row["path"]
+            out.append(Sample(row["path"], index[label], f"{source}:{group}" if source else group, source=source))
         return out
 
     return reader
@@ -209,6 +261,8 @@ PLANT = TaskSpec(
     licence="CC BY-SA 3.0",
     modality="RGB photograph of a single leaf on a plain background",
     icon="🍅",
+    extra_sources=(ExtraSource("plant_extra", "label", "path"),),
+    recipe=TrainingRecipe(epochs=30, class_weighting=None),
 )
 
 SKIN = TaskSpec(
@@ -232,11 +286,14 @@ SKIN = TaskSpec(
         "Clinical (non-dermoscopic) photographs are out of distribution.",
     ),
     key_metrics=("melanoma_auc", "seborrheic_keratosis_auc", "isic2017_score", "balanced_accuracy"),
+    scores=(scoring.MeanOfClassAUCs((0, 1), ("melanoma", "seborrheic_keratosis"), "isic2017_score"),),
     goals=(("isic2017_score", 0.80),),
     citation="Codella N. et al. (2018) Skin lesion analysis toward melanoma detection: ISIC 2017 challenge. arXiv:1710.05006.",
     licence="ISIC Archive terms of use; cite the ISIC 2017 challenge",
     modality="RGB dermoscopy image of one skin lesion",
     icon="🩺",
+    extra_sources=(ExtraSource("skin_ham10000", "label", "lesion_id"),),
+    recipe=TrainingRecipe(epochs=18, class_weighting="balanced"),
 )
 
 MAMMO = TaskSpec(
@@ -259,6 +316,7 @@ MAMMO = TaskSpec(
         "Normal vs abnormal only; benign and malignant findings are not separated.",
     ),
     key_metrics=("abnormal_auc", "sensitivity", "specificity", "balanced_accuracy"),
+    scores=(scoring.OperatingPoint(positive=1, auc_name="abnormal_auc"),),
     goals=(("abnormal_auc", 0.70),),
     citation="Suckling J. et al. (1994) The Mammographic Image Analysis Society digital mammogram database. Exerpta Medica, International Congress Series 1069, pp. 375-378 (mini-MIAS).",
     licence="Research use only (mini-MIAS licence, see the data folder's Licence.txt)",
@@ -268,6 +326,9 @@ MAMMO = TaskSpec(
     training_unit="lesion_patches",
     patch_size=96,
     icon="🎗️",
+    # The film network keeps its plain layout (five stages, max pooling): it is patch-trained.
+    recipe=TrainingRecipe(epochs=12, class_weighting="balanced", split_fractions=(0.2, 0.2),
+                          stages=((24, 1), (48, 1), (96, 2), (128, 2), (192, 2)), architecture="plain"),
 )
 
 RETINA = TaskSpec(
@@ -293,11 +354,16 @@ RETINA = TaskSpec(
         "Images are seen at 160 px, where the smallest microaneurysms are barely visible.",
     ),
     key_metrics=("quadratic_kappa", "referable_auc", "balanced_accuracy"),
+    scores=(scoring.OrdinalGrades(referable_from=2),),  # APTOS: moderate or worse is referable
     goals=(("quadratic_kappa", 0.75), ("referable_auc", 0.90)),
     citation="APTOS 2019 Blindness Detection, Asia Pacific Tele-Ophthalmology Society (Kaggle competition data).",
     licence="Competition data for non-commercial research and education",
     modality="RGB colour fundus photograph",
     icon="👁️",
+    # EyePACS is contrast-enhanced upstream; the local-average colour subtraction applied to
+    # every input (training and app) makes both sources look alike, so both train the model.
+    extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient"),),
+    recipe=TrainingRecipe(epochs=16, class_weighting="sqrt"),
 )
 
 TASKS: dict[str, TaskSpec] = {t.id: t for t in (PLANT, SKIN, MAMMO, RETINA)}

@@ -378,7 +378,8 @@ def format_value(value, digits: int = 3) -> str:
 
 # ----------------------------------------------------------------------------- one prediction, both confidences
 
-BAYES_METHODS = {"mc_dropout": "MC dropout", "variational": "Variational head (Bayes by Backprop)"}
+BAYES_METHODS = {"ensemble": "Deep ensemble (independently trained networks)", "mc_dropout": "MC dropout",
+                 "variational": "Variational head (Bayes by Backprop)"}
 
 
 def card_temperature(card: dict) -> float | None:
@@ -405,11 +406,18 @@ def predict_case(task_model, prepared: np.ndarray, bayes_method: str = "mc_dropo
     "top_class", "agrees_with_frequentist"}.
     """
     from lifelens import uncertainty
+    from lifelens.models import member_probabilities
 
     temperature = card_temperature(task_model.card)
-    features = uncertainty.features_of(task_model, np.asarray(prepared, np.float32)[None])
-    heads = uncertainty.head_predictions(task_model, features, temperature, samples, seed)
-    if bayes_method == "variational":
+    x = np.asarray(prepared, np.float32)[None]
+    features = uncertainty.features_of(task_model, x)
+    members = member_probabilities(task_model, x) if bayes_method == "ensemble" else None
+    heads = uncertainty.head_predictions(task_model, features, temperature, samples, seed, members)
+    if bayes_method == "ensemble":
+        if heads["ensemble"] is None:
+            raise ValueError("This model has a single member, not a deep ensemble; use MC dropout.")
+        draws = heads["ensemble"][:, 0, :]
+    elif bayes_method == "variational":
         if heads["variational"] is None:
             raise ValueError("This model has no variational head attached; use MC dropout.")
         draws = heads["variational"][:, 0, :]

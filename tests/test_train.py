@@ -1,43 +1,80 @@
-"""A training smoke run on a handful of real images: checkpoints, resume, card."""
+"""Training smoke runs on a handful of real images from every source: checkpoints, resume,
+a two-member deep ensemble, the card."""
 import json
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from lifelens.models import load_model_file, sha256_file
-from lifelens.train import class_weights
+from lifelens import data
+from lifelens.models import (TaskModel, ensemble_proba, load_model_file, member_probabilities, predict_proba,
+                             sha256_file, split_views)
+from lifelens.tasks import TASKS, get_task
 
 
-def test_one_short_epoch_on_real_images_then_resume(tmp_path):
-    out, run = tmp_path / "out", tmp_path / "run"
-    cmd = [sys.executable, "-m", "lifelens", "train", "--task", "skin", "--epochs", "1", "--limit", "24",
-           "--out", str(out), "--run-dir", str(run)]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert (run / "last.keras").is_file() and (run / "best.keras").is_file()
-    state = json.loads((run / "state.json").read_text())
-    assert len(state["history"]) == 1 and {"loss", "val_loss", "accuracy"} <= set(state["history"][0])
+def _train(task, member, epochs, out, run, limit=12):
+    cmd = [sys.executable, "-m", "lifelens", "train", "--task", task, "--member", str(member), "--epochs", str(epochs),
+           "--limit", str(limit), "--out", str(out), "--run-dir", str(run)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout + done.stderr
+
+
+def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
+    out = tmp_path / "out"
+    _train("skin", 0, 1, out, tmp_path / "run0")
+    run0 = tmp_path / "run0"
+    assert (run0 / "last.keras").is_file() and (run0 / "best.keras").is_file()
+    state = json.loads((run0 / "state.json").read_text())
+    assert len(state["history"]) == 1 and {"loss", "val_loss", "accuracy", "val_score"} <= set(state["history"][0])
 
     # A second call with more epochs resumes after epoch 1 instead of starting again.
-    second = subprocess.run(cmd[:7] + ["2"] + cmd[8:], capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert "resuming after epoch 1" in second.stdout + second.stderr
-    state = json.loads((run / "state.json").read_text())
-    assert [r["epoch"] for r in state["history"]] == [1, 2]
+    log = _train("skin", 0, 2, out, run0)
+    assert "resuming run0 after epoch 1" in log
+    assert [r["epoch"] for r in json.loads((run0 / "state.json").read_text())["history"]] == [1, 2]
+    _train("skin", 1, 1, out, tmp_path / "run1")
 
     card = json.loads((out / "skin.json").read_text())
     assert card["sha256"] == sha256_file(out / "skin.keras")
-    assert card["split"]["train"]["n"] == 24 and card["hyperparameters"]["epochs"] == 2
-    model = load_model_file(out / "skin.keras", card["sha256"])
-    assert model.output_shape == (None, 3)
-    assert getattr(model, "optimizer", None) is None  # shipped uncompiled: no optimizer state in the file
+    # 12 images of each source (ISIC 2017 and HAM10000) in training and validation
+    assert card["split"]["train"]["n"] == 24 and card["split"]["train"]["per_source"] == {"own": 12, "skin_ham10000": 12}
+    assert card["hyperparameters"]["epochs"] == 2 and card["sources"] == ["skin", "skin_ham10000"]
+    rows = card["ensemble"]["members"]
+    assert [r["member"] for r in rows] == [0, 1] and rows[1]["file"] == "skin.m1.keras"
+    assert all(r["sha256"] == sha256_file(out / r["file"]) for r in rows)
+
+    members = [load_model_file(out / r["file"], r["sha256"]) for r in rows]
+    assert all(m.output_shape == (None, 3) and getattr(m, "optimizer", None) is None for m in members)
+    # Two seeds give two different networks; the ensemble is their mean.
+    spec = get_task("skin")
+    x = data.load_prepared(spec, data.task_splits(spec)["test"][:6]).astype(np.float32)
+    classifier, features, head = split_views(members[0])
+    tm = TaskModel(spec, members[0], classifier, features, head, card, [classifier, split_views(members[1])[0]])
+    each = member_probabilities(tm, x)
+    assert each.shape == (2, 6, 3) and not np.allclose(each[0], each[1], atol=1e-4)
+    np.testing.assert_allclose(ensemble_proba(tm, x), each.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(each[1], predict_proba(tm.members[1], x), atol=1e-6)
+
+
+@pytest.mark.parametrize("task_id", [t for t in TASKS if TASKS[t].extra_sources])
+def test_training_splits_keep_the_own_split_and_group_every_source(task_id):
+    spec = get_task(task_id)
+    own, everything = data.task_splits(spec), data.training_splits(spec)
+    for part in ("train", "val", "test"):
+        assert [s for s in everything[part] if not s.source] == own[part]  # the headline split is unchanged
+    groups = {part: {s.group for s in everything[part] if s.source} for part in everything}
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["val"])
+    sources = {s.source for s in everything["train"]}
+    assert sources == {""} | {src.folder for src in spec.extra_sources}
+    for s in everything["test"][:: max(1, len(everything["test"]) // 5)]:
+        assert spec.image_path(s).is_file()
 
 
 def test_class_weights_balance_the_skewed_tasks():
     labels = np.array([0] * 10 + [1] * 90)
-    w = class_weights(labels, 2, "balanced")
-    assert w[0] / w[1] == 9.0
-    s = class_weights(labels, 2, "sqrt")
+    w = data.class_weights(labels, 2, "balanced")
+    assert w[0] / w[1] == pytest.approx(9.0)
+    s = data.class_weights(labels, 2, "sqrt")
     assert abs(s[0] / s[1] - 3.0) < 1e-9
-    assert class_weights(labels, 2, None) is None
+    assert data.class_weights(labels, 2, None) is None

@@ -59,8 +59,11 @@ def explanation(model_key: str, image_digest: str, method: str, target: int, lay
     ``_options`` (not part of the cache key) must be determined by the other arguments,
     e.g. the SHAP background built from the image itself for an uploaded model.
     """
-    result = _explain_module().explain(_model, np.asarray(_prepared, np.float32), targets=int(target), method=method,
-                                       layer=layer if uses_layer(method) else None, **(_options or {}))
+    module = _explain_module()
+    # A list of models is a deep ensemble: the mean of its members' maps, with their spread in extra["std"].
+    run = module.explain_ensemble if isinstance(_model, list) else module.explain
+    result = run(_model, np.asarray(_prepared, np.float32), targets=int(target), method=method,
+                 layer=layer if uses_layer(method) else None, **(_options or {}))
     extra = {k: (np.asarray(v)[0] if np.ndim(v) >= 1 and np.shape(v)[0] == 1 else v) for k, v in result.extra.items()}
     return {"map": result.maps[0], "signed": None if result.signed is None else result.signed[0],
             "layer": result.layer, "target": int(result.targets[0]), "extra": extra}
@@ -133,10 +136,17 @@ def main_view(key: str, model_key: str, model, prepared: np.ndarray, display: np
     cls = _explain_module().METHODS.get(choice.method)
     signed = bool(getattr(cls, "signed", False)) and result.get("signed") is not None
     overlay = colour_map(result, display, choice.colormap, choice.alpha)
-    cols = st.columns(2)
+    spread = result["extra"].get("std")
+    cols = st.columns(3 if spread is not None else 2)
     caption = f"{method_name(choice.method)} for **{class_names[result['target']]}**" + (
-        f" · layer `{result['layer']}`" if result.get("layer") else "")
+        f" · layer `{result['layer']}`" if result.get("layer") else "") + (
+        f" · mean of {result['extra']['members']} ensemble members" if spread is not None else "")
     cols[0].image(overlay, caption=caption, width="stretch")
+    if spread is not None:
+        top = float(np.max(spread)) or 1.0
+        cols[2].image(imaging.colorize(imaging.resize((spread / top)[..., None], display.shape[0])[..., 0], "magma"),
+                      caption=f"Explanation uncertainty: where the members' maps disagree (standard deviation, "
+                              f"brightest = {top:.2f} on the map's 0–1 scale)", width="stretch")
     if signed:
         cols[1].image(imaging.diverging(imaging.resize(result["signed"][..., None], display.shape[0])[..., 0]),
                       caption="Signed attribution: red = evidence for the class, blue = against", width="stretch")

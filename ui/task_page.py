@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lifelens import charts, report, ui_support
+from lifelens import charts, report, scoring, ui_support
 from lifelens.tasks import DISCLAIMER, get_task
 from ui import common, explain_panel
 
@@ -103,19 +103,23 @@ def current_case(spec) -> ui_support.Case | None:
 
 def prediction_section(spec, task_model, case) -> dict:
     """Image beside both confidences, uncertainty and warnings; returns the prediction."""
-    methods = ["mc_dropout"] + (["variational"] if task_model.variational_head is not None else [])
-    default = "variational" if "variational" in methods else "mc_dropout"
+    methods = ((["ensemble"] if task_model.is_ensemble else []) + ["mc_dropout"]
+               + (["variational"] if task_model.variational_head is not None else []))
+    default = methods[0]
     bayes_method = default
     if not common.presenter() and len(methods) > 1:
         bayes_method = st.radio("Bayesian confidence from", methods, index=methods.index(default), horizontal=True,
                                 format_func=ui_support.BAYES_METHODS.get, key=f"{spec.id}_bayes",
-                                help="MC dropout: dropout kept on at prediction time, each pass one sampled network. "
+                                help=f"Deep ensemble: {len(task_model.members)} networks trained from different random "
+                                     "starts; their spread is the uncertainty (the shipped prediction is their mean). "
+                                     "MC dropout: dropout kept on at prediction time, each pass one sampled network. "
                                      "Variational head: a last layer whose weights are probability distributions, "
                                      "trained by Bayes by Backprop.")
     with st.spinner("Predicting…"):
         pred = _prediction(model_key(task_model), case.digest, bayes_method, POSTERIOR_SAMPLES, task_model, case.prepared)
     names = spec.class_names
-    top = int(np.argmax(pred["mean"]))
+    # The card's operating threshold where the task has one, so the page, `predict` and the card agree.
+    top = int(scoring.predicted_class(spec, pred["mean"][None], task_model.card.get("threshold"))[0])
     image_col, result_col = st.columns([1, 1.6] if not common.presenter() else [1, 1.2])
     with image_col:
         caption = case.name if case.source != "gallery" else f"True class: {names[case.label]}"
@@ -128,6 +132,11 @@ def prediction_section(spec, task_model, case) -> dict:
             verdict += (" :green[:material/check_circle: correct]" if case.label == top
                         else f" :red[:material/cancel: wrong — true: {names[case.label]}]")
         st.markdown(verdict)
+        point, threshold = spec.operating_point, task_model.card.get("threshold")
+        if point is not None and threshold is not None:
+            st.caption(f"Called **{names[point.positive]}** when its probability is at least {threshold:.3f}: the "
+                       f"operating point chosen on validation images ({task_model.card.get('threshold_rule', '')}), "
+                       "the same threshold the model card's sensitivity and specificity use.")
         low, high = pred["interval"][top]
         t_note = f" Temperature {pred['temperature']:.2f} applied." if pred.get("temperature") else ""
         top_softmax = int(np.argmax(pred["softmax"]))
@@ -244,7 +253,13 @@ def explanations_and_export(spec, task_model, case, pred) -> None:
     with common.guarded("The explanation"):
         st.subheader("Where did it look?")
         choice = explain_panel.controls(spec.id, mkey, task_model.classifier, spec.class_names, pred["top"])
-        panels.append(explain_panel.main_view(spec.id, mkey, task_model.classifier, case.prepared, display, case.digest,
+        explained, key = task_model.classifier, mkey
+        if task_model.is_ensemble and st.toggle(
+                f"Explain the whole ensemble ({len(task_model.members)} networks)", value=True, key=f"{spec.id}_ens_map",
+                help="On: the mean of every member's map, and a map of where they disagree. "
+                     "Off: the first member alone (faster for SHAP, Score-CAM and occlusion)."):
+            explained, key = list(task_model.members), mkey + ":ensemble"
+        panels.append(explain_panel.main_view(spec.id, key, explained, case.prepared, display, case.digest,
                                               spec.class_names, choice))
     if choice is not None and not common.presenter():
         compare = st.toggle("Compare several methods (with deletion/insertion AUC)", key=f"{spec.id}_compare",

@@ -38,20 +38,30 @@ def records(task_model, paths: list, prepared, temperature: float | None, sample
     """One JSON-able record per prepared image (N, S, S, C) of ``paths``."""
     import numpy as np
 
+    from lifelens.models import member_probabilities
+    from lifelens.scoring import predicted_class
     from lifelens.tasks import DISCLAIMER
     from lifelens.uncertainty import features_of, head_predictions
 
     spec = task_model.spec
-    heads = head_predictions(task_model, features_of(task_model, np.stack(prepared)), temperature, samples, seed)
+    images = np.stack(prepared)
+    heads = head_predictions(task_model, features_of(task_model, images), temperature, samples, seed,
+                             member_probabilities(task_model, images))
+    shipped = heads["ensemble"].mean(axis=0) if heads["ensemble"] is not None else heads["softmax"]
+    called = predicted_class(spec, shipped, task_model.card.get("threshold"))
     for i, path in enumerate(paths):
         frequentist = heads["temperature"][i]
-        bayes = {"mc_dropout": _bayesian(heads["mc_dropout"][:, i], frequentist),
-                 "variational": None if heads["variational"] is None else _bayesian(heads["variational"][:, i], frequentist)}
+        bayes = {name: None if heads[name] is None else _bayesian(heads[name][:, i], frequentist)
+                 for name in ("ensemble", "mc_dropout", "variational")}
         top = int(np.argmax(frequentist))
         yield {
             "file": str(path),
             "task": spec.id,
             "class_names": spec.class_names,
+            # The shipped answer: the deep ensemble's mean, called at the card's threshold where the task has one.
+            "prediction": spec.class_names[int(called[i])],
+            "probabilities": _rounded(shipped[i]),
+            "threshold": task_model.card.get("threshold") if spec.operating_point else None,
             "frequentist": {
                 "probabilities": _rounded(heads["softmax"][i]),
                 "temperature_scaled": _rounded(frequentist),

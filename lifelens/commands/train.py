@@ -1,11 +1,12 @@
-HELP = "train a task CNN from scratch (checkpoints every epoch in runs/<task>/; re-run to resume)"
+HELP = ("train one deep-ensemble member of a task CNN from scratch (checkpoints every epoch in "
+        "runs/<task>/member<k>/; re-run to resume)")
 
 
 def add_arguments(p) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--data", help="task data folder (images/ + labels.csv); default: $LIFELENS_DATA/<task>")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--member", type=int, default=0, help="ensemble member (also its seed); 0 is <task>.keras")
     p.add_argument("--out", default="models")
     p.add_argument("--run-dir")
     p.add_argument("--limit", type=int, help="keep only N images per split (smoke runs)")
@@ -18,6 +19,6 @@ def run(args) -> int:
     from lifelens.tasks import get_task
 
     train.train(get_task(args.task), Path(args.out), data_dir=Path(args.data) if args.data else None,
-                epochs=args.epochs, seed=args.seed, limit=args.limit,
+                epochs=args.epochs, member=args.member, limit=args.limit,
                 run_dir=Path(args.run_dir) if args.run_dir else None)
     return 0

@@ -21,13 +21,14 @@ from lifelens.explain import (  # noqa: F401  (each registers its method)
     gradcam, gradcam_plus_plus, hirescam, layercam, eigencam, scorecam,
     shap_gradient, integrated_gradients, occlusion,
 )
+from lifelens.explain.ensemble import explain_ensemble
 from lifelens.explain.faithfulness import deletion_auc, insertion_auc, perturbation_curves, random_maps
 from lifelens.explain.mc_dropout import gradcam_uncertainty
 from lifelens.explain.render import overlay_image
 from lifelens.explain.sanity import agreement, randomisation_check, rank_correlation
 
 __all__ = [
-    "METHODS", "Explanation", "Method", "BaseCAM", "explain", "register", "tracing_counts",
+    "METHODS", "Explanation", "Method", "BaseCAM", "explain", "explain_ensemble", "register", "tracing_counts",
     "deletion_auc", "insertion_auc", "perturbation_curves", "random_maps",
     "gradcam_uncertainty", "randomisation_check", "rank_correlation", "agreement", "overlay_image",
 ]

@@ -14,7 +14,7 @@ import time
 import keras
 import numpy as np
 
-from lifelens import models, train
+from lifelens import data, models
 from lifelens.tasks import TaskSpec
 from lifelens.uncertainty import metrics
 from lifelens.uncertainty.variational import VariationalDense, variational_samples
@@ -43,8 +43,7 @@ def train_variational_head(spec: TaskSpec, train_features: np.ndarray, train_lab
     n, width = train_features.shape
     if n == 0:
         raise ValueError("The variational head needs training features (the train split is empty).")
-    weighting = train.CLASS_WEIGHTING.get(spec.id)
-    weights = train.class_weights(train_labels, spec.num_classes, weighting)
+    weights = data.class_weights(train_labels, spec.num_classes, spec.recipe.class_weighting)
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((width,), name="features")
     head = VariationalDense(spec.num_classes, activation="softmax", prior_std=prior_std,
@@ -67,7 +66,7 @@ def train_variational_head(spec: TaskSpec, train_features: np.ndarray, train_lab
         "prior": f"N(0, {prior_std}^2) on every weight and bias",
         "posterior_std_init": POSTERIOR_STD_INIT,
         "kl_weight": 1.0 / n,
-        "class_weighting": weighting,
+        "class_weighting": spec.recipe.class_weighting,
         "seed": seed,
         "final_loss": float(history.history["loss"][-1]),
         "kl_nats": float(head.kl_divergence()),
@@ -120,5 +119,11 @@ def attach_variational_head(spec: TaskSpec, head: VariationalDense) -> dict:
         if staging.exists():
             staging.unlink()
     entries = {"sha256": models.sha256_file(path), "size_bytes": path.stat().st_size}
+    ensemble = models.read_card(spec).get("ensemble")
+    if ensemble:  # member 0 is this very file: its row follows the new checksum
+        for row in ensemble["members"]:
+            if row["member"] == 0:
+                row.update(entries)
+        entries["ensemble"] = ensemble
     models.update_card(spec, **entries)
     return entries

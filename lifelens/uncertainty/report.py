@@ -24,16 +24,19 @@ OOD_PER_SOURCE = 40
 
 
 def head_predictions(task_model, features: np.ndarray, temperature: float | None = None,
-                     samples: int = DEFAULT_SAMPLES, seed: int | None = None) -> dict:
+                     samples: int = DEFAULT_SAMPLES, seed: int | None = None,
+                     ensemble: np.ndarray | None = None) -> dict:
     """Every method's output for (N, F) features of one TaskModel.
 
     Returns {"logits": (N, K), "softmax": (N, K), "temperature": (N, K) (softmax of
     logits / T, T = 1 if None), "mc_dropout": (T, N, K), "variational": (S, N, K) or
-    None when no variational head is attached}. S = T = ``samples``.
+    None when no variational head is attached, "ensemble": the given (M, N, K) member
+    softmaxes (:func:`lifelens.models.member_probabilities`) or None}. S = T = ``samples``.
     """
     logits = frequentist.head_logits(task_model.full.get_layer("probs"), features)
     head = task_model.variational_head
     return {
+        "ensemble": ensemble if ensemble is not None and len(ensemble) > 1 else None,
         "logits": logits,
         "softmax": frequentist.softmax(logits),
         "temperature": frequentist.softmax(logits, temperature or 1.0),
@@ -74,7 +77,8 @@ def _method_scores(probs: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def confidence_report(task_model, images: np.ndarray | None, labels: np.ndarray, temperature: float | None,
-                      samples: int = DEFAULT_SAMPLES, seed: int = 0, features: np.ndarray | None = None) -> dict:
+                      samples: int = DEFAULT_SAMPLES, seed: int = 0, features: np.ndarray | None = None,
+                      ensemble: np.ndarray | None = None) -> dict:
     """Calibration and referral of every confidence method on a labelled set.
 
     images: (N, S, S, C) prepared inputs (or pass ``features`` (N, F) instead);
@@ -90,7 +94,11 @@ def confidence_report(task_model, images: np.ndarray | None, labels: np.ndarray,
     labels = np.asarray(labels, dtype=np.int64)
     if features is None:
         features = features_of(task_model, images)
-    out = head_predictions(task_model, features, temperature, samples, seed)
+    if ensemble is None and images is not None and task_model.is_ensemble:
+        from lifelens.models import member_probabilities
+
+        ensemble = member_probabilities(task_model, images)
+    out = head_predictions(task_model, features, temperature, samples, seed, ensemble)
     mc_mean = out["mc_dropout"].mean(axis=0)
     report = {
         "images": int(len(labels)),
@@ -112,6 +120,12 @@ def confidence_report(task_model, images: np.ndarray | None, labels: np.ndarray,
         report["posterior_accuracy_histogram"]["variational"] = posterior_accuracies(out["variational"], labels)
         curve["variational_mutual_information"] = referral_accuracy(
             var_mean, labels, metrics.mutual_information(out["variational"]))
+    if out["ensemble"] is not None:
+        ens_mean = out["ensemble"].mean(axis=0)
+        report["ensemble"] = _method_scores(ens_mean, labels)
+        report["posterior_accuracy_histogram"]["ensemble"] = posterior_accuracies(out["ensemble"], labels)
+        curve["ensemble_mutual_information"] = referral_accuracy(
+            ens_mean, labels, metrics.mutual_information(out["ensemble"]))
     report["referral_curve"] = curve
     return report
 

@@ -1,0 +1,102 @@
+"""Task-specific scores, declared on each :class:`~lifelens.tasks.TaskSpec` (``scores``).
+
+Each score is a small callable ``score(labels (N,), probs (N, K), threshold) -> {name: value}``
+that knows nothing of any task: a task spec picks and parameterises them, so the
+evaluation code has no per-task branches.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def safe_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
+    """ROC AUC, or None when only one class is present."""
+    if len(np.unique(y_true)) < 2:
+        return None
+    return float(skm.roc_auc_score(y_true, score))
+
+
+@dataclass(frozen=True)
+class MeanOfClassAUCs:
+    """One-vs-rest AUC of the named classes and their mean (ISIC 2017's challenge score)."""
+
+    class_indices: tuple[int, ...]
+    class_ids: tuple[str, ...]
+    name: str
+
+    def __call__(self, labels, probs, threshold=None) -> dict:
+        out = {f"{cid}_auc": safe_auc(labels == i, probs[:, i]) for i, cid in zip(self.class_indices, self.class_ids)}
+        values = list(out.values())
+        out[self.name] = None if any(v is None for v in values) else float(np.mean(values))
+        return out
+
+
+@dataclass(frozen=True)
+class OrdinalGrades:
+    """Quadratic-weighted kappa of an ordered grade, and the AUC/accuracy of "grade >=
+    ``referable_from``" scored by the summed probability of those grades."""
+
+    referable_from: int
+
+    def __call__(self, labels, probs, threshold=None) -> dict:
+        pred = probs.argmax(axis=1)
+        referable = labels >= self.referable_from
+        kappa = skm.cohen_kappa_score(labels, pred, weights="quadratic") if len(np.unique(labels)) > 1 else None
+        return {
+            "quadratic_kappa": None if kappa is None or np.isnan(kappa) else float(kappa),
+            "referable_auc": safe_auc(referable, probs[:, self.referable_from:].sum(axis=1)),
+            "referable_accuracy": float(((pred >= self.referable_from) == referable).mean()) if len(labels) else None,
+        }
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """AUC of the positive class and, at the operating threshold (chosen on validation and
+    stored in the card; 0.5 when none is given), sensitivity and specificity."""
+
+    positive: int
+    auc_name: str
+
+    def __call__(self, labels, probs, threshold=None) -> dict:
+        score = probs[:, self.positive]
+        t = 0.5 if threshold is None else float(threshold)
+        called = score >= t
+        pos, neg = labels == self.positive, labels != self.positive
+        return {
+            self.auc_name: safe_auc(pos, score),
+            "threshold": t,
+            "sensitivity": float(called[pos].mean()) if pos.any() else None,
+            "specificity": float((~called[neg]).mean()) if neg.any() else None,
+        }
+
+
+def headline_metrics(spec, labels: np.ndarray, probs: np.ndarray, threshold: float | None = None) -> dict:
+    """accuracy, balanced accuracy, macro AUC and the task's own scores: the cheap part of
+    the evaluate contract (what the bootstrap resamples)."""
+    labels = np.asarray(labels, dtype=int)
+    probs = np.asarray(probs, dtype=np.float64)
+    pred = predicted_class(spec, probs, threshold)  # the call the screen makes, at the task's threshold
+    aucs = [safe_auc(labels == i, probs[:, i]) for i in range(spec.num_classes)]
+    out = {
+        "n": int(len(labels)),
+        "accuracy": float((pred == labels).mean()) if len(labels) else None,
+        "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else None,
+        "macro_auc": float(np.mean(aucs)) if all(a is not None for a in aucs) else None,
+    }
+    for score in spec.scores:
+        out.update(score(labels, probs, threshold))
+    return out
+
+
+def predicted_class(spec, probs: np.ndarray, threshold: float | None) -> np.ndarray:
+    """(N, K) probabilities -> (N,) the class each image is called: the task's operating
+    threshold on the positive class where it has one (binary tasks), else the argmax."""
+    probs = np.asarray(probs)
+    point = spec.operating_point
+    if point is None or threshold is None:
+        return probs.argmax(axis=1)
+    other = 1 - point.positive
+    return np.where(probs[:, point.positive] >= threshold, point.positive, other)
