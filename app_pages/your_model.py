@@ -98,13 +98,13 @@ with common.guarded("The prediction"):
         low, high = pred["interval"][top]
         m = st.columns(2)
         m[0].metric("Softmax confidence", f"{pred['softmax'][top]:.0%}", help=ui_support.HELP["softmax"], border=True)
-        m[1].metric("MC-dropout confidence", f"{pred['mean'][top]:.0%}", f"95% CI {low:.0%}–{high:.0%}",
-                    delta_color="off", delta_arrow="off", help=ui_support.HELP["bayesian"], border=True)
-        if pred.get("bayesian_note"):
-            st.caption(f"No Bayesian confidence: {pred['bayesian_note']}")
-        for w in ui_support.prediction_warnings(class_names, pred["softmax"], pred["mean"], pred["predictive_entropy"],
-                                                pred["mutual_information"]):
-            st.warning(w, icon=":material/warning:")
+        if pred.get("bayesian_note"):  # no dropout: a posterior of one sample would be a fake 100 % interval
+            m[1].caption(f"No Bayesian confidence: {pred['bayesian_note']}")
+        else:
+            m[1].metric("MC-dropout confidence", f"{pred['mean'][top]:.0%}", f"95% CI {low:.0%}–{high:.0%}",
+                        delta_color="off", delta_arrow="off", help=ui_support.HELP["bayesian"], border=True)
+        st.caption("No uncertainty warnings for a model brought here: their thresholds are measured on a "
+                   "validation split, which LifeLens does not have for your model.")
         common.disclaimer()
         st.altair_chart(charts.confidence_bars(class_names, pred["softmax"], pred["mean"], pred["interval"][:, 0],
                                                pred["interval"][:, 1]), width="stretch")

@@ -83,10 +83,25 @@ def evaluate_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None, w
     result = classification_metrics(spec, labels, probs, task_model.card.get("threshold"))
     result["data"] = str(Path(data_dir))
     result["ensemble_members"] = len(task_model.members)
+    result.update(conformal_coverage(task_model, spec, labels, probs))
     if with_confidence and len(labels):
         result["confidence"] = _confidence(task_model, spec, kept, labels, data_dir)
     result["seconds"] = round(time.time() - t0, 1)
     return result
+
+
+def conformal_coverage(task_model, spec: TaskSpec, labels: np.ndarray, probs: np.ndarray) -> dict:
+    """{"conformal": {level: {"coverage", "mean_set_size", "per_class_coverage", "n"}} of the
+    card's default set method, "conformal_by_method": the same for every method}; {} when the
+    card holds no conformal calibration or there are no images."""
+    from lifelens.uncertainty import conformal
+
+    calibrations = conformal.from_card(task_model.card)
+    if not calibrations or not len(labels):
+        return {}
+    by_method = {m: conformal.set_report(cal, probs, labels, spec.class_ids) for m, cal in calibrations.items()}
+    default = task_model.card["conformal"].get("default", "lac")
+    return {"conformal": by_method[default], "conformal_method": default, "conformal_by_method": by_method}
 
 
 def _confidence(task_model, spec, samples, labels, data_dir):

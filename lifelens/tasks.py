@@ -113,6 +113,11 @@ class TaskSpec:
         return next((s for s in self.scores if isinstance(s, scoring.OperatingPoint)), None)
 
     @property
+    def ordinal(self) -> bool:
+        """The classes are ordered grades (conformal sets may then be intervals of adjacent grades)."""
+        return any(isinstance(s, scoring.OrdinalGrades) for s in self.scores)
+
+    @property
     def class_ids(self) -> list[str]:
         return [c.id for c in self.classes]
 

@@ -25,6 +25,9 @@ HELP = {
                "(after temperature scaling when the model card has a temperature).",
     "bayesian": "Bayesian confidence: the mean class probability over many stochastic passes "
                 "(posterior samples); the bar's whisker is the 95% credible interval.",
+    "conformal": "Conformal prediction set: every class the calibration images cannot rule out. On images like "
+                 "our validation images it holds the true class at least the chosen share of the time "
+                 "(a frequentist guarantee over many images, not a probability for this one).",
     "credible_interval": "95% of the posterior samples of this class probability fall inside this range.",
     "entropy": "Predictive entropy (nats): total uncertainty of the averaged prediction. "
                "0 = certain; ln(K) = all K classes equally likely.",
@@ -62,8 +65,6 @@ HELP = {
                  "(ROC AUC; 0.5 = cannot tell them apart).",
 }
 
-UNCERTAIN_ENTROPY_FRACTION = 0.6  # entropy above this share of ln(K) counts as "high uncertainty"
-UNCERTAIN_MI = 0.1  # nats of mutual information that count as "the model disagrees with itself"
 
 
 def metric_help(name: str) -> str:
@@ -212,28 +213,55 @@ def case_from_sample(spec: TaskSpec, sample: Sample) -> Case:
 
 # ----------------------------------------------------------------------------- predictions in words
 
-def prediction_warnings(class_names: list[str], softmax: np.ndarray, bayes_mean: np.ndarray,
-                        entropy: float, mutual_information: float) -> list[str]:
-    """Plain sentences for when the two confidences disagree or the uncertainty is high."""
-    softmax, bayes_mean = np.asarray(softmax, float), np.asarray(bayes_mean, float)
-    k = len(class_names)
+def _one_in(rate: float | None) -> str:
+    if not rate:
+        return "rarely on images like ours"
+    return f"shown for about 1 in {max(1, round(1 / rate))} of our test images"
+
+
+def prediction_warnings(class_names: list[str], softmax: np.ndarray, draws: np.ndarray,
+                        calibrated: dict | None, method: str) -> list[str]:
+    """Plain sentences for the warnings that fire on one image.
+
+    softmax: (K,) the single-pass (temperature-scaled) softmax; draws: (S, K) posterior
+    samples of ``method``; calibrated: the card's ``warnings`` record (thresholds set on our
+    validation split, so each fires on about 1 in 20 images like ours). Without thresholds
+    for the method no warning is given (an uncalibrated threshold fires on everything or nothing).
+    """
+    from lifelens.uncertainty import warnings
+
+    fired = warnings.firing(calibrated, method, softmax, draws)
+    if not fired:
+        return []
+    record = calibrated[method]
+    rate, limit = record.get("rate_test", {}), record["thresholds"]
+    mean = np.asarray(draws, float).mean(axis=0)
+    top_f, top_b = int(np.argmax(softmax)), int(np.argmax(mean))
     out = []
-    top_f, top_b = int(np.argmax(softmax)), int(np.argmax(bayes_mean))
-    if top_f != top_b:
-        out.append(f"The two confidences disagree: the single pass says **{class_names[top_f]}**, "
-                   f"the posterior average says **{class_names[top_b]}**.")
-    elif abs(softmax[top_f] - bayes_mean[top_b]) > 0.2:
-        out.append(f"The two confidences differ by {abs(softmax[top_f] - bayes_mean[top_b]):.0%} "
-                   f"for **{class_names[top_f]}**: treat the higher one with suspicion.")
-    if k > 1 and entropy > UNCERTAIN_ENTROPY_FRACTION * np.log(k):
-        out.append(f"High uncertainty: the predictive entropy is {entropy:.2f} nats of at most "
-                   f"{np.log(k):.2f}; several classes remain plausible.")
-    if mutual_information > UNCERTAIN_MI:
-        out.append(f"The model disagrees with itself across posterior samples (mutual information "
-                   f"{mutual_information:.2f} nats): this image may be unlike its training data.")
+    if fired["confidence_gap"]:
+        what = (f"the single pass says **{class_names[top_f]}**, the posterior average **{class_names[top_b]}**"
+                if top_f != top_b else f"they differ by {abs(softmax[top_f] - mean[top_f]):.0%} for "
+                                       f"**{class_names[top_f]}**")
+        out.append(f"The two confidences disagree more than for 95 % of our validation images: {what} "
+                   f"({_one_in(rate.get('confidence_gap'))}).")
+    if fired["predictive_entropy"]:
+        out.append(f"High uncertainty: entropy above {limit['predictive_entropy']:.2f} nats, the top 5 % of our "
+                   f"validation images; several classes remain plausible ({_one_in(rate.get('predictive_entropy'))}).")
+    if fired["mutual_information"]:
+        out.append(f"The sampled networks disagree (mutual information above {limit['mutual_information']:.3f} nats, "
+                   f"the top 5 % of our validation images): this image may be unlike the training data "
+                   f"({_one_in(rate.get('mutual_information'))}).")
     return out
 
 
+PROMISES = {
+    "softmax": "Softmax: one network's score, temperature-scaled so that on images like ours '80 %' is right "
+               "about 80 % of the time; it promises nothing for a single image.",
+    "conformal": "Conformal set: contains the true class for the chosen share of images like our validation "
+                 "images, whatever the network; the promise breaks when the image is unlike them.",
+    "posterior": "Posterior: averages plausible networks; its spread (interval, mutual information) is what the "
+                 "model does not know; it is only as good as the approximation of the posterior.",
+}
 
 
 # ----------------------------------------------------------------------------- uploaded models

@@ -100,13 +100,23 @@ def test_prediction_has_both_confidences(task_id):
         assert not np.allclose(var["samples"], pred["samples"])
 
 
-def test_warnings_when_confidences_disagree_or_uncertainty_is_high():
+def test_warnings_fire_only_past_the_thresholds_measured_on_validation():
     names = ["a", "b", "c"]
-    assert ui_support.prediction_warnings(names, np.array([0.9, 0.05, 0.05]), np.array([0.88, 0.06, 0.06]), 0.4, 0.01) == []
-    disagree = ui_support.prediction_warnings(names, np.array([0.6, 0.3, 0.1]), np.array([0.3, 0.6, 0.1]), 0.9, 0.2)
-    assert any("disagree" in w for w in disagree) and any("mutual information" in w for w in disagree)
-    assert any("High uncertainty" in w for w in ui_support.prediction_warnings(
-        names, np.array([0.4, 0.35, 0.25]), np.array([0.4, 0.35, 0.25]), 1.08, 0.0))
+    record = {"mc_dropout": {"thresholds": {"predictive_entropy": 0.8, "mutual_information": 0.05,
+                                            "confidence_gap": 0.15},
+                             "rate_test": {"predictive_entropy": 0.05, "mutual_information": 0.04,
+                                           "confidence_gap": 0.1}}}
+    calm = np.array([[0.9, 0.05, 0.05], [0.86, 0.07, 0.07]])
+    assert ui_support.prediction_warnings(names, np.array([0.9, 0.05, 0.05]), calm, record, "mc_dropout") == []
+    split = np.array([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05]])  # two samples that disagree
+    found = ui_support.prediction_warnings(names, np.array([0.8, 0.15, 0.05]), split, record, "mc_dropout")
+    assert any("two confidences disagree" in w and "1 in 10" in w for w in found) and any("mutual information" in w for w in found)
+    flat = np.full((2, 3), 1 / 3)
+    assert any("High uncertainty" in w and "1 in 20" in w
+               for w in ui_support.prediction_warnings(names, flat[0], flat, record, "mc_dropout"))
+    # No thresholds measured for a method (or an uploaded model): no warning, rather than a guessed one.
+    assert ui_support.prediction_warnings(names, flat[0], flat, record, "variational") == []
+    assert ui_support.prediction_warnings(names, flat[0], flat, None, "mc_dropout") == []
 
 
 def _case_report(with_explanations: int = 2) -> report.CaseReport:

@@ -38,6 +38,40 @@ def _prediction(model_key: str, image_digest: str, bayes_method: str, samples: i
     return ui_support.predict_case(_task_model, _prepared, bayes_method, samples)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def _shipped_probs(model_key: str, image_digest: str, _task_model, _prepared) -> np.ndarray:
+    from lifelens.models import ensemble_proba
+
+    return ensemble_proba(_task_model, np.asarray(_prepared, np.float32)[None])[0]
+
+
+def conformal_section(spec, task_model, case) -> None:
+    """The conformal set at a coverage the user picks, beside what it promises."""
+    from lifelens.uncertainty import conformal
+
+    calibrations = conformal.from_card(task_model.card)
+    if not calibrations:
+        st.caption("No conformal calibration in this model's card yet (run `python -m lifelens calibrate`).")
+        return
+    level = st.segmented_control("Coverage of the prediction set", ["0.8", "0.9", "0.95"], default="0.9",
+                                 format_func=lambda v: f"{float(v):.0%}", key=f"{spec.id}_coverage",
+                                 help=ui_support.HELP["conformal"]) or "0.9"
+    probs = _shipped_probs(model_key(task_model), case.digest, task_model, case.prepared)
+    methods = [m for m in ("ordinal", "lac") if m in calibrations]
+    for method in methods:
+        members = conformal.describe_set(conformal.prediction_sets(calibrations[method], probs, level),
+                                         spec.class_names, probs)
+        label = "Adjacent grades" if method == "ordinal" else "Conformal set"
+        names = ", ".join(f"{m['class']} ({m['probability']:.0%})" for m in members)
+        st.markdown(f"**{label} at {float(level):.0%}:** {names}",
+                    help=ui_support.HELP["conformal"] + f" Method: {calibrations[method].method.upper()}, "
+                    f"calibrated on {calibrations[method].n_calibration} validation images.")
+    report = (task_model.card.get("conformal") or {}).get("test", {}).get("lac", {}).get(level)
+    if report:
+        st.caption(f"On our test split these sets held the true class for {report['coverage']:.1%} of images "
+                   f"(nominal {float(level):.0%}), with {report['mean_set_size']:.2f} classes on average.")
+
+
 def model_key(task_model) -> str:
     """Changes when the model file changes (e.g. a Bayesian head is attached)."""
     return f"{task_model.spec.id}:{task_model.card.get('sha256', '')[:16]}"
@@ -151,10 +185,13 @@ def prediction_section(spec, task_model, case) -> dict:
         row2[0].metric("Entropy (nats)", f"{pred['predictive_entropy']:.2f}", help=ui_support.HELP["entropy"], border=True)
         row2[1].metric("Mutual information (nats)", f"{pred['mutual_information']:.3f}",
                        help=ui_support.HELP["mutual_information"], border=True)
-        warnings = ui_support.prediction_warnings(names, pred["softmax"], pred["mean"], pred["predictive_entropy"],
-                                                  pred["mutual_information"])
+        warnings = ui_support.prediction_warnings(names, pred["softmax"], pred["samples"],
+                                                  task_model.card.get("warnings"), bayes_method)
         for w in warnings:
             st.warning(w, icon=":material/warning:")
+        conformal_section(spec, task_model, case)
+        with st.expander("What each confidence promises"):
+            st.markdown("\n".join(f"- {line}" for line in ui_support.PROMISES.values()))
         st.caption(f":material/warning: {DISCLAIMER}")
         st.altair_chart(charts.confidence_bars(names, pred["softmax"], pred["mean"], pred["interval"][:, 0],
                                                pred["interval"][:, 1], top=5 if common.presenter() else 6),

@@ -9,6 +9,8 @@ def add_arguments(p) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--samples", type=int, default=50, help="posterior samples per Bayesian method (default 50)")
     p.add_argument("--seed", type=int, help="seed for the Bayesian samples (default: fresh draws every run)")
+    p.add_argument("--coverage", type=float, default=0.9, choices=(0.8, 0.9, 0.95),
+                   help="coverage of the conformal prediction set (default 0.9)")
 
 
 def _rounded(values, digits: int = 6):
@@ -34,20 +36,22 @@ def _bayesian(draws, frequentist) -> dict:
     }
 
 
-def records(task_model, paths: list, prepared, temperature: float | None, samples: int, seed: int | None):
+def records(task_model, paths: list, prepared, temperature: float | None, samples: int, seed: int | None,
+            level: float = 0.9):
     """One JSON-able record per prepared image (N, S, S, C) of ``paths``."""
     import numpy as np
 
     from lifelens.models import member_probabilities
     from lifelens.scoring import predicted_class
     from lifelens.tasks import DISCLAIMER
-    from lifelens.uncertainty import features_of, head_predictions
+    from lifelens.uncertainty import conformal, features_of, head_predictions
 
     spec = task_model.spec
     images = np.stack(prepared)
     heads = head_predictions(task_model, features_of(task_model, images), temperature, samples, seed,
                              member_probabilities(task_model, images))
     shipped = heads["ensemble"].mean(axis=0) if heads["ensemble"] is not None else heads["softmax"]
+    calibrations = conformal.from_card(task_model.card)
     called = predicted_class(spec, shipped, task_model.card.get("threshold"))
     for i, path in enumerate(paths):
         frequentist = heads["temperature"][i]
@@ -62,6 +66,9 @@ def records(task_model, paths: list, prepared, temperature: float | None, sample
             "prediction": spec.class_names[int(called[i])],
             "probabilities": _rounded(shipped[i]),
             "threshold": task_model.card.get("threshold") if spec.operating_point else None,
+            # Sets of classes that hold the true one 90 % of the time on images like ours.
+            "conformal": conformal.image_sets(calibrations, shipped[i], spec.class_names, level)
+            if calibrations else None,
             "frequentist": {
                 "probabilities": _rounded(heads["softmax"][i]),
                 "temperature_scaled": _rounded(frequentist),
@@ -102,7 +109,7 @@ def run(args) -> int:
     paths, prepared = [], []
 
     def flush():
-        for record in records(task_model, paths, prepared, temperature, args.samples, args.seed):
+        for record in records(task_model, paths, prepared, temperature, args.samples, args.seed, args.coverage):
             print(json.dumps(record), flush=True)
         paths.clear()
         prepared.clear()

@@ -3,16 +3,21 @@
 1. fit the temperature on OUR validation split;
 2. train the variational head on frozen TRAIN features and attach it (kept if one
    fitted to this very CNN is already attached);
-4. the confidence report on OUR test split;
+3. conformal prediction sets on the ensemble's validation probabilities, and warning
+   thresholds from the validation split's uncertainty;
+4. the confidence report on OUR test split (ensemble, MC dropout, variational head);
 5. AUROCs for other tasks' images and noise (out of distribution).
 """
 from __future__ import annotations
 
 import time
 
-from lifelens.models import load_task_model, update_card
+import numpy as np
+
+from lifelens import data
+from lifelens.models import load_task_model, member_probabilities, update_card
 from lifelens.tasks import TaskSpec
-from lifelens.uncertainty import bayes_head, features, frequentist, metrics
+from lifelens.uncertainty import bayes_head, conformal, features, frequentist, metrics, warnings
 from lifelens.uncertainty.report import OOD_PER_SOURCE, confidence_report, ood_auroc, ood_images
 
 
@@ -54,25 +59,45 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
             f"CNN weights verified bit-identical")
         task_model = load_task_model(spec)
 
-    # 4. confidence report on OUR test split; 5. out-of-distribution inputs
+    # 3. conformal sets and warning thresholds, from the validation split
+    members = {k: member_probabilities(task_model, data.load_prepared(spec, data.task_splits(spec)[k]).astype(np.float32))
+               for k in ("val", "test")}
     test_features, test_labels = split["test"]
+    sets = conformal.card_entry(members["val"].mean(0), val_labels, members["test"].mean(0), test_labels,
+                                spec.class_ids, spec.ordinal)
+    log(f"[{spec.id}] conformal LAC at 0.9: test coverage {sets['test']['lac']['0.9']['coverage']:.3f}, "
+        f"mean set size {sets['test']['lac']['0.9']['mean_set_size']:.2f}")
+    alarms = warning_thresholds(task_model, split["val"][0], test_features, members, temperature, samples, seed)
+
+    # 4. confidence report on OUR test split; 5. out-of-distribution inputs
     report = confidence_report(task_model, None, test_labels, temperature, samples, seed,
-                                           features=test_features)
+                               features=test_features, ensemble=members["test"])
     report["split"] = "our test split"
     ood = ood_auroc(task_model, test_features, ood_images(spec, ood_per_source, seed),
                                 samples, seed)
     entries = {"temperature": temperature, "temperature_fit": fit, "variational_head": details,
-               "confidence": report, "ood_auroc": ood}
+               "confidence": report, "ood_auroc": ood, "conformal": sets, "warnings": alarms}
     update_card(spec, **entries)
     log(f"[{spec.id}] calibrated in {time.time() - t0:.0f}s")
     return entries
+
+
+def warning_thresholds(task_model, val_features, test_features, members: dict, temperature, samples, seed) -> dict:
+    """:func:`warnings.fit_thresholds` for every Bayesian method of the model."""
+    from lifelens.uncertainty.report import head_predictions
+
+    heads = {k: head_predictions(task_model, f, temperature, samples, seed, members[k])
+             for k, f in (("val", val_features), ("test", test_features))}
+    methods = [m for m in ("ensemble", "mc_dropout", "variational") if heads["val"][m] is not None]
+    return warnings.fit_thresholds(heads["val"]["temperature"], {m: heads["val"][m] for m in methods},
+                                   heads["test"]["temperature"], {m: heads["test"][m] for m in methods})
 
 
 def summary_lines(spec, entries: dict) -> list[str]:
     """A few human lines: NLL/ECE per method, referral at 20 %, OOD AUROCs."""
     report = entries["confidence"]
     lines = []
-    for method in ("softmax", "temperature", "mc_dropout", "variational"):
+    for method in ("softmax", "temperature", "ensemble", "mc_dropout", "variational"):
         if method in report:
             r = report[method]
             lines.append(f"[{spec.id}] {method:12s} acc {r['accuracy']['value']:.3f} "

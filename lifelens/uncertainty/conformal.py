@@ -6,6 +6,9 @@ the set at least ``level`` of the time, whatever the network (Vovk et al. 2005).
 
 Methods (all give sets that are never empty and always hold the top class):
 
+* ``"lac"`` - least ambiguous set-valued classifier (Sadinle, Lei & Wasserman 2019): every
+  class whose probability is at least ``1 - q``; the smallest sets on average, and coverage
+  close to the level from above (the shipped default);
 * ``"aps"`` - adaptive prediction sets (Romano, Sesia & Candes 2020): classes in order of
   decreasing probability until their cumulative probability reaches the threshold;
 * ``"raps"`` - regularised APS (Angelopoulos, Bates, Jordan & Malik 2021): APS plus a
@@ -38,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-METHODS = ("aps", "raps", "ordinal")
+METHODS = ("lac", "aps", "raps", "ordinal")
 DEFAULT_LEVELS = (0.8, 0.9, 0.95)
 # MAPIE's own tolerance (mapie._machine_precision.EPSILON): the same one keeps our sets equal to its sets.
 EPSILON = 1e-8
@@ -179,9 +182,10 @@ def _fit_mapie(table: np.ndarray, labels: np.ndarray, index: np.ndarray, method:
     app, which only forms sets from stored thresholds, never loads MAPIE.
     """
     from mapie.classification import SplitConformalClassifier
-    from mapie.conformity_scores import APSConformityScore, RAPSConformityScore
+    from mapie.conformity_scores import APSConformityScore, LACConformityScore, RAPSConformityScore
 
-    score = APSConformityScore() if method == "aps" else RAPSConformityScore(size_raps=size_raps)
+    score = {"lac": LACConformityScore, "aps": APSConformityScore}.get(method, lambda: RAPSConformityScore(
+        size_raps=size_raps))()
     mapie = SplitConformalClassifier(estimator=_GivenProbabilities(table), confidence_level=list(levels),
                                      conformity_score=score, prefit=True, random_state=random_state)
     mapie.conformalize(np.asarray(index).reshape(-1, 1), labels)
@@ -360,6 +364,9 @@ def prediction_sets(calibration: ConformalCalibration, probs, level: float | str
     row = calibration.thresholds[key]
     if calibration.method == "ordinal":
         mask = _ordinal_sets(probs, row["threshold"])
+    elif calibration.method == "lac":
+        mask = probs >= 1.0 - row["threshold"] - EPSILON
+        mask[np.arange(len(probs)), probs.argmax(axis=1)] = True  # never empty: an empty set reads as a bug on screen
     else:
         mask = _aps_sets(probs, row["threshold"], row.get("lambda", 0.0), row.get("k_reg", 0.0))
     return mask[0] if single else mask
@@ -426,3 +433,49 @@ def describe_set(mask_row, class_names, probs_row) -> list[dict]:
         raise ValueError("describe_set needs a (K,) mask, K class names and (K,) probabilities.")
     members = sorted(np.flatnonzero(mask_row).tolist(), key=lambda i: (-probs_row[i], i))
     return [{"class": str(class_names[i]), "index": int(i), "probability": float(probs_row[i])} for i in members]
+
+
+# ----------------------------------------------------------------------------- a shipped model's sets
+
+def methods_for(num_classes: int, ordinal: bool) -> tuple[str, ...]:
+    """The set methods calibrated for a task: LAC (the default), APS and RAPS (more than two
+    classes: MAPIE allows only LAC for a binary target, where the sets coincide anyway), and
+    the ordinal interval for ordered grades."""
+    return ("lac",) + (("aps", "raps") if num_classes > 2 else ()) + (("ordinal",) if ordinal else ())
+
+
+def card_entry(val_probs, val_labels, test_probs, test_labels, class_ids, ordinal: bool) -> dict:
+    """The model card's ``conformal`` record: every method calibrated on the validation
+    probabilities, and its coverage and set sizes on the test split.
+
+    Returns {"default": "lac", "calibrated_on", "methods": {method: ConformalCalibration.to_dict()},
+    "test": {method: :func:`set_report`}}.
+    """
+    methods, test = {}, {}
+    for method in methods_for(len(class_ids), ordinal):
+        cal = calibrate(val_probs, val_labels, method=method)
+        methods[method] = cal.to_dict()
+        test[method] = set_report(cal, test_probs, test_labels, class_ids)
+    return {"default": "lac", "calibrated_on": f"our validation split ({len(val_labels)} images), ensemble mean",
+            "methods": methods, "test": test}
+
+
+def from_card(card: dict) -> dict[str, ConformalCalibration]:
+    """{method: calibration} stored in a model card ({} when the card has none)."""
+    record = card.get("conformal") or {}
+    return {m: ConformalCalibration.from_dict(r) for m, r in record.get("methods", {}).items()}
+
+
+def image_sets(calibrations: dict, probs_row, class_names, level: float = 0.9) -> dict:
+    """One image's sets: {"level", "default", method: [{"class", "index", "probability"}, ...],
+    "by_level": {level key: [class names] of the default method}}."""
+    probs_row = np.asarray(probs_row, dtype=np.float64)
+    probs_row = probs_row / probs_row.sum()
+    out = {"level": level_key(level), "default": "lac"}
+    for method, cal in calibrations.items():
+        out[method] = describe_set(prediction_sets(cal, probs_row, level), class_names, probs_row)
+    if "lac" in calibrations:
+        lac = calibrations["lac"]
+        out["by_level"] = {k: [class_names[i] for i in np.flatnonzero(prediction_sets(lac, probs_row, k))]
+                           for k in lac.levels}
+    return out
