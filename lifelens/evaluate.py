@@ -156,8 +156,11 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     splits = data.task_splits(spec)
     xs = {k: data.load_prepared(spec, v) for k, v in splits.items()}
     ys = {k: np.array([s.label for s in v]) for k, v in splits.items()}
+    entries, thresholds = {"tta": choose_tta(task_model, xs["val"].astype(np.float32), ys["val"])}, {}
+    task_model.card["tta"] = entries["tta"]
+    log(f"[{spec.id}] flip test-time augmentation {'on' if entries['tta']['used'] else 'off'}: validation score "
+        f"{entries['tta']['val_score_without']:.4f} without, {entries['tta']['val_score_with']:.4f} with")
     members = {k: member_probabilities(task_model, xs[k].astype(np.float32)) for k in ("val", "test")}
-    entries, thresholds = {}, {}
     if spec.num_classes == 2:
         entries["threshold"] = thresholds["ensemble"] = choose_threshold(ys["val"], members["val"].mean(0)[:, 1])
         thresholds["member"] = choose_threshold(ys["val"], members["val"][0][:, 1])
@@ -193,6 +196,21 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     log(f"[{spec.id}] test {key}: ensemble {entries['metrics'].get(key)} vs member "
         f"{entries['single_member_metrics'].get(key)} vs boosted {entries['baselines']['boosted']['metrics'].get(key)}")
     return entries
+
+
+def choose_tta(task_model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
+    """Use flip test-time augmentation only if it raises the ensemble's validation score
+    (balanced accuracy, or AUC for a binary task): chosen on validation, never on test."""
+    from lifelens.models import member_probabilities
+    from lifelens.scoring import selection_score
+
+    spec = task_model.spec
+    scores = {tta: selection_score(spec, member_probabilities(task_model, x_val, tta=tta).mean(axis=0), y_val)
+              for tta in (False, True)}
+    return {"flips": "identity, left-right, up-down" if spec.augmentation != "film" else "none (films face left)",
+            "val_score_without": round(scores[False], 4), "val_score_with": round(scores[True], 4),
+            "used": bool(spec.augmentation != "film" and scores[True] > scores[False]),
+            "rule": "on when it raises the validation score of the ensemble"}
 
 
 def metrics_by_source(task_model, spec: TaskSpec, test_samples: list, threshold=None) -> dict:

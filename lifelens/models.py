@@ -250,9 +250,28 @@ def promote_members(spec: TaskSpec, source: Path) -> list[str]:
     return copied
 
 
-def member_probabilities(task_model: TaskModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, S, S, C) prepared inputs -> (M, N, K) softmax of each ensemble member (dropout off)."""
-    return np.stack([predict_proba(m, images, batch_size) for m in task_model.members])
+def flip_views(images: np.ndarray, augmentation: str) -> list[np.ndarray]:
+    """The test-time views of (N, S, S, C) images: the images and their mirror images where
+    the modality has no handedness (a film is canonicalised to face left: not mirrored)."""
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[None]
+    if augmentation == "film":
+        return [images]
+    return [images, images[:, :, ::-1], images[:, ::-1, :]]
+
+
+def member_probabilities(task_model: TaskModel, images: np.ndarray, batch_size: int = 64,
+                         tta: bool | None = None) -> np.ndarray:
+    """(N, S, S, C) prepared inputs -> (M, N, K) softmax of each ensemble member (dropout off).
+
+    ``tta``: average each member over :func:`flip_views` (default: what the card chose on
+    validation, ``card["tta"]["used"]``).
+    """
+    if tta is None:
+        tta = bool((task_model.card.get("tta") or {}).get("used"))
+    views = flip_views(images, task_model.spec.augmentation) if tta else [images]
+    return np.stack([np.mean([predict_proba(m, v, batch_size) for v in views], axis=0) for m in task_model.members])
 
 
 def ensemble_proba(task_model: TaskModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

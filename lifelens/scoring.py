@@ -100,3 +100,11 @@ def predicted_class(spec, probs: np.ndarray, threshold: float | None) -> np.ndar
         return probs.argmax(axis=1)
     other = 1 - point.positive
     return np.where(probs[:, point.positive] >= threshold, point.positive, other)
+
+
+def selection_score(spec, probs: np.ndarray, labels: np.ndarray) -> float:
+    """What epochs, test-time augmentation and other choices are selected by on validation:
+    balanced accuracy, or ROC AUC of the positive class for a binary task."""
+    if spec.num_classes == 2 and len(np.unique(labels)) == 2:
+        return float(skm.roc_auc_score(labels, np.asarray(probs)[:, 1]))
+    return float(skm.balanced_accuracy_score(labels, np.asarray(probs).argmax(axis=1)))

@@ -101,6 +101,9 @@ class TaskSpec:
     recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
     # Task-specific scores beside accuracy / balanced accuracy / macro AUC (lifelens.scoring).
     scores: tuple = ()
+    # Data folders of images near the task but outside it (e.g. diagnoses never learned),
+    # for the input gate's and the uncertainty's measured AUROC.
+    near_ood: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -298,6 +301,7 @@ SKIN = TaskSpec(
     modality="RGB dermoscopy image of one skin lesion",
     icon="🩺",
     extra_sources=(ExtraSource("skin_ham10000", "label", "lesion_id"),),
+    near_ood=("skin_ham10000_unseen",),
     recipe=TrainingRecipe(epochs=18, class_weighting="balanced"),
 )
 

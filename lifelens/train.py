@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lifelens import config, data
+from lifelens import config, data, scoring
 from lifelens.models import build_model, member_file, sha256_file
 from lifelens.tasks import TaskSpec
 
@@ -252,14 +252,9 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
 
 def selection_score(spec: TaskSpec, model, x: np.ndarray, y: np.ndarray) -> float:
     """Validation balanced accuracy, or ROC AUC of the positive class for a binary task."""
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
     from lifelens.models import predict_proba
 
-    probs = predict_proba(model, x, batch_size=32)
-    if spec.num_classes == 2 and len(np.unique(y)) == 2:
-        return float(roc_auc_score(y, probs[:, 1]))
-    return float(balanced_accuracy_score(y, probs.argmax(axis=1)))
+    return scoring.selection_score(spec, predict_proba(model, x, batch_size=32), y)
 
 
 def lesion_patches(spec: TaskSpec, samples, prepared: np.ndarray, data_dir, per_lesion: int, seed: int):

@@ -12,6 +12,7 @@ from lifelens.tasks import DISCLAIMER, get_task
 from ui import common, explain_panel
 
 SOURCES = ("Gallery", "Upload", "Camera")
+GREYED_CSS = "<style>[class*='_prediction_greyed'] {opacity: 0.45; filter: grayscale(1);}</style>"
 POSTERIOR_SAMPLES = 50
 
 
@@ -43,6 +44,39 @@ def _shipped_probs(model_key: str, image_digest: str, _task_model, _prepared) ->
     from lifelens.models import ensemble_proba
 
     return ensemble_proba(_task_model, np.asarray(_prepared, np.float32)[None])[0]
+
+
+@st.cache_resource(show_spinner=False)
+def _input_gate(model_key: str, task_id: str):
+    from lifelens.uncertainty.gate import InputGate, gate_path
+
+    return InputGate.load(gate_path(get_task(task_id)))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _typicality(model_key: str, image_digest: str, task_id: str, _task_model, _prepared) -> float | None:
+    from lifelens.uncertainty import features_of
+
+    gate = _input_gate(model_key, task_id)
+    if gate is None:
+        return None
+    x = np.asarray(_prepared, np.float32)[None]
+    return float(gate.typicality(features_of(_task_model, x), x)[0])
+
+
+def input_gate_message(spec, task_model, case) -> bool:
+    """Say so above the prediction when the image does not look like the task's images;
+    True when it does (or when no gate was fitted)."""
+    typicality = _typicality(model_key(task_model), case.digest, spec.id, task_model, case.prepared)
+    if typicality is None:
+        return True
+    gate = _input_gate(model_key(task_model), spec.id)
+    if gate.in_domain(typicality):
+        return True
+    st.error(f"This does not look like a {spec.modality.lower()}: typicality {typicality:.3f}, lower than "
+             f"{1 - gate.alpha:.0%} of our validation images. The prediction below means nothing.",
+             icon=":material/block:")
+    return False
 
 
 def conformal_section(spec, task_model, case) -> None:
@@ -149,12 +183,15 @@ def prediction_section(spec, task_model, case) -> dict:
                                      "MC dropout: dropout kept on at prediction time, each pass one sampled network. "
                                      "Variational head: a last layer whose weights are probability distributions, "
                                      "trained by Bayes by Backprop.")
+    typical = input_gate_message(spec, task_model, case)
     with st.spinner("Predicting…"):
         pred = _prediction(model_key(task_model), case.digest, bayes_method, POSTERIOR_SAMPLES, task_model, case.prepared)
     names = spec.class_names
     # The card's operating threshold where the task has one, so the page, `predict` and the card agree.
     top = int(scoring.predicted_class(spec, pred["mean"][None], task_model.card.get("threshold"))[0])
-    image_col, result_col = st.columns([1, 1.6] if not common.presenter() else [1, 1.2])
+    # An image the gate rejects keeps its prediction on screen, greyed (see the page style), for teaching.
+    greyed = st.container(key=f"{spec.id}_prediction" + ("" if typical else "_greyed"))
+    image_col, result_col = greyed.columns([1, 1.6] if not common.presenter() else [1, 1.2])
     with image_col:
         caption = case.name if case.source != "gallery" else f"True class: {names[case.label]}"
         if case.marks:
@@ -210,6 +247,7 @@ def prediction_section(spec, task_model, case) -> dict:
             "- **Histogram** — each posterior sample is one version of the network; a narrow peak means they agree.")
     pred["warnings"] = warnings
     pred["top"] = top
+    pred["in_domain"] = typical
     return pred
 
 
@@ -260,6 +298,7 @@ def render(task_id: str) -> None:
     spec = get_task(task_id)
     st.title(f"{common.task_icon(spec.id)} {spec.title}")
     st.caption(f"{spec.short} · input: {spec.modality}")
+    st.html(GREYED_CSS)
     task_model = common.task_model(task_id)
     case = None
     with common.guarded("The image"):

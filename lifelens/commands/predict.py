@@ -45,11 +45,14 @@ def records(task_model, paths: list, prepared, temperature: float | None, sample
     from lifelens.scoring import predicted_class
     from lifelens.tasks import DISCLAIMER
     from lifelens.uncertainty import conformal, features_of, head_predictions
+    from lifelens.uncertainty.gate import InputGate, gate_path
 
     spec = task_model.spec
     images = np.stack(prepared)
-    heads = head_predictions(task_model, features_of(task_model, images), temperature, samples, seed,
-                             member_probabilities(task_model, images))
+    feats = features_of(task_model, images)
+    heads = head_predictions(task_model, feats, temperature, samples, seed, member_probabilities(task_model, images))
+    gate = InputGate.load(gate_path(spec))
+    typical = gate.typicality(feats, images) if gate is not None else None
     shipped = heads["ensemble"].mean(axis=0) if heads["ensemble"] is not None else heads["softmax"]
     calibrations = conformal.from_card(task_model.card)
     called = predicted_class(spec, shipped, task_model.card.get("threshold"))
@@ -62,6 +65,9 @@ def records(task_model, paths: list, prepared, temperature: float | None, sample
             "file": str(path),
             "task": spec.id,
             "class_names": spec.class_names,
+            # Whether the image looks like the task's images at all: when not, the prediction means nothing.
+            "typicality": None if typical is None else round(float(typical[i]), 4),
+            "in_domain": None if typical is None else bool(gate.in_domain(typical[i])),
             # The shipped answer: the deep ensemble's mean, called at the card's threshold where the task has one.
             "prediction": spec.class_names[int(called[i])],
             "probabilities": _rounded(shipped[i]),

@@ -69,17 +69,66 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
         f"mean set size {sets['test']['lac']['0.9']['mean_set_size']:.2f}")
     alarms = warning_thresholds(task_model, split["val"][0], test_features, members, temperature, samples, seed)
 
+    # 3b. the input gate on the pooled features
+    ood_sets = ood_images(spec, ood_per_source, seed)
+    gate_entry = fit_input_gate(task_model, split, ood_sets, log)
+
     # 4. confidence report on OUR test split; 5. out-of-distribution inputs
     report = confidence_report(task_model, None, test_labels, temperature, samples, seed,
                                features=test_features, ensemble=members["test"])
     report["split"] = "our test split"
-    ood = ood_auroc(task_model, test_features, ood_images(spec, ood_per_source, seed),
-                                samples, seed)
+    ood = ood_auroc(task_model, test_features, ood_sets, samples, seed)
     entries = {"temperature": temperature, "temperature_fit": fit, "variational_head": details,
-               "confidence": report, "ood_auroc": ood, "conformal": sets, "warnings": alarms}
+               "confidence": report, "ood_auroc": ood, "conformal": sets, "warnings": alarms,
+               "input_gate": gate_entry}
     update_card(spec, **entries)
     log(f"[{spec.id}] calibrated in {time.time() - t0:.0f}s")
     return entries
+
+
+def fit_input_gate(task_model, split: dict, ood_sets: dict, log=print) -> dict:
+    """Fit and save the input gate (:mod:`.gate`); measure it on the test split and on images
+    of other kinds. Returns the card's ``input_gate`` record."""
+    from sklearn.metrics import roc_auc_score
+
+    from lifelens.uncertainty import gate as input_gate
+
+    spec = task_model.spec
+    images = {"train": data.load_prepared(spec, data.training_splits(spec)["train"]),
+              **{k: data.load_prepared(spec, data.task_splits(spec)[k]) for k in ("val", "test")}}
+    parts = {k: (split[k][0], images[k], split[k][1]) for k in images}
+    fitted = input_gate.fit_input_gate(parts["train"], parts["val"])
+    fitted.save(input_gate.gate_path(spec))
+    test_typ = fitted.typicality(split["test"][0], images["test"])
+    record = {"method": "Mahalanobis distance to the nearest class mean (shared Ledoit-Wolf covariance; Lee et al. "
+                        "2018) of the pooled network features and of colour/texture statistics; typicality = the "
+                        "smaller share of validation images as far away", "alpha": fitted.alpha,
+              "file": input_gate.gate_path(spec).name,
+              "in_domain_rate": {"our test split": float(np.mean(fitted.in_domain(test_typ)))}, "auroc": {}}
+    others = dict(ood_sets)
+    for folder in spec.near_ood:
+        others[folder] = near_ood_images(spec, folder)
+    for source, x in others.items():
+        typ = fitted.typicality(features.features_of(task_model, x), x)
+        truth = np.r_[np.zeros(len(test_typ)), np.ones(len(typ))]
+        record["auroc"][source] = float(roc_auc_score(truth, -np.r_[test_typ, typ]))
+        record["in_domain_rate"][source] = float(np.mean(fitted.in_domain(typ)))
+    log(f"[{spec.id}] input gate AUROC: " + ", ".join(f"{k} {v:.2f}" for k, v in record["auroc"].items())
+        + "; in domain: " + ", ".join(f"{k} {v:.2f}" for k, v in record["in_domain_rate"].items()))
+    return record
+
+
+def near_ood_images(spec: TaskSpec, folder: str, n: int = 120) -> np.ndarray:
+    """Up to ``n`` prepared images, evenly spread, of a data folder near the task (any labels)."""
+    import csv
+
+    from lifelens import config
+
+    root = config.data_root() / folder
+    with open(root / "labels.csv", newline="", encoding="utf-8") as fh:
+        paths = sorted(row["path"] for row in csv.DictReader(fh))
+    chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(n, len(paths))).round().astype(int)]
+    return np.stack([spec.prepare_image(spec.load_image(root / "images" / p)) for p in chosen])
 
 
 def warning_thresholds(task_model, val_features, test_features, members: dict, temperature, samples, seed) -> dict:
