@@ -41,7 +41,7 @@ def _gabor_bank(size: int = 15):
 
 
 def colour_texture_features(images: np.ndarray) -> np.ndarray:
-    """(N, S, S, C) uint8 -> (N, F) float32 hand-made features, F = 208 for colour, 112 for grey.
+    """(N, S, S, C) uint8 -> (N, F) float32 hand-made features, F = 176 for colour, 103 for grey.
 
     Colour: 16-bin histograms of H, S, V and L, a, b (96); grey: 16-bin intensity histogram.
     Both: mean and standard deviation of 8 Gabor filter responses (2 wavelengths x 4

@@ -11,7 +11,7 @@ import pytest
 from conftest import TASK_IDS, shipped_model, test_images
 from lifelens import data
 from lifelens.evaluate import classification_metrics
-from lifelens.models import predict_proba, sha256_file
+from lifelens.models import ensemble_proba, member_probabilities, predict_proba, sha256_file
 from lifelens.tasks import get_task
 
 
@@ -108,6 +108,11 @@ def test_evaluate_cli_on_an_unseen_folder(task_id, tmp_path):
     required = {"task", "n", "accuracy", "balanced_accuracy", "macro_auc", "per_class", "confusion_matrix", "ece", "nll"}
     assert required | TASK_KEYS[task_id] <= set(result)
     assert result["n"] == len({r for r in (folder / "images").rglob("*") if r.is_symlink()})
+    # the deep ensemble answers, and the conformal sets' coverage at each level is reported
+    assert result["ensemble_members"] == len(shipped_model(task_id).members) >= 3
+    assert set(result["conformal"]) == {"0.8", "0.9", "0.95"}
+    sizes = [result["conformal"][k]["mean_set_size"] for k in ("0.8", "0.9", "0.95")]
+    assert sizes == sorted(sizes) and all(0 <= result["conformal"][k]["coverage"] <= 1 for k in result["conformal"])
     cm = np.array(result["confusion_matrix"])
     assert cm.sum() == result["n"] and cm.shape == (get_task(task_id).num_classes,) * 2
     assert all({"recall", "precision", "auc"} <= set(v) for v in result["per_class"].values())
@@ -122,3 +127,58 @@ def test_metrics_match_hand_computed_values():
     assert m["referable_auc"] == pytest.approx(1.0)
     assert m["confusion_matrix"][0] == [1, 1, 0, 0, 0]
     assert m["nll"] == pytest.approx(-(4 * np.log(0.92) + np.log(0.02)) / 5)
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_every_shipped_member_loads_and_the_ensemble_is_their_mean(task_id):
+    spec = get_task(task_id)
+    tm = shipped_model(task_id)
+    rows = tm.card["ensemble"]["members"]
+    assert len(tm.members) == len(rows) >= 3 and [r["member"] for r in rows] == list(range(len(rows)))
+    for row in rows:
+        path = spec.model_path.parent / row["file"]
+        assert sha256_file(path) == row["sha256"] and path.stat().st_size < 20 * 2**20
+        assert row["training_seconds"] > 0
+    _, x = test_images(task_id, 6, per_class=True)
+    each = member_probabilities(tm, x, tta=False)
+    assert each.shape == (len(rows), 6, spec.num_classes)
+    # independently seeded members are different networks
+    assert not np.allclose(each[0], each[1], atol=1e-3)
+    np.testing.assert_allclose(ensemble_proba(tm, x), member_probabilities(tm, x).mean(axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_card_compares_ensemble_member_and_both_baselines_with_intervals(task_id):
+    card = shipped_model(task_id).card
+    key = get_task(task_id).key_metrics[0]
+    assert card["metrics"]["ensemble_members"] >= 3
+    for scored in (card["metrics"], card["single_member_metrics"], card["baselines"]["logistic"]["metrics"],
+                   card["baselines"]["boosted"]["metrics"]):
+        low, high = scored["intervals95"][key]
+        assert low <= scored[key] <= high
+    assert "HistGradientBoosting" in card["baselines"]["boosted"]["method"]
+    assert get_task(task_id).data_folder in card["metrics_by_source"]
+    for source in get_task(task_id).extra_sources:
+        assert card["metrics_by_source"][source.folder]["n"] > 0
+
+
+def test_baseline_features_describe_real_images():
+    from lifelens.baseline import colour_texture_features, fit_boosted
+
+    spec = get_task("plant")
+    items = data.task_splits(spec)["train"]
+    by_class = {}
+    for s in items:
+        by_class.setdefault(s.label, []).append(s)
+    chosen = [s for group in by_class.values() for s in group[:6]]
+    x = data.load_prepared(spec, chosen)
+    labels = np.array([s.label for s in chosen])
+    feats = colour_texture_features(x)
+    assert feats.shape == (len(x), 176) and np.isfinite(feats).all()
+    # the histogram blocks are distributions (each sums to 1) and the images differ
+    np.testing.assert_allclose(feats[:, :16].sum(axis=1), 1.0, atol=1e-5)
+    assert feats.std(axis=0).max() > 0.01
+    fitted = fit_boosted(x, labels)
+    assert (fitted.predict_proba(x).argmax(axis=1) == labels).mean() > 0.5  # it learns from these features
+    grey = colour_texture_features(data.load_prepared(get_task("mammo"), data.task_splits(get_task("mammo"))["test"][:3]))
+    assert grey.shape == (3, 16 + 5 + 2 + 16 + 64)

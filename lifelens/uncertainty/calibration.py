@@ -81,6 +81,8 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
     entries = {"temperature": temperature, "temperature_fit": fit, "variational_head": details,
                "confidence": report, "ood_auroc": ood, "conformal": sets, "warnings": alarms,
                "input_gate": gate_entry}
+    task_model.card.update(entries)
+    entries["shift"] = shift_entry(task_model, ood_sets, log)
     update_card(spec, **entries)
     log(f"[{spec.id}] calibrated in {time.time() - t0:.0f}s")
     return entries
@@ -129,6 +131,22 @@ def near_ood_images(spec: TaskSpec, folder: str, n: int = 120) -> np.ndarray:
         paths = sorted(row["path"] for row in csv.DictReader(fh))
     chosen = [paths[i] for i in np.linspace(0, len(paths) - 1, min(n, len(paths))).round().astype(int)]
     return np.stack([spec.prepare_image(spec.load_image(root / "images" / p)) for p in chosen])
+
+
+SHIFT_IMAGES = 150
+
+
+def shift_entry(task_model, ood_sets: dict, log=print) -> dict:
+    """:func:`shift.shift_report` on up to ``SHIFT_IMAGES`` test images spread over the split,
+    with the other tasks' images, noise and the task's near-distribution folders as real shifts."""
+    from lifelens.uncertainty import shift
+
+    spec = task_model.spec
+    test = data.task_splits(spec)["test"]
+    chosen = [test[i] for i in np.unique(np.linspace(0, len(test) - 1, min(SHIFT_IMAGES, len(test))).round().astype(int))]
+    raw = [spec.load_image(spec.image_path(s)) for s in chosen]
+    real = {**ood_sets, **{folder: near_ood_images(spec, folder) for folder in spec.near_ood}}
+    return shift.shift_report(task_model, raw, np.array([s.label for s in chosen]), real, log)
 
 
 def warning_thresholds(task_model, val_features, test_features, members: dict, temperature, samples, seed) -> dict:
