@@ -9,6 +9,7 @@ from ui import common
 METHOD_NAMES = {
     "softmax": "Softmax",
     "temperature": "Softmax + temperature",
+    "ensemble": "Deep ensemble",
     "mc_dropout": "MC dropout",
     "variational": "Variational head",
 }
@@ -18,7 +19,10 @@ SCORE_NAMES = {
     "variational_mutual_information": "Variational mutual information",
     "max_softmax_mutual_information": "1 − max softmax",
     "mc_dropout_mutual_information": "MC-dropout mutual information",
+    "ensemble_mutual_information": "Ensemble mutual information",
 }
+REFERRAL_SCORES = {"max_softmax": "1 − max probability", "entropy": "entropy", "mutual_information":
+                   "ensemble mutual information", "set_size": "conformal set size (90 %)"}
 OOD_NAMES = {"plant": "tomato leaves", "skin": "skin lesions", "mammo": "mammograms", "retina": "fundus photos",
              "gaussian_noise": "Gaussian noise", "uniform_noise": "uniform noise"}
 
@@ -131,3 +135,62 @@ with common.guarded("The out-of-distribution figures"):
                    "tell them apart; below 0.5 = the foreign images look MORE certain than real ones.")
     else:
         missing("Out-of-distribution detection", "ood_auroc")
+
+
+with common.guarded("The shift figures"):
+    st.subheader("Under shift: which promise breaks, which uncertainty rises?")
+    shift = card.get("shift") or {}
+    if shift:
+        clean = shift["clean"]
+        rows = []
+        for kind, levels in shift["acquisition"].items():
+            for measure, key in (("accuracy", "accuracy"), ("coverage of the 90 % set", "coverage"),
+                                 ("mean set size", "mean_set_size")):
+                rows.append({"shift": kind, "severity": 0, "measure": measure, "value": clean[key]})
+                rows += [{"shift": kind, "severity": r["severity"], "measure": measure, "value": r[key]} for r in levels]
+        st.altair_chart(charts.shift_lines(rows), width="content")
+        st.caption(f"{clean['n']} test images, each shifted as a faulty camera would (blur, sensor noise, JPEG, "
+                   "over-exposure, low contrast, rotation, crop) at three severities. Coverage holds on data like "
+                   "ours (severity 0) and may fall under shift: the guarantee assumes new images resemble the "
+                   "calibration images. A useful uncertainty rises as accuracy falls.")
+        auroc_rows = [{"shift": f"{kind} {r['severity']}", "score": REFERRAL_SCORES.get(k, k), "auroc": v}
+                      for kind, levels in shift["acquisition"].items() for r in levels for k, v in r["auroc"].items()]
+        auroc_rows += [{"shift": OOD_NAMES.get(name, name), "score": REFERRAL_SCORES.get(k, k), "auroc": v}
+                       for name, r in shift.get("real", {}).items() for k, v in r["auroc"].items()]
+        st.altair_chart(charts.shift_auroc_heatmap(auroc_rows), width="content")
+        st.caption("How well each uncertainty score tells shifted images from clean test images (ROC AUC): "
+                   "1 = always higher on the shifted image, 0.5 = it does not notice, below 0.5 = the shifted "
+                   "images look MORE certain.")
+    else:
+        missing("The shift report", "shift")
+
+with common.guarded("The referral simulator"):
+    st.subheader("Referral simulator: send the most uncertain cases to a clinician")
+    referral = card.get("referral_data") or {}
+    if referral:
+        import numpy as np
+
+        from lifelens.uncertainty.report import referral_at
+
+        c1, c2 = st.columns(2)
+        share = c1.slider("Share of cases referred", 0, 50, 10, step=5, format="%d%%", key="lab_referral_share",
+                          help="The most uncertain cases by the chosen score go to a human; the model answers the rest.")
+        score = c2.selectbox("Ranked by", list(referral["scores"]), format_func=REFERRAL_SCORES.get,
+                             key="lab_referral_score", help="The uncertainty score that decides who is referred.")
+        labels, probs = np.array(referral["labels"]), np.array(referral["probs"])
+        kept = referral_at(spec, labels, probs, np.array(referral["scores"][score]), share / 100, card.get("threshold"))
+        everyone = referral_at(spec, labels, probs, np.zeros(len(labels)), 0.0, card.get("threshold"))
+        key = spec.key_metrics[0]
+        m = st.columns(3)
+        m[0].metric("Referred, per 1,000 cases", f"{kept['referred_per_1000']}", border=True,
+                    help="How many of every 1,000 cases a clinician would read instead of the model.")
+        m[1].metric("Accuracy on the cases kept", f"{kept['accuracy']:.3f}",
+                    f"{kept['accuracy'] - everyone['accuracy']:+.3f} vs no referral", border=True,
+                    help="Share of the kept cases the ensemble gets right (our test split).")
+        value = kept.get(key)
+        m[2].metric(f"{key.replace('_', ' ')} on the cases kept", "n/a" if value is None else f"{value:.3f}",
+                    None if value is None or everyone.get(key) is None else f"{value - everyone[key]:+.3f} vs no referral",
+                    border=True, help=ui_support.metric_help(key))
+        st.caption(f"From the stored per-image scores of {len(labels)} test images (Leibig et al. 2017).")
+    else:
+        missing("The per-image test scores", "referral_data")

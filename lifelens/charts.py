@@ -244,26 +244,6 @@ def value_histogram(values, title: str, x_title: str, bins: int = 20, reference:
     return chart.properties(height=220, title=title, autosize=FIT_WIDTH)
 
 
-def score_distributions(scores: dict[str, np.ndarray], x_title: str = "uncertainty score", bins: int = 30) -> alt.Chart:
-    """Overlaid histograms of one score for several groups (e.g. in-distribution vs OOD images).
-
-    scores: {group name: (n,) values}.
-    """
-    every = np.concatenate([np.asarray(v, dtype=float) for v in scores.values()])
-    lo, hi = float(every.min()), float(every.max())
-    edges = np.linspace(lo, hi if hi > lo else lo + 1e-6, bins + 1)
-    rows = [r for group, v in scores.items() for r in _histogram_rows(v, edges, group=group)]
-    df = pd.DataFrame(rows)
-    df = df[df["count"] > 0]
-    return alt.Chart(df).mark_bar(opacity=0.55).encode(
-        x=alt.X("start:Q", title=x_title), x2="end:Q",
-        y=alt.Y("share:Q", stack=None, axis=alt.Axis(format="%"), title="share of the group's images"), y2=alt.datum(0),
-        color=alt.Color("group:N", legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["group:N", alt.Tooltip("start:Q", format=".3f", title="from"), alt.Tooltip("end:Q", format=".3f", title="to"),
-                 alt.Tooltip("count:Q", title="images"), alt.Tooltip("share:Q", format=".0%", title="share of group")],
-    ).properties(height=220, title="Out-of-distribution detection", autosize=FIT_WIDTH)
-
-
 def auroc_bars(rows: list[dict], title: str = "OOD detection AUROC") -> alt.Chart:
     """One bar per (score, OOD set). rows: [{"score", "ood_set", "auroc"}] with AUROC in [0, 1]."""
     df = pd.DataFrame(rows)
@@ -275,17 +255,6 @@ def auroc_bars(rows: list[dict], title: str = "OOD detection AUROC") -> alt.Char
         tooltip=["score:N", alt.Tooltip("ood_set:N", title="out-of-distribution images"),
                  alt.Tooltip("auroc:Q", format=".3f", title="AUROC")],
     ).properties(height=alt.Step(16), title=title, autosize=FIT_WIDTH)
-
-
-def bar_values(labels: list[str], values, title: str, x_title: str, value_format: str = ".3f",
-               meaning: str = "") -> alt.Chart:
-    """A plain horizontal bar chart of named values (e.g. mean activation per channel)."""
-    df = pd.DataFrame({"name": labels, "value": np.asarray(values, dtype=float), "meaning": meaning})
-    return alt.Chart(df).mark_bar(color="#4c78a8").encode(
-        x=alt.X("value:Q", title=x_title),
-        y=alt.Y("name:N", sort=None, title=None),
-        tooltip=["name:N", alt.Tooltip("value:Q", format=value_format), "meaning:N"],
-    ).properties(height=alt.Step(20), title=title, autosize=FIT_WIDTH)
 
 
 def matrix_heatmap(matrix, title: str, value_title: str = "value", fmt: str = ".3~f", show_text: bool = True,
@@ -330,3 +299,31 @@ def matrix_heatmap(matrix, title: str, value_title: str = "value", fmt: str = ".
             chart = chart + alt.Chart(box).mark_rect(fill=None, stroke="#ff8c00", strokeWidth=3).encode(
                 x="col:O", y="row:O")
     return chart.properties(width=cell * m.shape[1], height=cell * m.shape[0], title=title, autosize=NATURAL_SIZE)
+
+
+def shift_lines(rows: list[dict]) -> alt.Chart:
+    """Accuracy and conformal coverage against shift severity, one line per kind of shift.
+
+    rows: {"shift", "severity" (0 = clean .. 3), "measure" ("accuracy" | "coverage" | "mean set size"), "value"}.
+    """
+    data = pd.DataFrame(rows)
+    base = alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("severity:O", title="severity (0 = clean)"),
+        y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)),
+        color=alt.Color("shift:N", title="shift"),
+        tooltip=[alt.Tooltip("shift:N"), alt.Tooltip("severity:O"), alt.Tooltip("measure:N"),
+                 alt.Tooltip("value:Q", format=".3f", title="value (accuracy/coverage: share of images)")],
+    ).properties(width=220, height=200)
+    return base.facet(column=alt.Column("measure:N", title=None)).resolve_scale(y="independent")
+
+
+def shift_auroc_heatmap(rows: list[dict]) -> alt.Chart:
+    """AUROC of each uncertainty score at noticing each shift. rows: {"shift", "score", "auroc"}."""
+    data = pd.DataFrame(rows)
+    base = alt.Chart(data).encode(x=alt.X("score:N", title="uncertainty score"), y=alt.Y("shift:N", title=None))
+    cells = base.mark_rect().encode(
+        color=alt.Color("auroc:Q", scale=alt.Scale(domain=[0, 1], scheme="redblue"), title="AUROC"),
+        tooltip=[alt.Tooltip("shift:N"), alt.Tooltip("score:N"),
+                 alt.Tooltip("auroc:Q", format=".2f", title="AUROC (0.5 = does not notice the shift)")])
+    text = base.mark_text(fontSize=11).encode(text=alt.Text("auroc:Q", format=".2f"))
+    return (cells + text).properties(height=alt.Step(18), width=alt.Step(90))

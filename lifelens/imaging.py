@@ -353,6 +353,15 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
     return out.reshape(size, size, image.shape[-1]) if image.ndim == 3 else out
 
 
+def resize_longest(image: np.ndarray, side: int) -> np.ndarray:
+    """(H, W, C) -> the same aspect with the longer side ``side`` (area interpolation)."""
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    out = cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return out.reshape(size[1], size[0], image.shape[-1]) if image.ndim == 3 else out
+
+
 def shades_of_grey(image: np.ndarray, power: float = 6.0) -> np.ndarray:
     """Colour constancy (Finlayson & Trezzi 2004): scale each channel so the image's
     Minkowski p-norm colour becomes neutral grey. Dermoscopes differ in light and white

@@ -459,6 +459,13 @@ def predict_case(task_model, prepared: np.ndarray, bayes_method: str = "mc_dropo
             "method": bayes_method, **summary}
 
 
+def shipped_probabilities(task_model, prepared: np.ndarray) -> np.ndarray:
+    """(K,) the shipped prediction for one prepared image: the deep ensemble's mean."""
+    from lifelens.models import ensemble_proba
+
+    return ensemble_proba(task_model, np.asarray(prepared, np.float32)[None])[0]
+
+
 def predict_any_model(model, prepared: np.ndarray, samples: int = 30, seed: int = 0) -> dict:
     """Both confidences for any Keras classifier (bring your own model).
 

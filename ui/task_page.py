@@ -41,9 +41,7 @@ def _prediction(model_key: str, image_digest: str, bayes_method: str, samples: i
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _shipped_probs(model_key: str, image_digest: str, _task_model, _prepared) -> np.ndarray:
-    from lifelens.models import ensemble_proba
-
-    return ensemble_proba(_task_model, np.asarray(_prepared, np.float32)[None])[0]
+    return ui_support.shipped_probabilities(_task_model, _prepared)
 
 
 @st.cache_resource(show_spinner=False)
@@ -251,6 +249,65 @@ def prediction_section(spec, task_model, case) -> dict:
     return pred
 
 
+# ----------------------------------------------------------------------------- shift lab
+
+SHIFT_SLIDERS = (  # (shift kind, label, min, max, identity, step, help)
+    ("blur", "Blur (σ, px)", 0.0, 6.0, 0.0, 0.5, "Gaussian blur, as an out-of-focus camera; σ in pixels at 256 px."),
+    ("noise", "Sensor noise (σ)", 0.0, 48.0, 0.0, 4.0, "Gaussian noise added to every pixel, in grey levels."),
+    ("jpeg", "JPEG quality", 5, 100, 100, 5, "Re-saved as JPEG at this quality (100 = untouched)."),
+    ("brightness", "Brightness ×", 0.5, 2.5, 1.0, 0.1, "Intensities multiplied (over- or under-exposure)."),
+    ("contrast", "Contrast ×", 0.2, 1.5, 1.0, 0.1, "Deviations from the mean colour scaled."),
+    ("rotation", "Rotation (°)", -90, 90, 0, 5, "The image turned about its centre."),
+    ("crop", "Crop (share kept)", 0.4, 1.0, 1.0, 0.05, "A centred crop, scaled back to the full size."),
+)
+SHIFT_LAB_SIDE = 512  # the lab works on the image at most this big: fast at any upload size
+
+
+@st.fragment
+def shift_lab(spec, task_model, case) -> None:
+    """Sliders that shift the current image as a faulty camera would; every change redraws
+    the prediction (softmax, ensemble posterior, conformal set) and the Grad-CAM map."""
+    from lifelens import explain, imaging
+    from lifelens.uncertainty import conformal, shift
+
+    cols = st.columns(4)
+    amounts = {kind: cols[i % 4].slider(label, lo, hi, ident, step, key=f"{spec.id}_shift_{kind}", help=text)
+               for i, (kind, label, lo, hi, ident, step, text) in enumerate(SHIFT_SLIDERS)}
+    image = case.image
+    if max(image.shape[:2]) > SHIFT_LAB_SIDE:
+        image = imaging.resize_longest(image, SHIFT_LAB_SIDE)
+    for kind, _, _, _, ident, _, _ in SHIFT_SLIDERS:
+        if amounts[kind] != ident:
+            image = shift.apply_shift(image, kind, amounts[kind])
+    prepared = spec.prepare_image(image)
+    pred = ui_support.predict_case(task_model, prepared, "ensemble" if task_model.is_ensemble else "mc_dropout", 30)
+    names = spec.class_names
+    top = int(scoring.predicted_class(spec, pred["mean"][None], task_model.card.get("threshold"))[0])
+    gradcam = explain.explain(task_model.classifier, prepared, targets=top, method="gradcam")
+    left, right = st.columns([1, 1.3])
+    left.image(explain.overlay_image(gradcam, imaging.as_rgb_uint8(imaging.resize(image, ui_support.DISPLAY_SIZE))
+                                     if spec.channels == 3 else imaging.as_rgb_uint8(prepared)),
+               caption=f"Shifted image, Grad-CAM for {names[top]}", width="stretch")
+    with right:
+        m = st.columns(2)
+        m[0].metric("Softmax", f"{pred['softmax'].max():.0%}", f"for {names[int(np.argmax(pred['softmax']))]}",
+                    delta_color="off", delta_arrow="off", help=ui_support.HELP["softmax"], border=True)
+        low, high = pred["interval"][top]
+        m[1].metric("Posterior", f"{pred['mean'][top]:.0%}", f"{names[top]}, 95% CI {low:.0%}–{high:.0%}",
+                    delta_color="off", delta_arrow="off", help=ui_support.HELP["bayesian"], border=True)
+        m = st.columns(2)
+        m[0].metric("Mutual information (nats)", f"{pred['mutual_information']:.3f}",
+                    help=ui_support.HELP["mutual_information"], border=True)
+        calibrations = conformal.from_card(task_model.card)
+        if "lac" in calibrations:
+            probs = ui_support.shipped_probabilities(task_model, prepared)
+            chosen = conformal.describe_set(conformal.prediction_sets(calibrations["lac"], probs, 0.9), names, probs)
+            m[1].metric("90 % conformal set", f"{len(chosen)} of {len(names)}", ", ".join(c["class"] for c in chosen),
+                        delta_color="off", delta_arrow="off", help=ui_support.HELP["conformal"], border=True)
+        st.caption("The conformal guarantee assumes images like the calibration images: under a strong shift it "
+                   "may no longer hold, while a useful uncertainty (mutual information, set size) should rise.")
+
+
 # ----------------------------------------------------------------------------- export
 
 def _provenance(spec, task_model) -> tuple[dict, dict]:
@@ -338,6 +395,11 @@ def explanations_and_export(spec, task_model, case, pred) -> None:
         panels.append(explain_panel.main_view(spec.id, key, explained, case.prepared, display, case.digest,
                                               spec.class_names, choice))
     if choice is not None and not common.presenter():
+        if st.toggle("Shift lab: blur, noise, JPEG, exposure, rotation, crop", key=f"{spec.id}_shift_lab",
+                     help="Change the image as another camera or a faulty one would, and watch the prediction, "
+                          "the uncertainty, the conformal set and the map respond."):
+            with common.guarded("The shift lab"):
+                shift_lab(spec, task_model, case)
         compare = st.toggle("Compare several methods (with deletion/insertion AUC)", key=f"{spec.id}_compare",
                             help="Compute several explanation methods side by side and score how faithful each map is.")
         if compare:

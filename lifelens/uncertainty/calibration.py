@@ -18,7 +18,7 @@ from lifelens import data
 from lifelens.models import load_task_model, member_probabilities, update_card
 from lifelens.tasks import TaskSpec
 from lifelens.uncertainty import bayes_head, conformal, features, frequentist, metrics, warnings
-from lifelens.uncertainty.report import OOD_PER_SOURCE, confidence_report, ood_auroc, ood_images
+from lifelens.uncertainty.report import OOD_PER_SOURCE, confidence_report, ood_auroc, ood_images, referral_data
 
 
 def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_per_source: int = OOD_PER_SOURCE,
@@ -82,6 +82,10 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
                "confidence": report, "ood_auroc": ood, "conformal": sets, "warnings": alarms,
                "input_gate": gate_entry}
     task_model.card.update(entries)
+    lac = conformal.from_card(task_model.card)["lac"]
+    test_mean = members["test"].mean(0)
+    entries["referral_data"] = referral_data(
+        test_labels, members["test"], conformal.prediction_sets(lac, test_mean / test_mean.sum(1, keepdims=True), "0.9"))
     entries["shift"] = shift_entry(task_model, ood_sets, log)
     update_card(spec, **entries)
     log(f"[{spec.id}] calibrated in {time.time() - t0:.0f}s")

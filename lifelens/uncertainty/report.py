@@ -59,6 +59,32 @@ def referral_accuracy(probs: np.ndarray, labels: np.ndarray, uncertainty: np.nda
     return [float(correct[: max(1, n - int(round(f * n)))].mean()) for f in fractions]
 
 
+def referral_at(spec, labels: np.ndarray, probs: np.ndarray, uncertainty: np.ndarray, fraction: float,
+                threshold: float | None = None) -> dict:
+    """Refer the most uncertain ``fraction`` (0..1) of images to a clinician; score the rest.
+
+    Returns {"kept": int, "referred_per_1000": int, "accuracy": kept accuracy, the task's
+    headline metrics on the kept images ("balanced_accuracy", "macro_auc", task scores; None
+    where a class is missing among them)} (Leibig et al. 2017).
+    """
+    from lifelens.scoring import headline_metrics
+
+    n = len(labels)
+    keep = np.argsort(np.asarray(uncertainty), kind="stable")[: max(1, n - int(round(fraction * n)))]
+    kept = headline_metrics(spec, np.asarray(labels)[keep], np.asarray(probs)[keep], threshold)
+    return {**kept, "kept": int(len(keep)), "referred_per_1000": int(round(1000 * (n - len(keep)) / max(n, 1)))}
+
+
+def referral_data(labels: np.ndarray, members: np.ndarray, sets: np.ndarray) -> dict:
+    """Per test image what the referral simulator needs (JSON-able): labels, the ensemble's
+    probabilities and each uncertainty score of :func:`lifelens.uncertainty.shift.scores`."""
+    from lifelens.uncertainty.shift import scores
+
+    return {"labels": np.asarray(labels).astype(int).tolist(),
+            "probs": np.round(members.mean(axis=0), 5).tolist(),
+            "scores": {k: np.round(v, 5).tolist() for k, v in scores(members, sets).items()}}
+
+
 def posterior_accuracies(samples: np.ndarray, labels: np.ndarray) -> list[float]:
     """(S, N, K) samples -> S accuracies, one per sampled network (each in [0, 1])."""
     return np.mean(np.argmax(samples, axis=2) == np.asarray(labels)[None], axis=1).tolist()
