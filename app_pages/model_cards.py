@@ -28,35 +28,46 @@ st.warning(DISCLAIMER, icon=":material/warning:")
 with common.guarded("The metrics"):
     st.subheader("How well does it do? (our test split)")
     metrics = card.get("metrics")
-    baseline = (card.get("baseline") or {}).get("metrics")
     if not metrics:
-        st.info("Not evaluated yet: the card has no `metrics` (run `python -m lifelens evaluate`).")
+        st.info("Not evaluated yet: the card has no `metrics` (run `python -m lifelens evaluate --card`).")
     else:
-        st.caption(f"{metrics.get('n', '?')} test images never used for training or model selection. "
-                   + (f"Baseline: {card['baseline'].get('method')}." if baseline else "No baseline measured yet."))
-        names = list(dict.fromkeys(list(spec.key_metrics) + ["accuracy", "balanced_accuracy", "macro_auc"]))
-        names = [n for n in names if metrics.get(n) is not None]
+        rows, names = ui_support.comparison_rows(spec, card)
+        st.caption(f"{metrics.get('n', '?')} test images never used for training or model selection. Each value "
+                   "with its 95 % bootstrap interval; a model that learned nothing scores the majority-class and "
+                   "chance levels. A gain is drawn in green only when the ensemble's interval lies above every "
+                   "baseline and reference.")
         cols = st.columns(min(4, max(1, len(names))))
         for i, name in enumerate(names):
             value = metrics[name]
-            base = baseline.get(name) if baseline else None
-            delta = f"{value - base:+.3f} vs baseline" if isinstance(base, (int, float)) else None
-            cols[i % len(cols)].metric(name.replace("_", " "), f"{value:.3f}", delta,
-                                       help=ui_support.metric_help(name) + (f" Baseline: {base:.3f}." if base is not None else ""))
+            low, high = (metrics.get("intervals95") or {}).get(name, (None, None))
+            best_other, clear = ui_support.clear_gain(card, name)
+            delta = None if best_other is None else f"{value - best_other:+.3f} vs best simpler model"
+            cols[i % len(cols)].metric(
+                name.replace("_", " "), f"{value:.3f}", delta, delta_color="normal" if clear else "off",
+                delta_arrow="auto" if clear else "off",
+                help=ui_support.metric_help(name) + (f" 95 % interval {low:.3f}–{high:.3f}." if low is not None else "")
+                + ("" if clear else " The difference is inside the interval: no clear gain."))
+        st.dataframe(rows, hide_index=True, width="stretch", column_config={
+            name.replace("_", " "): st.column_config.TextColumn(help=ui_support.metric_help(name)) for name in names})
         for goal in card.get("goals") or []:
             mark = "met" if goal.get("met_on_our_test_split") else "**not met**"
             st.caption(f"Goal on the held-out judging set: {goal['metric'].replace('_', ' ')} ≥ {goal['goal']:.2f}; "
                        f"our test split: {ui_support.format_value(goal.get('our_test_split'))} ({mark}).")
-        if metrics.get("accuracy_ci95"):
-            lo, hi = metrics["accuracy_ci95"]
-            st.caption(f"Accuracy 95% interval (Wilson): {lo:.3f}–{hi:.3f}. Calibration: ECE "
-                       f"{ui_support.format_value(metrics.get('ece'))}, NLL {ui_support.format_value(metrics.get('nll'))}.")
-        if baseline:
-            rows = [{"metric": n.replace("_", " "), "model": who, "value": float(v), "meaning": ui_support.metric_help(n)}
-                    for n in names for who, v in (("CNN", metrics.get(n)), ("baseline", baseline.get(n)))
-                    if isinstance(v, (int, float)) and 0 <= v <= 1]
-            if rows:
-                st.altair_chart(charts.metric_comparison(rows), width="stretch")
+        st.caption(f"Calibration of the ensemble: ECE {ui_support.format_value(metrics.get('ece'))}, NLL "
+                   f"{ui_support.format_value(metrics.get('nll'))}; a single member: NLL "
+                   f"{ui_support.format_value((card.get('single_member_metrics') or {}).get('nll'))}.")
+        chart_rows = [{"metric": n.replace("_", " "), "model": r["model"], "value": r["_values"][n],
+                       "meaning": ui_support.metric_help(n)}
+                      for r in rows for n in names if isinstance(r["_values"].get(n), (int, float))]
+        for r in rows:
+            r.pop("_values")
+        if chart_rows:
+            st.altair_chart(charts.metric_comparison(chart_rows), width="stretch")
+        by_source = card.get("metrics_by_source") or {}
+        if len(by_source) > 1:
+            st.markdown("**Each source's test share** (the first is the headline)")
+            st.dataframe([{"source": src, "images": m.get("n"), **{n.replace("_", " "): m.get(n) for n in names}}
+                          for src, m in by_source.items()], hide_index=True, width="stretch")
         per_class = metrics.get("per_class") or {}
         if per_class:
             st.markdown("**Per class**")

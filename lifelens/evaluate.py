@@ -184,6 +184,7 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
                                                     base_threshold, fitted.description)
         log(f"[{spec.id}] baseline {fitted.kind} fitted on {len(y_train)} training images")
     entries["baseline"] = entries["baselines"]["logistic"]  # the Model cards page's first comparison
+    entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], thresholds.get("ensemble"))
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"))
     entries["intended_use"] = ("Teaching and demonstration of how CNNs classify " + spec.modality.lower()
                                + " images, and of their uncertainty and explanations. " + DISCLAIMER)
@@ -196,6 +197,20 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     log(f"[{spec.id}] test {key}: ensemble {entries['metrics'].get(key)} vs member "
         f"{entries['single_member_metrics'].get(key)} vs boosted {entries['baselines']['boosted']['metrics'].get(key)}")
     return entries
+
+
+def reference_levels(spec: TaskSpec, y_train: np.ndarray, y_test: np.ndarray, threshold=None, draws: int = 200) -> dict:
+    """What a model that learned nothing scores on the test split: {"majority_class": answering
+    the training split's most common class for every image, "chance": the mean over ``draws``
+    random guesses}; each {metric: value}. A gain means something only above both."""
+    k = spec.num_classes
+    majority = np.full((len(y_test), k), 0.0)
+    majority[:, np.bincount(y_train, minlength=k).argmax()] = 1.0
+    rng = np.random.default_rng(0)
+    guesses = [headline_metrics(spec, y_test, rng.dirichlet(np.ones(k), len(y_test)), threshold) for _ in range(draws)]
+    keys = [key for key, v in guesses[0].items() if isinstance(v, float)]
+    chance = {key: float(np.mean([g[key] for g in guesses if g.get(key) is not None])) for key in keys}
+    return {"majority_class": headline_metrics(spec, y_test, majority, threshold), "chance": chance}
 
 
 def choose_tta(task_model, x_val: np.ndarray, y_val: np.ndarray) -> dict:

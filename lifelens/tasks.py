@@ -336,7 +336,7 @@ MAMMO = TaskSpec(
     patch_size=96,
     icon="🎗️",
     # The film network keeps its plain layout (five stages, max pooling): it is patch-trained.
-    recipe=TrainingRecipe(epochs=12, class_weighting="balanced", split_fractions=(0.2, 0.2),
+    recipe=TrainingRecipe(epochs=10, class_weighting="balanced", split_fractions=(0.2, 0.2),
                           stages=((24, 1), (48, 1), (96, 2), (128, 2), (192, 2)), architecture="plain"),
 )
 
@@ -372,7 +372,7 @@ RETINA = TaskSpec(
     # EyePACS is contrast-enhanced upstream; the local-average colour subtraction applied to
     # every input (training and app) makes both sources look alike, so both train the model.
     extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient"),),
-    recipe=TrainingRecipe(epochs=16, class_weighting="sqrt"),
+    recipe=TrainingRecipe(epochs=12, class_weighting="sqrt"),
 )
 
 TASKS: dict[str, TaskSpec] = {t.id: t for t in (PLANT, SKIN, MAMMO, RETINA)}
