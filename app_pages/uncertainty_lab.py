@@ -3,7 +3,7 @@ out-of-distribution detection, read from the model cards."""
 import streamlit as st
 
 from lifelens import charts, models, ui_support
-from lifelens.tasks import get_task
+from lifelens.tasks import TASKS, get_task
 from ui import common
 
 METHOD_NAMES = {
@@ -23,8 +23,8 @@ SCORE_NAMES = {
 }
 REFERRAL_SCORES = {"max_softmax": "1 − max probability", "entropy": "entropy", "mutual_information":
                    "ensemble mutual information", "set_size": "conformal set size (90 %)"}
-OOD_NAMES = {"plant": "tomato leaves", "skin": "skin lesions", "mammo": "mammograms", "retina": "fundus photos",
-             "gaussian_noise": "Gaussian noise", "uniform_noise": "uniform noise"}
+OOD_NAMES = {**{t.id: t.title for t in TASKS.values()}, "gaussian_noise": "Gaussian noise",
+             "uniform_noise": "uniform noise"}
 
 
 def missing(what: str, key: str) -> None:

@@ -96,11 +96,14 @@ class TaskSpec:
     training_unit: str = "images"
     patch_size: int = 0
     limitations: tuple[str, ...] = ()
-    icon: str = ""
+    icon: str = ":material/image:"  # a Material icon name, as Streamlit draws it
     extra_sources: tuple[ExtraSource, ...] = ()
     recipe: TrainingRecipe = field(default_factory=TrainingRecipe)
     # Task-specific scores beside accuracy / balanced accuracy / macro AUC (lifelens.scoring).
     scores: tuple = ()
+    # What the feature hierarchy's four stages (edges, textures, patterns, parts) may pick out
+    # in this task's images: hypotheses for the student to check, not claims about a channel.
+    hierarchy_examples: tuple[str, ...] = ()
     # Data folders of images near the task but outside it (e.g. diagnoses never learned),
     # for the input gate's and the uncertainty's measured AUROC.
     near_ood: tuple[str, ...] = ()
@@ -268,7 +271,9 @@ PLANT = TaskSpec(
     citation="Hughes D.P., Salathé M. (2015) An open access repository of images on plant health. arXiv:1511.08060 (PlantVillage, tomato subset).",
     licence="CC BY-SA 3.0",
     modality="RGB photograph of a single leaf on a plain background",
-    icon="🍅",
+    icon=":material/eco:",
+    hierarchy_examples=("leaf edges and veins", "the leaf surface, fine speckling", "spots, rings, yellowed patches",
+                        "whole lesions, blight patches, the leaf outline"),
     extra_sources=(ExtraSource("plant_extra", "label", "path"),),
     recipe=TrainingRecipe(epochs=30, class_weighting=None),
 )
@@ -299,7 +304,9 @@ SKIN = TaskSpec(
     citation="Codella N. et al. (2018) Skin lesion analysis toward melanoma detection: ISIC 2017 challenge. arXiv:1710.05006.",
     licence="ISIC Archive terms of use; cite the ISIC 2017 challenge",
     modality="RGB dermoscopy image of one skin lesion",
-    icon="🩺",
+    icon=":material/dermatology:",
+    hierarchy_examples=("the lesion border, hairs", "the pigment network, dots", "globules, streaks, blotches of colour",
+                        "the lesion's shape and colour layout"),
     extra_sources=(ExtraSource("skin_ham10000", "label", "lesion_id"),),
     near_ood=("skin_ham10000_unseen",),
     recipe=TrainingRecipe(epochs=18, class_weighting="balanced"),
@@ -334,7 +341,11 @@ MAMMO = TaskSpec(
     pooling="max",
     training_unit="lesion_patches",
     patch_size=96,
-    icon="🎗️",
+    icon=":material/radiology:",
+    # A film at 320 px: one unit of the first blocks spans about 0.6 mm, so calcifications
+    # are a pixel or two; the captions say what such a net can see, not what a radiologist does.
+    hierarchy_examples=("the breast outline, the pectoral muscle edge", "brighter and darker tissue, dense bands",
+                        "bright blobs, dense patches", "large dense or asymmetric regions"),
     # The film network keeps its plain layout (five stages, max pooling): it is patch-trained.
     recipe=TrainingRecipe(epochs=10, class_weighting="balanced", split_fractions=(0.2, 0.2),
                           stages=((24, 1), (48, 1), (96, 2), (128, 2), (192, 2)), architecture="plain"),
@@ -368,7 +379,10 @@ RETINA = TaskSpec(
     citation="APTOS 2019 Blindness Detection, Asia Pacific Tele-Ophthalmology Society (Kaggle competition data).",
     licence="Competition data for non-commercial research and education",
     modality="RGB colour fundus photograph",
-    icon="👁️",
+    icon=":material/ophthalmology:",
+    hierarchy_examples=("vessel edges, the rim of the eye", "the grain of the retina, thin vessels",
+                        "red dots (microaneurysms, haemorrhages), bright flecks (exudates)",
+                        "clusters of lesions, the optic disc, larger vessels"),
     # EyePACS is contrast-enhanced upstream; the local-average colour subtraction applied to
     # every input (training and app) makes both sources look alike, so both train the model.
     extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient"),),

@@ -76,11 +76,6 @@ def digest(content: bytes) -> str:
     return hashlib.sha256(bytes(content)).hexdigest()[:24]
 
 
-def array_digest(array: np.ndarray) -> str:
-    a = np.ascontiguousarray(array)
-    return hashlib.sha256(a.tobytes() + str(a.shape).encode() + str(a.dtype).encode()).hexdigest()[:24]
-
-
 # ----------------------------------------------------------------------------- data and galleries
 
 def data_status(spec: TaskSpec) -> str | None:
@@ -105,9 +100,9 @@ def gallery(spec: TaskSpec, limit: int | None = None) -> list[Sample]:
             if i < len(by_class[label]):
                 ordered.append(by_class[label][i])
         i += 1
-    if spec.id == "mammo":
-        # An abnormal film with a recorded lesion circle opens the gallery (it teaches the most),
-        # then normal and abnormal films alternate.
+    if any(s.lesions for s in ordered):
+        # An image with a recorded lesion circle opens the gallery (it teaches the most),
+        # then normal and abnormal images alternate.
         ordered.sort(key=lambda s: (0 if s.lesions else 1))
         ordered = _interleave_by_label(ordered, reverse=True)
     return ordered[:limit] if limit else ordered
@@ -171,7 +166,7 @@ def display_image(spec: TaskSpec, image: np.ndarray, size: int = DISPLAY_SIZE) -
     exactly as :func:`imaging.prepare_film` does. Returns (display, film geometry or None).
     """
     image = imaging.to_channels(image, spec.channels)
-    if spec.id == "mammo":
+    if spec.augmentation == "film":
         film, geometry = imaging.prepare_film(image, size)
         return imaging.as_rgb_uint8(film), geometry
     return imaging.as_rgb_uint8(imaging.resize(image, size)), None

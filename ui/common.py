@@ -19,8 +19,6 @@ log = logging.getLogger("lifelens.app")
 PRESENTER_KEY = "presenter"
 
 # Material Symbols ship with Streamlit, so icons render even where no emoji font is installed.
-TASK_ICONS = {"plant": ":material/eco:", "skin": ":material/dermatology:", "mammo": ":material/radiology:",
-              "retina": ":material/ophthalmology:"}
 
 PRESENTER_CSS = """
 <style>
@@ -116,11 +114,6 @@ def task_model(task_id: str):
         return None
 
 
-def available_tasks() -> list[str]:
-    """Task ids whose model file exists."""
-    return [t for t, spec in TASKS.items() if spec.model_path.is_file()]
-
-
 def task_picker(label: str = "Model", key: str = "task_choice", help: str | None = None) -> str | None:
     """A select box of tasks (those with a model first); returns the task id."""
     ids = list(TASKS)
@@ -131,4 +124,4 @@ def task_picker(label: str = "Model", key: str = "task_choice", help: str | None
 
 
 def task_icon(task_id: str) -> str:
-    return TASK_ICONS.get(task_id, ":material/image:")
+    return TASKS[task_id].icon if task_id in TASKS else ":material/image:"

@@ -292,14 +292,6 @@ def resolve_targets(targets: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.where(targets < 0, probs.argmax(axis=1), targets).astype(np.int32)
 
 
-def normalise_maps(maps: np.ndarray) -> np.ndarray:
-    """Per map min-max to [0, 1] (a constant map becomes all zeros): float32 (N, H, W)."""
-    maps = np.asarray(maps, dtype=np.float32)
-    lo = maps.min(axis=(1, 2), keepdims=True)
-    span = maps.max(axis=(1, 2), keepdims=True) - lo
-    return np.where(span > 1e-12, (maps - lo) / np.where(span > 1e-12, span, 1.0), 0.0).astype(np.float32)
-
-
 def positive_part(signed: np.ndarray) -> np.ndarray:
     """Signed (N, H, W) attributions -> [0, 1] maps of the evidence FOR the target (max = 1)."""
     pos = np.maximum(np.asarray(signed, dtype=np.float32), 0.0)

@@ -32,12 +32,18 @@ class LesionFilm:
     circles: list
 
 
+
+def lesion_task():
+    """The task whose data records lesion positions (the pointing game needs them)."""
+    from lifelens.tasks import TASKS
+
+    return next(t for t in TASKS.values() if t.training_unit == "lesion_patches")
+
 def lesion_films(spec=None, split: str = "test") -> list[LesionFilm]:
     """The abnormal films of ``split`` with at least one lesion centre, prepared, with their circles."""
     from lifelens import data, imaging
-    from lifelens.tasks import get_task
 
-    spec = spec or get_task("mammo")
+    spec = spec or lesion_task()
     folder = spec.data_dir()
     films = []
     for sample in data.task_splits(spec)[split]:
@@ -105,9 +111,8 @@ def pointing_game(model, methods=None, films: list[LesionFilm] | None = None, to
 def write_to_card(results: dict, spec=None) -> dict:
     """Store the results in the mammography model card under ``pointing_game``."""
     from lifelens import models
-    from lifelens.tasks import get_task
 
-    return models.update_card(spec or get_task("mammo"), pointing_game=results)
+    return models.update_card(spec or lesion_task(), pointing_game=results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,14 +120,13 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as the lifelens CLI: no TensorFlow start-up chatter
     from lifelens.models import ModelError, load_task_model
-    from lifelens.tasks import get_task
 
     parser = argparse.ArgumentParser(prog="python -m lifelens.explain.pointing", description=__doc__.splitlines()[0])
     parser.add_argument("--methods", help="comma-separated method ids (default: all)")
     parser.add_argument("--tolerance", type=float, default=0.0, help="pixels added to each lesion radius")
     parser.add_argument("--no-card", action="store_true", help="print only; do not write the model card")
     args = parser.parse_args(argv)
-    spec = get_task("mammo")
+    spec = lesion_task()
     try:
         model = load_task_model(spec).classifier
     except ModelError as exc:

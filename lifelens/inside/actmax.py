@@ -391,6 +391,3 @@ def actmax_grid(result: ActMaxResult, cell: int | None = None, columns: int = 8,
     return figures.grid(tiles, columns, gap=4)
 
 
-def default_channels(model, layer: str, count: int) -> list[int]:
-    """The first ``count`` channels of ``layer`` (the precomputed set)."""
-    return list(range(min(count, layer_channels(model, layer))))

@@ -23,21 +23,6 @@ STAGES = (
     ("parts", "larger, more specific structures, the kind of evidence the classifier weighs"),
 )
 
-# What those stages may pick out in each task's images ("things like ..."); hypotheses
-# for the student to check against the maps, not claims about a given channel.
-TASK_EXAMPLES = {
-    "plant": ("leaf edges and veins", "the leaf surface, fine speckling", "spots, rings, yellowed patches",
-              "whole lesions, blight patches, the leaf outline"),
-    "skin": ("the lesion border, hairs", "the pigment network, dots", "globules, streaks, blotches of colour",
-             "the lesion's shape and colour layout"),
-    "retina": ("vessel edges, the rim of the eye", "the grain of the retina, thin vessels",
-               "red dots (microaneurysms, haemorrhages), bright flecks (exudates)",
-               "clusters of lesions, the optic disc, larger vessels"),
-    "mammo": ("tissue boundaries, the skin line", "the fibroglandular texture", "bright specks (calcifications), blob edges",
-              "masses, distortions, asymmetric dense areas"),
-}
-
-
 @dataclass
 class FeatureLevel:
     """One block's output for one image.
@@ -77,7 +62,9 @@ def caption_for(depth: int, n_levels: int, receptive_field: int, image_side: int
     share = min(100, round(100 * receptive_field / image_side))
     text = (f"Block {depth + 1} - {name}. {c} maps of {h} x {w}; each unit sees a {receptive_field} x "
             f"{receptive_field} px patch ({share}% of the image side). Channels here respond to {what}")
-    examples = TASK_EXAMPLES.get(task_id or "")
+    from lifelens.tasks import TASKS
+
+    examples = TASKS[task_id].hierarchy_examples if task_id in TASKS else ()
     if examples:
         text += f", in these images things like {examples[stage]}"
     return text + "."
@@ -106,7 +93,9 @@ def feature_hierarchy(model, image: np.ndarray, top: int = 8, task_id: str | Non
     for depth, (name, output) in enumerate(zip(names, outputs)):
         act = np.asarray(output)[0]  # (h, w, c)
         means = act.mean(axis=(0, 1))
-        order = np.argsort(-means, kind="stable")[:top]
+        # Channels whose response VARIES across the image: the most active ones on average
+        # are often silhouettes (the whole leaf, the breast) that say nothing about detail.
+        order = np.argsort(-act.std(axis=(0, 1)), kind="stable")[:top]
         chosen = act[..., order]
         # a few extreme units (often at the image's rim) would leave every other map dark
         peak = float(np.percentile(chosen, 99.5)) or float(chosen.max()) or 1.0

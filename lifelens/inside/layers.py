@@ -194,6 +194,8 @@ def _note(layer) -> str:
         return "learned filters slide over the image"
     if kind == "MaxPooling2D":
         return "keeps the strongest response in each window; halves the resolution"
+    if kind == "Add":
+        return "adds the block's input back (shortcut): the block learns a correction, which keeps deep nets trainable"
     if kind == "BatchNormalization":
         return "rescales each channel to a steady range"
     if kind == "ReLU":
