@@ -49,6 +49,9 @@ page = st.navigation(pages)
 with st.sidebar:
     st.toggle("Presenter mode", key=common.PRESENTER_KEY,
               help="Larger type, fewer controls and one case per screen: for a projector or a class.")
+    st.toggle("Show upload file names", key=common.FILE_NAMES_KEY,
+              help="Off: uploads are called 'uploaded image' with a short hash on screen and in exports, since "
+                   "file names often carry a patient's name or date of birth.")
     st.caption("A teaching and demonstration tool, not a diagnostic device.")
 
 common.apply_presenter_style()

@@ -252,8 +252,10 @@ def _decode_dicom(data: bytes, label: str) -> np.ndarray:
 
 def _dicom_grey(pixels: np.ndarray, ds, invert: bool) -> np.ndarray:
     """Stored values -> modality LUT -> VOI window (or LUT) -> uint8, MONOCHROME1 inverted
-    last (it means low values are displayed bright). Without a usable VOI, 8-bit values
-    are kept and deeper ones are stretched over their own range (a viewer's auto window)."""
+    last (it means low values are displayed bright). Without a usable VOI, the whole range
+    the header allows (BitsStored, through the modality LUT) maps to 0..255: the same film
+    stored at 8 or 16 bits then gives the same picture, where stretching each file over its
+    own minimum and maximum would not (only float data with no bit depth is stretched)."""
     from pydicom.pixels import apply_modality_lut
 
     try:
@@ -263,13 +265,56 @@ def _dicom_grey(pixels: np.ndarray, ds, invert: bool) -> np.ndarray:
     shown = _dicom_window(np.asarray(values, dtype=np.float64), ds)
     if shown is None and ds.get("VOILUTSequence"):
         shown = _dicom_voi_lut(np.asarray(values, dtype=np.float64), ds)
-    if shown is None and np.asarray(values).dtype == np.uint8:
-        image = np.asarray(values)  # 8-bit data without a VOI is display-ready as stored
-    elif shown is None:
+    if shown is None:
+        shown = _dicom_full_range(np.asarray(values, dtype=np.float64), pixels, ds)
+    if shown is None:
         image = _to_uint8(values)
     else:
         image = np.clip(np.nan_to_num(shown) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return 255 - image if invert else image
+
+
+def _dicom_full_range(values: np.ndarray, stored: np.ndarray, ds) -> np.ndarray | None:
+    """``values`` scaled to [0, 1] over the stored bit depth's range, carried through the
+    rescale slope and intercept; None for non-integer data or a header without a bit depth."""
+    if not np.issubdtype(np.asarray(stored).dtype, np.integer):
+        return None
+    try:
+        bits = int(ds.get("BitsStored") or np.asarray(stored).dtype.itemsize * 8)
+        signed = int(ds.get("PixelRepresentation", 0)) == 1
+        slope, intercept = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        return None
+    if not 1 <= bits <= 32:
+        return None
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+    ends = sorted((low * slope + intercept, high * slope + intercept))
+    if ends[1] <= ends[0]:
+        return None
+    return np.clip((values - ends[0]) / (ends[1] - ends[0]), 0.0, 1.0)
+
+
+def dicom_rendering(data: bytes) -> str | None:
+    """How :func:`decode_image` turned a DICOM file's values into grey levels, in one
+    sentence for the screen (None for other formats). Reads only the rendering tags."""
+    if not _is_dicom(data):
+        return None
+    try:
+        import pydicom
+
+        with _quiet():
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=list(DICOM_PIXEL_TAGS))
+    except Exception:
+        return None
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        how = "its own VOI window (WindowCenter/WindowWidth)"
+    elif ds.get("VOILUTSequence"):
+        how = "its own VOI lookup table"
+    else:
+        how = (f"no window in the file: the full {ds.get('BitsStored', '?')}-bit range the header declares "
+               "mapped to 256 grey levels")
+    inverted = " and inverted (MONOCHROME1)" if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1" else ""
+    return f"DICOM rendered with {how}{inverted}."
 
 
 def _dicom_window(values: np.ndarray, ds) -> np.ndarray | None:

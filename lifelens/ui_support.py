@@ -150,12 +150,22 @@ class Case:
     digest: str
     label: int | None = None
     marks: tuple = field(default_factory=tuple)
+    note: str = ""  # how the file was rendered, when it is not plain (e.g. a DICOM window)
 
     def display_with_marks(self) -> np.ndarray:
         out = self.display
         for col, row, radius in self.marks:
             out = imaging.draw_circle(out, (col, row), radius)
         return out
+
+
+def shown_name(case: Case, show_file_names: bool = False) -> str:
+    """What the screen and the reports call a case: a gallery image's path; an upload's file
+    name only when the user opted in (names such as ``DOE_JANE_1961_L_MLO.dcm`` identify
+    people), else "uploaded image" with a short hash that tells two uploads apart."""
+    if case.source == "gallery" or show_file_names:
+        return case.name
+    return f"{'camera photo' if case.source == 'camera' else 'uploaded image'} {case.digest[:8]}"
 
 
 def display_image(spec: TaskSpec, image: np.ndarray, size: int = DISPLAY_SIZE) -> tuple[np.ndarray, dict | None]:
@@ -192,7 +202,7 @@ def case_from_bytes(spec: TaskSpec, content: bytes, name: str, source: str = "up
     return Case(
         task_id=spec.id, source=source, name=name, image=image, prepared=prepared, display=display,
         digest=digest(content), label=None if sample is None else sample.label,
-        marks=lesion_marks(sample, image.shape[0], geometry),
+        marks=lesion_marks(sample, image.shape[0], geometry), note=imaging.dicom_rendering(content) or "",
     )
 
 

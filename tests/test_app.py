@@ -363,5 +363,10 @@ def test_mammography_dicom_upload_is_predicted_without_showing_patient_data():
     assert metric(at, "Bayesian confidence").endswith("%")
     overlay_of(at)
     text = _screen_text(at)
-    assert "film.dcm" in text
+    # the file name (which often names the patient) stays off the screen unless the user opts in
+    assert "film.dcm" not in text and "uploaded image" in text
+    assert "DICOM rendered with" in text  # what was done to the values is said under the image
     assert not [s for s in PHI_STRINGS if s in text], "patient data from the DICOM header reached the screen"
+    at.session_state["show_file_names"] = True
+    at.run()
+    assert "film.dcm" in _screen_text(at)

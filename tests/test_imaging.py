@@ -220,12 +220,39 @@ def test_dicom_voi_lut_sequence_is_applied():
     np.testing.assert_array_equal(out[..., 0], (ramp // 16).astype(np.uint8))
 
 
-def test_dicom_without_window_is_stretched_over_its_range():
+def test_dicom_without_window_maps_its_declared_bit_depth_to_256_levels():
     grey = corpus.film(64)
     stored = grey.astype(np.uint16) * 4 + 500
-    out = decode_image(corpus.dicom_bytes(stored, bits_stored=12), channels=1)[..., 0]
-    lo, hi = stored.min(), stored.max()
-    np.testing.assert_array_equal(out, np.floor((stored - lo) / (hi - lo) * 255 + 0.5).astype(np.uint8))
+    data = corpus.dicom_bytes(stored, bits_stored=12)
+    out = decode_image(data, channels=1)[..., 0]
+    np.testing.assert_array_equal(out, np.floor(stored / 4095 * 255 + 0.5).astype(np.uint8))
+    assert "12-bit range" in imaging.dicom_rendering(data)
+    assert "VOI window" in imaging.dicom_rendering(corpus.dicom_bytes(stored, bits_stored=12, window=(1000, 500)))
+    assert imaging.dicom_rendering(corpus.encode(corpus.leaf(32), "PNG")) is None
+
+
+def test_one_film_gives_one_prediction_in_every_encoding(load_shipped):
+    """The same mini-MIAS film as 8-bit PNG, 8-bit DICOM, 16-bit DICOM (values x 257) and
+    inverted MONOCHROME1 DICOM: the same picture, so the same prediction within 0.02."""
+    from lifelens.models import ensemble_proba
+    from lifelens.tasks import get_task
+
+    spec = get_task("mammo")
+    tm = load_shipped("mammo")
+    grey = corpus.film(None)
+    encodings = {
+        "png8": corpus.encode(grey, "PNG"),
+        "dicom8": corpus.dicom_bytes(grey.astype(np.uint8)),
+        "dicom16": corpus.dicom_bytes(grey.astype(np.uint16) * 257, bits_stored=16),
+        "mono1": corpus.dicom_bytes((65535 - grey.astype(np.uint16) * 257).astype(np.uint16), "MONOCHROME1", bits_stored=16),
+    }
+    answers = {}
+    for name, data in encodings.items():
+        image = spec.load_image_bytes(data, f"film.{'png' if name == 'png8' else 'dcm'}")
+        np.testing.assert_array_equal(image[..., 0], grey)
+        answers[name] = ensemble_proba(tm, spec.prepare_image(image)[None])[0]
+    for name, probs in answers.items():
+        np.testing.assert_allclose(probs, answers["png8"], atol=0.02, err_msg=name)
 
 
 def test_dicom_ybr_full_is_converted_to_rgb_once():

@@ -63,6 +63,9 @@ def start_background_imports() -> None:
     threading.Thread(target=warm, name="lifelens-warm-up", daemon=True).start()
 
 
+FILE_NAMES_KEY = "show_file_names"
+
+
 def presenter() -> bool:
     """True when presenter mode is on: larger type, fewer controls, one case per screen."""
     return bool(st.session_state.get(PRESENTER_KEY, False))

@@ -191,7 +191,10 @@ def prediction_section(spec, task_model, case) -> dict:
     greyed = st.container(key=f"{spec.id}_prediction" + ("" if typical else "_greyed"))
     image_col, result_col = greyed.columns([1, 1.6] if not common.presenter() else [1, 1.2])
     with image_col:
-        caption = case.name if case.source != "gallery" else f"True class: {names[case.label]}"
+        caption = (ui_support.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False))
+                   if case.source != "gallery" else f"True class: {names[case.label]}")
+        if case.note:
+            caption += f" · {case.note}"
         if case.marks:
             caption += " · green circle: the lesion recorded in the data"
         st.image(case.display_with_marks(), caption=caption, width="stretch")
@@ -331,7 +334,8 @@ def export_section(spec, task_model, case, pred, panels) -> None:
     names = spec.class_names
     model_info, data_info = _provenance(spec, task_model)
     case_report = report.CaseReport(
-        task_title=spec.title, case_name=case.name, source=case.source, image=case.display_with_marks(),
+        task_title=spec.title, case_name=ui_support.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False)),
+        source=case.source, image=case.display_with_marks(),
         class_names=names, softmax=pred["softmax"], bayes_mean=pred["mean"], bayes_low=pred["interval"][:, 0],
         bayes_high=pred["interval"][:, 1], entropy=pred["predictive_entropy"],
         mutual_information=pred["mutual_information"], bayes_method=ui_support.BAYES_METHODS[pred["method"]],

@@ -1,0 +1,116 @@
+"""Under shift and outside the task, on the shipped models and real images: uncertainty rises
+under blur, the input gate turns away other tasks' images, warnings fire as often as the
+card says, the card holds the shift table, and the DICOM policy gives one answer per film."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import TASK_IDS, shipped_model, test_images
+from lifelens import data
+from lifelens.models import member_probabilities
+from lifelens.tasks import TASKS, get_task
+from lifelens.uncertainty import conformal, features_of, metrics, shift, warnings
+from lifelens.uncertainty.gate import InputGate, gate_path
+
+
+def _raw_test(task_id: str, n: int):
+    spec = get_task(task_id)
+    test = data.task_splits(spec)["test"]
+    chosen = [test[i] for i in np.linspace(0, len(test) - 1, n).round().astype(int)]
+    return spec, [spec.load_image(spec.image_path(s)) for s in chosen], np.array([s.label for s in chosen])
+
+
+@pytest.mark.parametrize("task_id", ["plant", "skin", "retina"])
+def test_mutual_information_rises_under_strong_blur(task_id):
+    spec, raw, _ = _raw_test(task_id, 24)
+    tm = shipped_model(task_id)
+    prepare = lambda images: np.stack([spec.prepare_image(im) for im in images])  # noqa: E731
+    clean = metrics.mutual_information(member_probabilities(tm, prepare(raw)))
+    blurred = metrics.mutual_information(member_probabilities(tm, prepare([shift.apply_shift(im, "blur", 4.0) for im in raw])))
+    assert blurred.mean() > clean.mean(), (clean.mean(), blurred.mean())
+
+
+def test_every_shift_changes_the_image_and_keeps_its_shape():
+    _, raw, _ = _raw_test("skin", 1)
+    image = raw[0]
+    for kind, amounts in shift.SHIFTS.items():
+        previous = image
+        for amount in amounts:
+            out = shift.apply_shift(image, kind, amount)
+            assert out.shape == image.shape and out.dtype == np.uint8
+            assert np.abs(out.astype(int) - image.astype(int)).mean() > 0.5, (kind, amount)
+            # a stronger shift moves the image further from the original
+            assert np.abs(out.astype(int) - image.astype(int)).mean() >= np.abs(previous.astype(int) - image.astype(int)).mean() - 1.0
+            previous = out
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_card_holds_the_shift_table(task_id):
+    record = shipped_model(task_id).card["shift"]
+    assert set(record["acquisition"]) == set(shift.SHIFTS)
+    for rows in record["acquisition"].values():
+        assert [r["severity"] for r in rows] == [1, 2, 3]
+        assert all(0 <= r["coverage"] <= 1 and set(r["auroc"]) == {"max_softmax", "entropy", "mutual_information",
+                                                                    "set_size"} for r in rows)
+    assert {t for t in TASKS if t != task_id} <= set(record["real"])
+
+
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_input_gate_turns_away_other_tasks_images(task_id):
+    spec = get_task(task_id)
+    tm = shipped_model(task_id)
+    gate = InputGate.load(gate_path(spec))
+    assert gate is not None, f"no input gate beside {spec.model_path.name}"
+    _, own = test_images(task_id, 20, per_class=True)
+    typ = gate.typicality(features_of(tm, own), own)
+    assert gate.in_domain(typ).mean() >= 0.85, typ
+    for other in TASKS.values():
+        if other.id == task_id:
+            continue
+        samples = data.task_splits(other)["test"][:10]
+        foreign = np.stack([spec.prepare_image(spec.load_image(other.image_path(s))) for s in samples])
+        flagged = ~gate.in_domain(gate.typicality(features_of(tm, foreign), foreign))
+        assert flagged.mean() >= 0.8, (other.id, flagged)
+    noise = np.random.default_rng(0).integers(0, 256, (5, spec.input_size, spec.input_size, spec.channels)).astype(np.float32)
+    assert not gate.in_domain(gate.typicality(features_of(tm, noise), noise)).any()
+
+
+@pytest.mark.parametrize("task_id", ["skin", "retina"])
+def test_warnings_fire_on_test_images_about_as_often_as_measured_on_validation(task_id):
+    """The thresholds are the 95th percentile on validation; on the test split each warning
+    must fire on about 5 % of images: within three binomial standard errors of both splits."""
+    tm = shipped_model(task_id)
+    record = tm.card["warnings"]
+    spec = get_task(task_id)
+    test = data.task_splits(spec)["test"]
+    x = data.load_prepared(spec, test).astype(np.float32)
+    from lifelens.uncertainty.report import head_predictions
+
+    heads = head_predictions(tm, features_of(tm, x), tm.card.get("temperature"), 50, 0, member_probabilities(tm, x))
+    n_test, n_val = len(test), len(data.task_splits(spec)["val"])
+    tolerance = 3 * np.sqrt(0.05 * 0.95 * (1 / n_test + 1 / n_val))
+    for method in ("ensemble", "mc_dropout"):
+        values = warnings.signals(heads["temperature"], heads[method])
+        for name in warnings.SIGNALS:
+            rate = float(np.mean(values[name] > record[method]["thresholds"][name]))
+            assert abs(rate - (1 - warnings.QUANTILE)) <= tolerance, (method, name, rate)
+
+
+@pytest.mark.parametrize("task_id", ["plant", "skin"])
+def test_conformal_sets_of_the_shipped_ensemble_cover_the_test_split(task_id):
+    tm = shipped_model(task_id)
+    spec = get_task(task_id)
+    calibrations = conformal.from_card(tm.card)
+    test = data.task_splits(spec)["test"]
+    probs = member_probabilities(tm, data.load_prepared(spec, test).astype(np.float32)).mean(axis=0)
+    labels = np.array([s.label for s in test])
+    n_cal = calibrations["lac"].n_calibration
+    sizes = []
+    for level in (0.8, 0.9, 0.95):
+        sets = conformal.prediction_sets(calibrations["lac"], probs / probs.sum(1, keepdims=True), level)
+        coverage = sets[np.arange(len(labels)), labels].mean()
+        slack = 3 * np.sqrt(level * (1 - level) * (1 / len(labels) + 1 / n_cal))
+        assert coverage >= level - slack, (level, coverage)
+        sizes.append(sets.sum(axis=1).mean())
+    assert sizes == sorted(sizes)
