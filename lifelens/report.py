@@ -101,52 +101,63 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
     return lines
 
 
-def render_png(report: CaseReport, panel: int = 256) -> bytes:
-    """The case as one PNG figure: image and explanation panels, both confidences as bars,
-    uncertainty, warnings, provenance and the disclaimer."""
-    panels = [("Input" + (f" (true: {report.true_label})" if report.true_label else ""), report.image, "")]
-    for e in report.explanations[:4]:
-        scores = []
-        if e.deletion_auc is not None:
-            scores.append(f"del {e.deletion_auc:.2f}")
-        if e.insertion_auc is not None:
-            scores.append(f"ins {e.insertion_auc:.2f}")
-        panels.append((e.method, e.overlay, " · ".join(scores)))
-    margin, gap = 24, 16
-    width = max(margin * 2 + len(panels) * panel + (len(panels) - 1) * gap, 900)
+PANELS_PER_ROW = 4
+
+
+def unique_panels(panels: list[ExplanationPanel]) -> list[ExplanationPanel]:
+    """The panels in order, each (method, class, layer) once: the main view's map is also in
+    the comparison grid, and the export should not show it twice."""
+    seen, out = set(), []
+    for p in panels:
+        key = (p.method, p.target, p.layer)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _panel_lines(e: ExplanationPanel) -> list[str]:
+    """The caption under one exported map: method, class explained, layer, faithfulness."""
+    lines = [e.method]
+    if e.target:
+        lines.append(f"for {e.target}")
+    if e.layer:
+        lines.append(f"layer {e.layer}")
+    scores = [f"{name} {v:.2f}" for name, v in (("deletion AUC", e.deletion_auc), ("insertion AUC", e.insertion_auc))
+              if v is not None]
+    if scores:
+        lines.append(" · ".join(scores))
+    if e.note:
+        lines.append(e.note)
+    return lines
+
+
+def _draw_panels(fig, draw, panels, x0: int, y: int, panel: int, gap: int, fonts) -> int:
+    """Tiles in rows of PANELS_PER_ROW with their wrapped captions; returns the y below them."""
+    text_font, small = fonts
+    for row in range(0, len(panels), PANELS_PER_ROW):
+        tallest = 0
+        for i, (lines, image) in enumerate(panels[row:row + PANELS_PER_ROW]):
+            x = x0 + i * (panel + gap)
+            fig.paste(Image.fromarray(imaging.as_rgb_uint8(image)).resize((panel, panel), Image.BILINEAR), (x, y))
+            wrapped = [w for n, line in enumerate(lines) for w in _wrap(draw, line, text_font if n == 0 else small, panel)]
+            for j, line in enumerate(wrapped):
+                draw.text((x, y + panel + 4 + 18 * j), line, font=text_font if j == 0 else small,
+                          fill="#111" if j == 0 else "#555")
+            tallest = max(tallest, 18 * len(wrapped))
+        y += panel + tallest + 16
+    return y
+
+
+def _draw_bars(draw, report: CaseReport, margin: int, y: int, width: int, fonts) -> int:
+    """Softmax above the Bayesian mean with its credible interval, per class; returns the y below."""
+    text_font, small = fonts
     k_shown = min(len(report.class_names), 6)
-    chart_h = 40 + 30 * k_shown
-    text_font, small, title_font = _font(15), _font(13), _font(22, bold=True)
-    probe = ImageDraw.Draw(Image.new("RGB", (10, 10)))
-    notes = [_plain(w) for w in report.warnings]
-    prov = [f"{k}: {v}" for k, v in list(report.model.items()) + list(report.data.items())]
-    wrapped_notes = [line for n in notes for line in _wrap(probe, "⚠ " + n, text_font, width - 2 * margin)]
-    wrapped_prov = [line for p in prov for line in _wrap(probe, p, small, width - 2 * margin)]
-    wrapped_disc = _wrap(probe, report.disclaimer, text_font, width - 2 * margin)
-    height = (margin + 34 + 26 + panel + 44 + chart_h + 30 + 22 * len(wrapped_notes) + 18 * len(wrapped_prov)
-              + 22 * len(wrapped_disc) + margin + 20)
-    fig = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(fig)
-    y = margin
-    draw.text((margin, y), f"LifeLens · {report.task_title}", font=title_font, fill="#111")
-    y += 34
-    draw.text((margin, y), f"{report.case_name} ({report.source}) · {report.created}", font=small, fill="#555")
-    y += 26
-    for i, (label, image, sub) in enumerate(panels):
-        x = margin + i * (panel + gap)
-        tile = Image.fromarray(imaging.as_rgb_uint8(image)).resize((panel, panel), Image.BILINEAR)
-        fig.paste(tile, (x, y))
-        draw.text((x, y + panel + 4), label[:34], font=text_font, fill="#111")
-        if sub:
-            draw.text((x, y + panel + 24), sub, font=small, fill="#555")
-    y += panel + 44
-    # probabilities: frequentist bar above the Bayesian bar with its credible interval
     draw.text((margin, y), f"Prediction: {report.predicted}   ·   entropy {report.entropy:.2f} nats   ·   "
                            f"mutual information {report.mutual_information:.3f} nats", font=text_font, fill="#111")
     y += 28
-    order = np.argsort(-np.asarray(report.bayes_mean))[:k_shown]
     label_w, bar_w = 220, width - 2 * margin - 220 - 150
-    for i in order:
+    for i in np.argsort(-np.asarray(report.bayes_mean))[:k_shown]:
         draw.text((margin, y + 4), report.class_names[i][:28], font=small, fill="#111")
         x0 = margin + label_w
         f, b = float(report.softmax[i]), float(report.bayes_mean[i])
@@ -157,19 +168,47 @@ def render_png(report: CaseReport, panel: int = 256) -> bytes:
         draw.line([x0 + int(bar_w * lo), y + 18, x0 + int(bar_w * hi), y + 18], fill="#222", width=2)
         draw.text((x0 + bar_w + 8, y + 4), f"{f:.0%} / {b:.0%}", font=small, fill="#111")
         y += 30
-    draw.text((margin + label_w, y + 2), f"blue: softmax (one pass) · orange: Bayesian mean ({report.bayes_method}) "
-                                         "with 95% credible interval", font=small, fill="#555")
-    y += 30
-    for line in wrapped_notes:
-        draw.text((margin, y), line, font=text_font, fill="#a15c00")
-        y += 22
-    for line in wrapped_prov:
-        draw.text((margin, y), line, font=small, fill="#444")
+    legend = (f"blue: softmax (one pass) · orange: Bayesian mean ({report.bayes_method}) with 95% credible interval")
+    for line in _wrap(draw, legend, small, width - 2 * margin - label_w):
+        draw.text((margin + label_w, y + 2), line, font=small, fill="#555")
         y += 18
-    y += 6
-    for line in wrapped_disc:
-        draw.text((margin, y), line, font=text_font, fill="#b00020")
-        y += 22
+    return y + 12
+
+
+def _draw_lines(draw, lines, margin: int, y: int, font, fill: str, step: int) -> int:
+    for line in lines:
+        draw.text((margin, y), line, font=font, fill=fill)
+        y += step
+    return y
+
+
+def render_png(report: CaseReport, panel: int = 256) -> bytes:
+    """The case as one PNG figure: the image and EVERY explanation panel (rows of four, each
+    titled with method, class explained and layer), both confidences as bars, uncertainty,
+    warnings, provenance and the disclaimer."""
+    tiles = [(["Input" + (f" (true: {report.true_label})" if report.true_label else "")], report.image)]
+    tiles += [(_panel_lines(e), e.overlay) for e in unique_panels(report.explanations)]
+    margin, gap = 24, 16
+    width = max(margin * 2 + min(len(tiles), PANELS_PER_ROW) * (panel + gap) - gap, 900)
+    text_font, small, title_font = _font(15), _font(13), _font(22, bold=True)
+    probe = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    wrapped_notes = [line for n in report.warnings for line in _wrap(probe, "⚠ " + _plain(n), text_font, width - 2 * margin)]
+    prov = [f"{k}: {v}" for k, v in list(report.model.items()) + list(report.data.items())]
+    wrapped_prov = [line for p in prov for line in _wrap(probe, p, small, width - 2 * margin)]
+    wrapped_disc = _wrap(probe, report.disclaimer, text_font, width - 2 * margin)
+    rows = -(-len(tiles) // PANELS_PER_ROW)
+    height = (margin + 60 + rows * (panel + 6 * 18 + 16) + 60 + 30 * min(len(report.class_names), 6) + 60
+              + 22 * len(wrapped_notes) + 18 * len(wrapped_prov) + 22 * len(wrapped_disc) + margin + 20)
+    fig = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(fig)
+    draw.text((margin, margin), f"LifeLens · {report.task_title}", font=title_font, fill="#111")
+    draw.text((margin, margin + 34), f"{report.case_name} ({report.source}) · {report.created}", font=small, fill="#555")
+    y = _draw_panels(fig, draw, tiles, margin, margin + 60, panel, gap, (text_font, small))
+    y = _draw_bars(draw, report, margin, y + 4, width, (text_font, small))
+    y = _draw_lines(draw, wrapped_notes, margin, y, text_font, "#a15c00", 22)
+    y = _draw_lines(draw, wrapped_prov, margin, y, small, "#444", 18)
+    _draw_lines(draw, wrapped_disc, margin, y + 6, text_font, "#b00020", 22)
+    fig = fig.crop((0, 0, width, min(height, y + 6 + 22 * len(wrapped_disc) + margin)))
     buffer = io.BytesIO()
     fig.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
@@ -207,7 +246,7 @@ def render_html(report: CaseReport) -> str:
             f"<span class='ci' style='left:{lo * 100:.1f}%;width:{max(hi - lo, 0.002) * 100:.1f}%'></span></div></td></tr>")
     figures = [f"<figure><img alt='input image' src='{_data_uri(report.image)}'><figcaption>Input: {e(report.case_name)}"
                + (f"<br>true class: {e(report.true_label)}" if report.true_label else "") + "</figcaption></figure>"]
-    for p in report.explanations:
+    for p in unique_panels(report.explanations):
         scores = []
         if p.deletion_auc is not None:
             scores.append(f"deletion AUC {p.deletion_auc:.3f} (lower is better)")

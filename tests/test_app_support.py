@@ -136,14 +136,22 @@ def _case_report(with_explanations: int = 2) -> report.CaseReport:
         model={"Model file": "models/plant.keras"}, data={"Licence": spec.licence})
 
 
-def test_png_figure_holds_panels_and_is_a_real_png():
-    png = report.render_png(_case_report(3))
-    image = Image.open(io.BytesIO(png))
-    assert image.format == "PNG" and image.mode == "RGB"
-    assert image.width >= 4 * 256 and 600 < image.height < 2000
-    pixels = np.asarray(image)
+def test_png_figure_holds_every_panel_once_and_is_a_real_png():
+    few = Image.open(io.BytesIO(report.render_png(_case_report(3))))
+    assert few.format == "PNG" and few.mode == "RGB"
+    assert few.width >= 4 * 256 and 600 < few.height < 2000
+    pixels = np.asarray(few)
     # the input panel is pasted where the layout puts it (not blank)
     assert pixels[120:300, 40:250].std() > 10
+    # six maps (and the input) need a second row of panels: nothing is dropped, so the figure grows
+    many = _case_report(6)
+    tall = Image.open(io.BytesIO(report.render_png(many)))
+    assert tall.height >= few.height + 256
+    row2 = np.asarray(tall)[few.height - 300: few.height - 300 + 200, 24 + 2 * (256 + 16): 24 + 3 * (256 + 16) - 16]
+    assert row2.std() > 10  # the seventh tile (sixth map) is drawn, in the second row
+    # the same map twice (main view and comparison grid) is exported once
+    many.explanations.append(many.explanations[0])
+    assert len(report.unique_panels(many.explanations)) == 6
 
 
 def test_html_report_is_self_contained_and_escaped():

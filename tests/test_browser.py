@@ -81,14 +81,31 @@ def streamlit_server(port: int | None = None):
             log.close()
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
 @contextmanager
-def browser_page():
+def browser_page(outside: list | None = None):
+    """A Chromium page; every request to a host other than this machine is appended to
+    ``outside`` and refused, so the app cannot lean on (or tell) a third party."""
+    from urllib.parse import urlsplit
+
     from playwright.sync_api import sync_playwright
+
+    def guard(route):
+        host = urlsplit(route.request.url).hostname or ""
+        if route.request.url.startswith(("data:", "blob:")) or host in LOCAL_HOSTS or host == "::1":
+            return route.continue_()
+        if outside is not None:
+            outside.append(route.request.url)
+        return route.abort()
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport=VIEWPORT)
+            page = browser.new_page(viewport=VIEWPORT)
+            page.route("**/*", guard)
+            yield page
         finally:
             browser.close()
 
@@ -150,7 +167,8 @@ def test_every_page_in_a_real_browser():
     _require_browser()
     from lifelens.tasks import get_task
 
-    with streamlit_server() as url, browser_page() as page:
+    outside: list = []
+    with streamlit_server() as url, browser_page(outside) as page:
         for path, name in PAGES:
             page.goto(f"{url}/{path}")
             wait_idle(page)
@@ -208,3 +226,5 @@ def test_every_page_in_a_real_browser():
         wait_for_heatmap(page)
         assert_no_exception(page, "your model")
         save_screenshot(page, "your_model")
+    # Offline: fonts, icons and scripts all come from the LifeLens server itself.
+    assert not outside, f"requests left the machine: {sorted(set(outside))[:5]}"
