@@ -4,7 +4,7 @@ import numpy as np
 import streamlit as st
 
 from lifelens import imaging, inside, ui_support
-from lifelens.tasks import get_task
+from lifelens.tasks import TASKS, get_task
 from ui import common, task_page
 
 VIEWS = ("Feature hierarchy", "Filters", "Activation maximisation", "Top patches", "Architecture")
@@ -13,6 +13,9 @@ st.title(":material/neurology: Inside the network")
 st.markdown("What the CNN computes between the pixels and the prediction, layer by layer. Choose a model; the "
             "feature hierarchy uses the image currently open on that task's page (or the first gallery case).")
 
+# Follow the task the user came from: the last task page opened in this session.
+if "inside_task" not in st.session_state and st.session_state.get(common.LAST_TASK_KEY) in TASKS:
+    st.session_state["inside_task"] = st.session_state[common.LAST_TASK_KEY]
 task_id = common.task_picker("Model", key="inside_task")
 spec = get_task(task_id)
 task_model = common.task_model(task_id)
@@ -46,8 +49,9 @@ if view == "Feature hierarchy":
         if case is None:
             st.info(ui_support.data_status(spec) or "Open an image on the task page first.")
         else:
-            st.caption(f"Image: **{case.name}** ({case.source}). Each row is one block's output: the 8 most active "
-                       "channels, brightest = strongest response in that block. Hover a map for its numbers.")
+            st.caption(f"Image: **{ui_support.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False))}** "
+                       f"({case.source}). Each row is one block's output: the 8 channels whose response varies most "
+                       "across this image, brightest = strongest response in that block.")
             with st.spinner("Running the image through every block…"):
                 levels = hierarchy(mkey, case.digest, model, case.prepared, spec.id)
             base = imaging.as_rgb_uint8(case.prepared)

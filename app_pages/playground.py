@@ -11,7 +11,7 @@ st.title(":material/calculate: Convolution playground")
 st.markdown(
     "A convolutional layer slides a small grid of weights (the **kernel**) over the image. At each position it "
     "multiplies the kernel with the pixels under it and adds the products up: that sum is one number of the "
-    "output (a **feature map**). Below, the classic 6 × 6 example is worked out in full; hover any cell for its value.")
+    "output (a **feature map**). Below, the classic 6 × 6 example is worked out in full.")
 
 with common.guarded("The worked example"):
     st.subheader("1 · One convolution, every number")

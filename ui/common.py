@@ -64,6 +64,7 @@ def start_background_imports() -> None:
 
 
 FILE_NAMES_KEY = "show_file_names"
+LAST_TASK_KEY = "last_task_page"  # the Inside page opens on the task the user came from
 
 
 def presenter() -> bool:

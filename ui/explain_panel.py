@@ -16,7 +16,8 @@ from lifelens import charts, imaging, ui_support
 from lifelens.report import ExplanationPanel
 from ui import common
 
-DEFAULT_COMPARISON = ("gradcam", "gradcam++", "layercam", "eigencam", "integrated_gradients", "shap")
+# One of each family (a CAM, SHAP, a path gradient, perturbation), not four near-identical CAMs.
+DEFAULT_COMPARISON = ("gradcam", "shap", "integrated_gradients", "occlusion")
 GRID_COLUMNS = 4
 
 
@@ -170,42 +171,53 @@ def comparison_grid(key: str, model_key: str, model, prepared: np.ndarray, displ
     if not chosen:
         st.info("Pick at least one method to compare.")
         return []
+    # The chance level on THIS image: a map is informative only where it beats a random one.
+    side = np.asarray(prepared).shape[0]
+    random_map = _explain_module().random_maps(1, side, side, seed=0)[0]
+    chance = faithfulness(model_key, image_digest, "random", choice.target, None, model, prepared, random_map)
+    st.caption(f"A random map scores deletion {chance['deletion_auc']:.2f} and insertion {chance['insertion_auc']:.2f} "
+               "on this image: the figure beside each score compares it with that chance level.")
     panels, rows = [], []
-    progress = st.progress(0.0, text="Computing the maps and their faithfulness…")
-    for i, method in enumerate(chosen):
-        layer = choice.layer if uses_layer(method) else None
-        if uses_layer(method) and layer is None:
-            layer = spatial_layers(model_key, model)[1]
-        try:
+    columns = st.columns(min(GRID_COLUMNS, len(chosen)))
+    for i, method in enumerate(chosen):  # each map is drawn as soon as it is ready
+        with columns[i % len(columns)]:
+            panel, row = _grid_cell(model_key, model, prepared, display, image_digest, class_names, choice, method,
+                                    options, chance)
+        panels.append(panel)
+        rows.append(row)
+    good = [r for r in rows if "error" not in r]
+    if good:
+        good.append({"method": "Random map (chance)", **chance})
+        st.altair_chart(charts.faithfulness_bars(good), width="stretch")
+    return [p for p in panels if p is not None]
+
+
+def _grid_cell(model_key, model, prepared, display, image_digest, class_names, choice, method, options, chance):
+    """One method's map and its faithfulness against the random map, drawn in the current column."""
+    layer = choice.layer if uses_layer(method) else None
+    if uses_layer(method) and layer is None:
+        layer = spatial_layers(model_key, model)[1]
+    try:
+        with st.spinner(f"{method_name(method)}…"):
             result = explanation(model_key, image_digest, method, choice.target, layer, model, prepared,
                                  (options or {}).get(method))
             scores = faithfulness(model_key, image_digest, method, choice.target, layer, model, prepared, result["map"])
-        except Exception as exc:  # noqa: BLE001 - one failing method must not hide the others
-            common.log.exception("comparison of %s failed", method)
-            panels.append(None)
-            rows.append({"method": method_name(method), "error": f"{type(exc).__name__}: {str(exc)[:120]}"})
-            progress.progress((i + 1) / len(chosen), text=f"{method_name(method)} failed")
-            continue
-        overlay = colour_map(result, display, choice.colormap, choice.alpha)
-        panels.append(ExplanationPanel(method_name(method), overlay, class_names[choice.target], result.get("layer") or "",
-                                       scores.get("deletion_auc"), scores.get("insertion_auc")))
-        rows.append({"method": method_name(method), **scores})
-        progress.progress((i + 1) / len(chosen), text=f"{method_name(method)} done")
-    progress.empty()
-    columns = st.columns(min(GRID_COLUMNS, len(chosen)))
-    for i, (panel, row) in enumerate(zip(panels, rows)):
-        with columns[i % len(columns)]:
-            if panel is None:
-                st.error(f"{row['method']} could not be computed ({row['error']}).")
-                continue
-            st.image(panel.overlay, width="stretch", caption=panel.method)
-            c1, c2 = st.columns(2)
-            c1.metric("Deletion ↓", ui_support.format_value(panel.deletion_auc, 2), help=ui_support.HELP["deletion_auc"])
-            c2.metric("Insertion ↑", ui_support.format_value(panel.insertion_auc, 2), help=ui_support.HELP["insertion_auc"])
-    good = [r for r in rows if "error" not in r]
-    if good:
-        st.altair_chart(charts.faithfulness_bars(good), width="stretch")
-    return [p for p in panels if p is not None]
+    except Exception as exc:  # noqa: BLE001 - one failing method must not hide the others
+        common.log.exception("comparison of %s failed", method)
+        st.error(f"{method_name(method)} could not be computed ({type(exc).__name__}).")
+        return None, {"method": method_name(method), "error": type(exc).__name__}
+    panel = ExplanationPanel(method_name(method), colour_map(result, display, choice.colormap, choice.alpha),
+                             class_names[choice.target], result.get("layer") or "",
+                             scores["deletion_auc"], scores["insertion_auc"])
+    st.image(panel.overlay, width="stretch", caption=panel.method)
+    c1, c2 = st.columns(2)
+    c1.metric("Deletion ↓", ui_support.format_value(panel.deletion_auc, 2),
+              f"{panel.deletion_auc - chance['deletion_auc']:+.2f} vs random", delta_color="inverse",
+              help=ui_support.HELP["deletion_auc"] + f" Random map: {chance['deletion_auc']:.2f}.")
+    c2.metric("Insertion ↑", ui_support.format_value(panel.insertion_auc, 2),
+              f"{panel.insertion_auc - chance['insertion_auc']:+.2f} vs random",
+              help=ui_support.HELP["insertion_auc"] + f" Random map: {chance['insertion_auc']:.2f}.")
+    return panel, {"method": method_name(method), **scores}
 
 
 def uncertainty_view(key: str, model_key: str, model, prepared: np.ndarray, display: np.ndarray, image_digest: str,

@@ -360,6 +360,7 @@ def render(task_id: str) -> None:
     st.title(f"{common.task_icon(spec.id)} {spec.title}")
     st.caption(f"{spec.short} · input: {spec.modality}")
     st.html(GREYED_CSS)
+    st.session_state[common.LAST_TASK_KEY] = spec.id
     task_model = common.task_model(task_id)
     case = None
     with common.guarded("The image"):
