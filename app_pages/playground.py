@@ -40,8 +40,8 @@ with common.guarded("The worked example"):
     image = playground.EXAMPLE_IMAGE
     output = playground.convolve2d(image, kernel, stride, padding)
     steps = playground.convolution_steps(image, kernel, stride, padding)
-    before, _ = playground.padding_amounts(kernel.shape[0], padding)
-    padded = np.pad(image, before) if before else image
+    before, after = playground.padding_amounts(kernel.shape[0], padding, image.shape[0], stride)
+    padded = np.pad(image, ((before, after), (before, after))) if before or after else image
 
     p1, p2 = st.columns(2)
     row = p1.slider("Output row", 0, output.shape[0] - 1, 0, key="pg_row",

@@ -93,18 +93,21 @@ def _check_image(image) -> np.ndarray:
     return image
 
 
-def padding_amounts(k: int, padding) -> tuple[int, int]:
-    """(before, after) zero padding along one axis for a kernel of side ``k``.
+def padding_amounts(k: int, padding, n: int | None = None, stride: int = 1) -> tuple[int, int]:
+    """(before, after) zero padding along one axis of ``n`` pixels for a kernel of side ``k``.
 
-    ``"valid"``: none; ``"same"``: k - 1 in total, the smaller half before (as in Keras/TF,
-    so stride 1 keeps the size); an int p: p on each side.
+    ``"valid"``: none; ``"same"``: as Keras/TF pad it, so the output has ceil(n / stride)
+    pixels: ``max((out - 1) * stride + k - n, 0)`` in total, the smaller half before (at
+    stride 2 an even input is padded only after: the numbers equal ``keras.layers.Conv2D``'s);
+    ``n`` None means stride 1 (k - 1 in total). An int p: p on each side.
     """
     if isinstance(padding, str):
         mode = padding.lower()
         if mode == "valid":
             return 0, 0
         if mode == "same":
-            return (k - 1) // 2, k - 1 - (k - 1) // 2
+            total = k - 1 if n is None else max((-(-n // stride) - 1) * stride + k - n, 0)
+            return total // 2, total - total // 2
         raise ValueError(f"padding must be 'valid', 'same' or a number of pixels, not {padding!r}.")
     p = int(padding)
     if p < 0 or p != padding:
@@ -114,17 +117,18 @@ def padding_amounts(k: int, padding) -> tuple[int, int]:
 
 def output_size(n: int, k: int, stride: int = 1, padding="valid") -> int:
     """Output side of a convolution/pooling: floor((n + p_before + p_after - k) / stride) + 1."""
-    before, after = padding_amounts(k, padding)
     if stride < 1:
         raise ValueError("stride must be at least 1.")
+    before, after = padding_amounts(k, padding, n, stride)
     span = n + before + after - k
     if span < 0:
         raise ValueError(f"The kernel ({k} px) is larger than the padded input ({n + before + after} px).")
     return span // stride + 1
 
 
-def _pad(image: np.ndarray, kh: int, kw: int, padding) -> np.ndarray:
-    (top, bottom), (left, right) = padding_amounts(kh, padding), padding_amounts(kw, padding)
+def _pad(image: np.ndarray, kh: int, kw: int, padding, stride: int = 1) -> np.ndarray:
+    (top, bottom) = padding_amounts(kh, padding, image.shape[0], stride)
+    (left, right) = padding_amounts(kw, padding, image.shape[1], stride)
     widths = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
     return np.pad(image, widths, mode="constant")
 
@@ -140,7 +144,7 @@ def convolve2d(image, kernel, stride: int = 1, padding="valid") -> np.ndarray:
     kh, kw = kernel.shape
     out_h = output_size(image.shape[0], kh, stride, padding)
     out_w = output_size(image.shape[1], kw, stride, padding)
-    padded = _pad(image, kh, kw, padding)
+    padded = _pad(image, kh, kw, padding, stride)
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(0, 1))
     windows = windows[::stride, ::stride][:out_h, :out_w]  # (H', W'[, C], kh, kw)
     return np.einsum("...ij,ij->...", windows, kernel)
@@ -172,7 +176,8 @@ def apply_kernel(image, kernel, stride: int = 1, padding="same") -> np.ndarray:
     kh, kw = kernel.shape
     out_h = output_size(image.shape[0], kh, stride, padding)
     out_w = output_size(image.shape[1], kw, stride, padding)
-    (top, bottom), (left, right) = padding_amounts(kh, padding), padding_amounts(kw, padding)
+    (top, bottom) = padding_amounts(kh, padding, image.shape[0], stride)
+    (left, right) = padding_amounts(kw, padding, image.shape[1], stride)
     src = cv2.copyMakeBorder(image.astype(np.float32), top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
     src = src.reshape(src.shape[0], src.shape[1], *image.shape[2:])
     full = cv2.filter2D(src, cv2.CV_32F, kernel.astype(np.float32), anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)

@@ -10,10 +10,12 @@ from lifelens import playground as pg
 from lifelens.imaging import decode_image
 
 
-def naive_correlate(image, kernel, stride, pad_before, pad_after):
-    """Textbook loops, written independently of the library (2-D only)."""
-    padded = np.zeros((image.shape[0] + pad_before + pad_after, image.shape[1] + pad_before + pad_after))
-    padded[pad_before:pad_before + image.shape[0], pad_before:pad_before + image.shape[1]] = image
+def naive_correlate(image, kernel, stride, pad_before, pad_after, pad_cols=None):
+    """Textbook loops, written independently of the library (2-D only). ``pad_cols``:
+    (before, after) for the columns when they differ from the rows'."""
+    left, right = pad_cols or (pad_before, pad_after)
+    padded = np.zeros((image.shape[0] + pad_before + pad_after, image.shape[1] + left + right))
+    padded[pad_before:pad_before + image.shape[0], left:left + image.shape[1]] = image
     kh, kw = kernel.shape
     rows = (padded.shape[0] - kh) // stride + 1
     cols = (padded.shape[1] - kw) // stride + 1
@@ -69,9 +71,13 @@ def test_output_size_formula_and_values(n, m, k, stride, padding, seed):
     if padding == "valid" or isinstance(padding, int):
         p = 0 if padding == "valid" else padding
         before = after = p
-    else:
-        before, after = (k - 1) // 2, k - 1 - (k - 1) // 2
-    if n + before + after < k or m + before + after < k:
+        cols = (before, after)
+    else:  # Keras: ceil(n / stride) outputs, the total padding that needs, the smaller half first
+        total = max((-(-n // stride) - 1) * stride + k - n, 0)
+        before, after = total // 2, total - total // 2
+        total_m = max((-(-m // stride) - 1) * stride + k - m, 0)
+        cols = (total_m // 2, total_m - total_m // 2)
+    if n + before + after < k or m + sum(cols) < k:
         with pytest.raises(ValueError):
             pg.convolve2d(np.zeros((n, m)), np.ones((k, k)), stride, padding)
         return
@@ -79,12 +85,12 @@ def test_output_size_formula_and_values(n, m, k, stride, padding, seed):
     image = rng.integers(-9, 10, (n, m)).astype(float)
     kernel = rng.integers(-3, 4, (k, k)).astype(float)
     out = pg.convolve2d(image, kernel, stride, padding)
-    expected_shape = ((n + before + after - k) // stride + 1, (m + before + after - k) // stride + 1)
+    expected_shape = ((n + before + after - k) // stride + 1, (m + sum(cols) - k) // stride + 1)
     assert out.shape == expected_shape
     assert pg.output_size(n, k, stride, padding) == expected_shape[0]
     if k % 2 == 1 and isinstance(padding, str) and padding == "same":
         assert out.shape == (-(-n // stride), -(-m // stride))  # "same" = ceil(n / stride), as in Keras
-    assert np.array_equal(out, naive_correlate(image, kernel, stride, before, after))
+    assert np.array_equal(out, naive_correlate(image, kernel, stride, before, after, cols))
     assert np.allclose(pg.apply_kernel(image, kernel, stride, padding), out, atol=1e-4)
 
 
@@ -176,3 +182,21 @@ def test_worked_example_figure():
         pg.worked_example_figure(at=(4, 0))
     pooled = pg.pooling_figure(at=(2, 2))
     assert pooled.dtype == np.uint8 and (pooled == [255, 140, 0]).all(axis=-1).sum() > 50
+
+
+@pytest.mark.parametrize("n,k,stride", [(6, 3, 2), (7, 3, 2), (8, 5, 3), (6, 2, 1), (9, 4, 2)])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_padding_stride_and_output_equal_keras_conv2d(n, k, stride, padding):
+    """What a student gets from keras.layers.Conv2D on the same input is what the playground shows."""
+    import keras
+
+    rng = np.random.default_rng(n * 100 + k)
+    image = rng.integers(-9, 10, (n, n)).astype(np.float32)
+    kernel = rng.integers(-3, 4, (k, k)).astype(np.float32)
+    layer = keras.layers.Conv2D(1, k, strides=stride, padding=padding, use_bias=False)
+    layer.build((1, n, n, 1))
+    layer.set_weights([kernel[:, :, None, None]])
+    expected = np.asarray(layer(image[None, :, :, None]))[0, :, :, 0]
+    ours = pg.convolve2d(image, kernel, stride, padding)
+    assert ours.shape == expected.shape == (pg.output_size(n, k, stride, padding),) * 2
+    np.testing.assert_allclose(ours, expected, atol=1e-4)
