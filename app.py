@@ -1,7 +1,8 @@
 """LifeLens dashboard: `streamlit run app.py`.
 
 This file is the frame around every page: page setup, the navigation, and the presenter
-mode switch. Each page is a thin file in ``app_pages/``; shared screen components are in
+mode switch. The task pages are made from the task registry (``ui.task_page.page_for``);
+every other page is a thin file in ``app_pages/``; shared screen components are in
 ``ui/``; everything that computes is in ``lifelens/``.
 
 The page folder is deliberately NOT called ``pages/``: Streamlit treats a ``pages/`` folder
@@ -22,15 +23,14 @@ from ui import common  # noqa: E402
 common.start_background_imports()  # TensorFlow imports while the frame and the page start drawing
 
 from lifelens.tasks import TASKS  # noqa: E402
+from ui import task_page  # noqa: E402
 
 st.set_page_config(page_title="LifeLens", page_icon=":material/biotech:", layout="wide", initial_sidebar_state="expanded")
 
 pages = {
     "LifeLens": [st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)],
-    "The four tasks": [
-        st.Page(f"app_pages/{task_id}.py", title=spec.title, icon=common.task_icon(task_id), url_path=task_id)
-        for task_id, spec in TASKS.items()
-    ],
+    # One page per registered task, drawn from its spec: adding a task adds its page.
+    "The tasks": [task_page.page_for(task_id) for task_id in TASKS],
     "Look inside": [
         st.Page("app_pages/inside.py", title="Inside the network", icon=":material/neurology:", url_path="inside"),
         st.Page("app_pages/playground.py", title="Convolution playground", icon=":material/calculate:", url_path="playground"),
@@ -46,13 +46,5 @@ pages = {
 
 page = st.navigation(pages)
 
-with st.sidebar:
-    st.toggle("Presenter mode", key=common.PRESENTER_KEY,
-              help="Larger type, fewer controls and one case per screen: for a projector or a class.")
-    st.toggle("Show upload file names", key=common.FILE_NAMES_KEY,
-              help="Off: uploads are called 'uploaded image' with a short hash on screen and in exports, since "
-                   "file names often carry a patient's name or date of birth.")
-    st.caption("A teaching and demonstration tool, not a diagnostic device.")
-
-common.apply_presenter_style()
+common.frame()
 page.run()

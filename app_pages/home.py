@@ -2,7 +2,7 @@
 import streamlit as st
 
 from lifelens.tasks import DISCLAIMER, TASKS
-from ui import common
+from ui import common, task_page
 
 st.title(":material/biotech: LifeLens")
 st.markdown("#### Look inside image classifiers for plants, skin, breasts and eyes — and see how sure they are.")
@@ -51,7 +51,7 @@ for i, (task_id, spec) in enumerate(TASKS.items()):
             st.markdown(f"**Input:** {spec.modality}  \n**Classes:** {', '.join(spec.class_names)}")
             st.caption(f"Data: {spec.citation} Licence: {spec.licence}.")
             if spec.model_path.is_file():
-                st.page_link(f"app_pages/{task_id}.py", label=f"Open: {spec.title}", icon=":material/arrow_forward:")
+                st.page_link(task_page.page_for(task_id), label=f"Open: {spec.title}", icon=":material/arrow_forward:")
             else:
                 st.caption("Model not trained yet.")
 

@@ -50,7 +50,7 @@ with common.guarded("The worked example"):
                     help="Pick the output cell to work out.")
     step = next(s for s in steps if s["row"] == row and s["col"] == col)
     g1, g2, g3 = st.columns([1.4, 0.8, 1.1])
-    g1.altair_chart(charts.matrix_heatmap(padded, "input" + (" (zero-padded)" if before else ""), "pixel value",
+    g1.altair_chart(charts.matrix_heatmap(padded, "input" + (" (zero-padded)" if before or after else ""), "pixel value",
                                           scheme="greys", highlight=(step["top"], step["left"], *kernel.shape),
                                           meaning="brightness of one pixel (0 = black)"), width="content")
     g2.altair_chart(charts.matrix_heatmap(kernel, "kernel", "weight", meaning="multiplies the pixel under it"), width="content")
@@ -59,7 +59,7 @@ with common.guarded("The worked example"):
                                           meaning="sum of kernel × window: large where the pattern matches"), width="content")
     st.markdown(f"**Output [{row}, {col}]** = sum of kernel × window:")
     st.code(step["expression"], language=None)
-    st.caption(f"Output side = floor((n + padding − k) / stride) + 1 = floor(({image.shape[0]} + {2 * before} − "
+    st.caption(f"Output side = floor((n + padding − k) / stride) + 1 = floor(({image.shape[0]} + {before + after} − "
                f"{kernel.shape[0]}) / {stride}) + 1 = {output.shape[0]}.")
     with st.expander("All output numbers worked out"):
         st.dataframe([{"row": s["row"], "column": s["col"], "value": s["value"], "sum of products": s["expression"]}

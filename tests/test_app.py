@@ -25,12 +25,33 @@ TIMEOUT = 90  # seconds per script run: the first run imports TensorFlow and loa
 PAGES = ["home", *TASK_IDS, "inside", "playground", "uncertainty_lab", "model_cards", "your_model"]
 
 
+def task_app(task_id: str) -> None:
+    """A task page inside the app's frame (presenter and privacy switches), as app.py draws it.
+    Task pages are made from the registry (no file each), so AppTest runs them as a function."""
+    from ui import common, task_page
+
+    common.frame()
+    task_page.render(task_id)
+
+
 def open_page(page: str) -> AppTest:
+    if page in TASK_IDS:
+        at = AppTest.from_function(task_app, args=(page,), default_timeout=TIMEOUT)
+        at.run()
+        return at
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.switch_page(f"app_pages/{page}.py")
     at.run()
     return at
+
+
+def test_the_app_lists_one_page_per_registered_task():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    no_failure(at)
+    registered = {info.get("url_pathname") for info in at._registered_pages.values()}
+    assert set(TASK_IDS) <= registered
 
 
 def no_failure(at: AppTest) -> None:

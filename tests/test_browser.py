@@ -198,8 +198,9 @@ def test_every_page_in_a_real_browser():
         wait_for_heatmap(page)
         assert_no_exception(page, "presenter mode")
         assert page.get_by_text("Colormap", exact=True).count() == 0
+        assert not page.locator('[data-testid="stSidebar"]').is_visible()  # the screen is the case
         save_screenshot(page, "plant_presenter")
-        page.locator('[data-testid="stSidebar"]').get_by_text("Presenter mode").click()
+        page.locator('[data-testid="stMain"]').get_by_text("Presenter mode").click()
         wait_idle(page)
 
         # Several methods side by side with their faithfulness, and Grad-CAM under MC dropout.

@@ -31,7 +31,13 @@ PRESENTER_CSS = """
 [data-testid="stMain"] [data-testid="stMetricValue"] div { font-size: 2.8rem !important; line-height: 1.2 !important; }
 [data-testid="stMain"] [data-testid="stMetricLabel"] p { font-size: 1.1rem !important; white-space: normal !important; }
 [data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.1rem !important; }
-.block-container { max-width: 1400px; padding-top: 2rem; }
+.block-container { max-width: 1400px; padding-top: 1rem; }
+/* The sidebar goes: the screen is the case. Presenter mode is left with the switch at the top. */
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stSidebarNav"] { display: none !important; }
+[data-testid="stMain"] button p, [data-testid="stMain"] [data-baseweb="select"] div { font-size: 1.3rem !important; }
+[data-testid="stMain"] button { min-height: 3rem; }
+[data-testid="stMain"] [data-testid="stImage"] img { max-height: 560px; width: auto !important; margin: auto; }
+[data-testid="stMain"] [data-testid="stVerticalBlock"] { gap: 0.6rem; }
 </style>
 """
 
@@ -65,6 +71,19 @@ def start_background_imports() -> None:
 
 FILE_NAMES_KEY = "show_file_names"
 LAST_TASK_KEY = "last_task_page"  # the Inside page opens on the task the user came from
+
+
+def frame() -> None:
+    """What every page has around it: the presenter and privacy switches (at the top in
+    presenter mode, where the sidebar is hidden) and the presenter style."""
+    with st.container() if presenter() else st.sidebar:
+        st.toggle("Presenter mode", key=PRESENTER_KEY,
+                  help="Larger type, fewer controls, no sidebar and one case per screen: for a projector or a class.")
+        st.toggle("Show upload file names", key=FILE_NAMES_KEY,
+                  help="Off: uploads are called 'uploaded image' with a short hash on screen and in exports, since "
+                       "file names often carry a patient's name or date of birth.")
+        st.caption("A teaching and demonstration tool, not a diagnostic device.")
+    apply_presenter_style()
 
 
 def presenter() -> bool:

@@ -1,6 +1,6 @@
 """One task page: choose an image, see the prediction with both confidences, explain it, export it.
 
-All four task pages are drawn by :func:`render`; the pages themselves are one line.
+Every task page is drawn by :func:`render`; :func:`page_for` makes the page of a registered task.
 """
 from __future__ import annotations
 
@@ -354,6 +354,17 @@ def export_section(spec, task_model, case, pred, panels) -> None:
 
 
 # ----------------------------------------------------------------------------- the page
+
+def page_for(task_id: str):
+    """The ``st.Page`` of a registered task, drawn by :func:`render` (the function is named
+    after the task, since Streamlit tells callable pages apart by name)."""
+    def page() -> None:
+        render(task_id)
+
+    page.__name__ = page.__qualname__ = f"task_{task_id}"
+    spec = get_task(task_id)
+    return st.Page(page, title=spec.title, icon=spec.icon, url_path=task_id)
+
 
 def render(task_id: str) -> None:
     spec = get_task(task_id)

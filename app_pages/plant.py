@@ -1,4 +1,0 @@
-"""Tomato leaf disease: choose an image, see both confidences, explain it, export it."""
-from ui.task_page import render
-
-render("plant")

@@ -1,4 +1,0 @@
-"""Skin lesions (dermoscopy): choose an image, see both confidences, explain it, export it."""
-from ui.task_page import render
-
-render("skin")
