@@ -128,7 +128,7 @@ def load_model_file(path: Path, expected_sha256: str | None = None):
 
     import keras
 
-    from lifelens import uncertainty  # noqa: F401  (registers the custom Bayesian layers)
+    from lifelens import bayesian_layers  # noqa: F401  (registers the variational layer; a leaf module)
 
     path = Path(path)
     if not path.is_file():

@@ -2,8 +2,8 @@
 
 * :mod:`.frequentist` - softmax point estimate, temperature scaling, Wilson intervals;
 * :mod:`.mc_dropout` - Monte Carlo dropout (our fast head path and any Keras model);
-* :mod:`.variational` - the ``VariationalDense`` Bayes-by-Backprop layer (importing this
-  package registers it, which ``models.load_model_file`` relies on);
+* :mod:`lifelens.bayesian_layers` - the ``VariationalDense`` Bayes-by-Backprop layer (a leaf module: importing it
+  registers the layer, which ``models.load_model_file`` relies on);
 * :mod:`.bayes_head` - train it on frozen features and attach it to a shipped model;
 * :mod:`.metrics` - ECE, NLL, Brier, reliability, entropy/mutual information, per-image summary;
 * :mod:`.report` - confidence report on a labelled set, referral curves, OOD AUROC;
@@ -18,7 +18,7 @@ from lifelens.uncertainty.metrics import (bayesian_summary, brier_score, entropy
                                           mutual_information, negative_log_likelihood, reliability,
                                           uncertainty_decomposition)
 from lifelens.uncertainty.report import confidence_report, head_predictions, ood_auroc, ood_images, referral_accuracy
-from lifelens.uncertainty.variational import VariationalDense, variational_samples
+from lifelens.bayesian_layers import VariationalDense, variational_samples
 
 __all__ = [
     "DEFAULT_SAMPLES", "VariationalDense", "accuracy_with_interval", "bayesian_summary", "brier_score",

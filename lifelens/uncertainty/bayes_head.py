@@ -17,7 +17,7 @@ import numpy as np
 from lifelens import data, models
 from lifelens.tasks import TaskSpec
 from lifelens.uncertainty import metrics
-from lifelens.uncertainty.variational import VariationalDense, variational_samples
+from lifelens.bayesian_layers import VariationalDense, variational_samples
 
 HEAD_NAME = "variational_head"
 EPOCHS = 200

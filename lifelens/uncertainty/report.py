@@ -16,7 +16,7 @@ from lifelens.tasks import TASKS, TaskSpec
 from lifelens.uncertainty import frequentist, metrics
 from lifelens.uncertainty.features import features_of, save_atomically
 from lifelens.uncertainty.mc_dropout import DEFAULT_SAMPLES, mc_dropout_head
-from lifelens.uncertainty.variational import variational_samples
+from lifelens.bayesian_layers import variational_samples
 
 REFERRAL_FRACTIONS = tuple(round(f, 2) for f in np.arange(0.0, 0.501, 0.05))
 NOISE_SOURCES = ("gaussian_noise", "uniform_noise")
