@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-COMMANDS = ("train", "evaluate", "predict", "calibrate", "explain", "faithfulness", "inside", "ship")
+COMMANDS = ("train", "evaluate", "predict", "calibrate", "explain", "faithfulness", "inside", "ship", "summary")
 
 
 def build_parser() -> argparse.ArgumentParser:

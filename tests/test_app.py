@@ -230,11 +230,33 @@ def test_model_card_page_shows_cnn_against_baseline():
     assert at.get("vega_lite_chart")
 
 
-def test_uncertainty_lab_reads_the_card():
-    needs_model("plant")
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_uncertainty_lab_draws_shift_and_simulates_referral(task_id):
     at = open_page("uncertainty_lab")
+    at.selectbox(key="lab_task").set_value(task_id).run()
     no_failure(at)
-    assert at.get("vega_lite_chart") or at.info
+    assert not [i for i in at.info if "not in this model card" in i.value], [i.value for i in at.info]
+    assert len(at.get("vega_lite_chart")) >= 5  # reliability, referral, OOD, shift lines, shift AUROC
+    kept = float(metric(at, "Accuracy on the cases kept"))
+    at.slider(key="lab_referral_share").set_value(40).run()
+    assert int(metric(at, "Referred, per 1,000 cases")) == 400
+    # referring the least sure 40 % leaves cases the model gets right more often
+    assert float(metric(at, "Accuracy on the cases kept")) > kept
+
+
+def test_shift_lab_redraws_the_prediction_as_the_image_is_blurred():
+    needs_model("skin")
+    at = open_page("skin")
+    at.toggle(key="skin_shift_lab").set_value(True).run()
+    no_failure(at)
+    unshifted = [m.value for m in at.metric if m.label == "Mutual information (nats)"]
+    assert unshifted[0] == unshifted[-1]  # no slider moved: the lab shows the page's own case
+    at.slider(key="skin_shift_blur").set_value(6.0).run()
+    no_failure(at)
+    assert metric(at, "90 % conformal set").endswith(" of 3")
+    assert any("Shifted image" in c for img in at.image for c in img.captions)
+    shifted = [m.value for m in at.metric if m.label == "Mutual information (nats)"]
+    assert shifted[0] == unshifted[0] and shifted[-1] != unshifted[-1]  # only the lab's image changed
 
 
 def test_inside_views_all_render():

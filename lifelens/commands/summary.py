@@ -1,0 +1,124 @@
+HELP = ("print the model cards' measured numbers as Markdown tables (the README's tables are made with it): "
+        "headline metrics against baselines and goals, calibration, conformal coverage, the input gate, shift")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--tasks", help="comma-separated task ids (default: all)")
+
+
+def _f(value, digits: int = 3) -> str:
+    return "–" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
+
+
+def _with_interval(scored: dict | None, key: str) -> str:
+    if not scored or not isinstance(scored.get(key), (int, float)):
+        return "–"
+    interval = (scored.get("intervals95") or {}).get(key)
+    return _f(scored[key]) + (f" ({interval[0]:.3f}–{interval[1]:.3f})" if interval else "")
+
+
+def metrics_table(specs, cards) -> list[str]:
+    lines = ["| task | metric | deep ensemble | one member | gradient boosting | logistic regression | majority class "
+             "| chance | n test |", "|---|---|---|---|---|---|---|---|---|"]
+    for spec in specs:
+        card = cards[spec.id]
+        base = card.get("baselines") or {}
+        refs = card.get("reference_levels") or {}
+        for key in dict.fromkeys(spec.key_metrics + ("balanced_accuracy", "accuracy")):
+            if not isinstance((card.get("metrics") or {}).get(key), (int, float)):
+                continue
+            lines.append(f"| {spec.id} | {key} | {_with_interval(card.get('metrics'), key)} | "
+                         f"{_with_interval(card.get('single_member_metrics'), key)} | "
+                         f"{_with_interval((base.get('boosted') or {}).get('metrics'), key)} | "
+                         f"{_with_interval((base.get('logistic') or {}).get('metrics'), key)} | "
+                         f"{_f((refs.get('majority_class') or {}).get(key))} | {_f((refs.get('chance') or {}).get(key))} | "
+                         f"{card['metrics'].get('n', '')} |")
+    return lines
+
+
+def goals_table(specs, cards) -> list[str]:
+    lines = ["| task | goal (held-out set) | ours (our test split) | status |", "|---|---|---|---|"]
+    for spec in specs:
+        for goal in cards[spec.id].get("goals") or []:
+            lines.append(f"| {spec.id} | {goal['metric']} ≥ {goal['goal']:.2f} | {_f(goal['our_test_split'])} | "
+                         f"{'met' if goal['met_on_our_test_split'] else '**below**'} |")
+    return lines
+
+
+def calibration_table(specs, cards) -> list[str]:
+    lines = ["| task | method | accuracy | ECE | NLL | Brier |", "|---|---|---|---|---|---|"]
+    for spec in specs:
+        confidence = cards[spec.id].get("confidence") or {}
+        for method in ("softmax", "temperature", "ensemble", "mc_dropout", "variational"):
+            r = confidence.get(method)
+            if isinstance(r, dict):
+                lines.append(f"| {spec.id} | {method} | {_f(r['accuracy']['value'])} | {_f(r['ece'])} | {_f(r['nll'])} "
+                             f"| {_f(r['brier'])} |")
+    return lines
+
+
+def conformal_table(specs, cards) -> list[str]:
+    lines = ["| task | method | coverage at 0.8 / 0.9 / 0.95 | mean set size | worst class coverage at 0.9 |",
+             "|---|---|---|---|---|"]
+    for spec in specs:
+        test = ((cards[spec.id].get("conformal") or {}).get("test")) or {}
+        for method, levels in test.items():
+            worst = min((v for v in levels["0.9"]["per_class_coverage"].values() if v is not None), default=None)
+            lines.append(f"| {spec.id} | {method} | " + " / ".join(_f(levels[k]["coverage"]) for k in ("0.8", "0.9", "0.95"))
+                         + " | " + " / ".join(_f(levels[k]["mean_set_size"], 2) for k in ("0.8", "0.9", "0.95"))
+                         + f" | {_f(worst)} |")
+    return lines
+
+
+def gate_table(specs, cards) -> list[str]:
+    lines = ["| task | in domain: own test | AUROC / share let in, per other source |", "|---|---|---|"]
+    for spec in specs:
+        gate = cards[spec.id].get("input_gate") or {}
+        if not gate:
+            continue
+        rates = gate["in_domain_rate"]
+        others = ", ".join(f"{k} {v:.2f} / {rates.get(k, 0):.2f}" for k, v in gate["auroc"].items())
+        lines.append(f"| {spec.id} | {rates['our test split']:.2f} | {others} |")
+    return lines
+
+
+def shift_table(specs, cards) -> list[str]:
+    lines = ["| task | shift (strongest) | accuracy | coverage (0.9 set) | set size | AUROC of MI / set size |",
+             "|---|---|---|---|---|---|"]
+    for spec in specs:
+        shift = cards[spec.id].get("shift") or {}
+        if not shift:
+            continue
+        c = shift["clean"]
+        lines.append(f"| {spec.id} | none | {_f(c['accuracy'])} | {_f(c['coverage'])} | {_f(c['mean_set_size'], 2)} | – |")
+        for kind, rows in shift["acquisition"].items():
+            r = rows[-1]
+            lines.append(f"| {spec.id} | {kind} {r['amount']} | {_f(r['accuracy'])} | {_f(r['coverage'])} | "
+                         f"{_f(r['mean_set_size'], 2)} | {_f(r['auroc']['mutual_information'], 2)} / "
+                         f"{_f(r['auroc']['set_size'], 2)} |")
+    return lines
+
+
+def run(args) -> int:
+    import sys
+
+    from lifelens.models import ModelError, read_card
+    from lifelens.tasks import TASKS
+
+    wanted = [t.strip() for t in args.tasks.split(",")] if args.tasks else list(TASKS)
+    unknown = [t for t in wanted if t not in TASKS]
+    if unknown:
+        print(f"lifelens: unknown task(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    specs = [TASKS[t] for t in wanted]
+    try:
+        cards = {s.id: read_card(s) for s in specs}
+    except ModelError as exc:
+        print(f"lifelens: {exc}", file=sys.stderr)
+        return 2
+    for title, table in (("Metrics on our test split", metrics_table), ("Goals", goals_table),
+                         ("Calibration", calibration_table), ("Conformal sets", conformal_table),
+                         ("Input gate", gate_table), ("Shift", shift_table)):
+        print(f"### {title}\n")
+        print("\n".join(table(specs, cards)) + "\n")
+    return 0
