@@ -175,6 +175,8 @@ def test_every_page_in_a_real_browser():
             assert_no_exception(page, path or "home")
             if path in ("plant", "skin", "mammo", "retina") and get_task(path).model_path.is_file():
                 wait_for_heatmap(page)  # the first gallery case is predicted and explained
+            if path == "uncertainty":
+                page.get_by_text("Referral simulator", exact=False).first.wait_for(timeout=RUN_TIMEOUT * 1000)
             save_screenshot(page, name)
 
         # A real image uploaded on a task page, through the browser's file input.
@@ -203,12 +205,13 @@ def test_every_page_in_a_real_browser():
         page.locator('[data-testid="stMain"]').get_by_text("Presenter mode").click()
         wait_idle(page)
 
-        # Several methods side by side with their faithfulness, and Grad-CAM under MC dropout.
-        for toggle in ("Compare several methods", "Grad-CAM uncertainty under MC dropout"):
+        # Several methods side by side with their faithfulness, Grad-CAM under MC dropout, and the shift lab.
+        for toggle in ("Compare several methods", "Grad-CAM uncertainty under MC dropout", "Shift lab"):
             page.locator('[data-testid="stCheckbox"]').filter(has_text=toggle).first.locator("label").click()
             wait_idle(page)
         page.get_by_text("Deletion ↓").first.wait_for(timeout=RUN_TIMEOUT * 1000)
         page.get_by_text("Standard deviation across masks", exact=False).first.wait_for(timeout=RUN_TIMEOUT * 1000)
+        page.get_by_text("Shifted image, Grad-CAM for", exact=False).first.wait_for(timeout=RUN_TIMEOUT * 1000)
         assert_no_exception(page, "comparison")
         save_screenshot(page, "plant_compare")
 

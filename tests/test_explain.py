@@ -113,12 +113,24 @@ def test_grad_cam_is_compiled_once_per_model_and_batch_independent(load_shipped,
     _, images = real_images("plant", 3)
     together = explain(model, images, method="gradcam")
     alone = explain(model, images[:1], method="gradcam")
-    key = f"{model.name}:gradcam@block4_relu2"
+    key = f"{model.name}:cam@block4_relu2"  # the pass every CAM variant shares
     assert tracing_counts()[key] == 1  # batch sizes 3 and 1 share one trace
     np.testing.assert_allclose(alone.maps[0], together.maps[0], atol=1e-5)
     other = explain(model, images, targets=[(t + 1) % 10 for t in together.targets], method="gradcam")
     assert tracing_counts()[key] == 1
     assert np.mean([rank_correlation(a, b) for a, b in zip(together.maps, other.maps)]) < 0.95
+
+
+def test_switching_among_cam_methods_traces_nothing_new(load_shipped, real_images):
+    """Activations and gradients come from one compiled pass per (model, layer): after the
+    first CAM, every other variant on the same image is array code on top of it."""
+    model = classifier(load_shipped, "plant")
+    _, images = real_images("plant", 2)
+    explain(model, images, method="gradcam")
+    before = tracing_counts()
+    maps = {m: explain(model, images, method=m).maps for m in ("gradcam++", "hirescam", "layercam", "eigencam", "gradcam")}
+    assert tracing_counts() == before
+    assert not np.allclose(maps["eigencam"], maps["gradcam"])  # the variants still differ
 
 
 def test_bad_requests_raise_plain_errors(load_shipped, real_images):

@@ -1,4 +1,4 @@
-"""Explanations: the CAM family, SHAP, Integrated Gradients and occlusion under one call,
+"""Explanations: the CAM family, SHAP, Integrated Gradients, occlusion and RISE under one call,
 with measured faithfulness (deletion/insertion), sanity checks and the pointing game.
 
     from lifelens.explain import explain, METHODS
@@ -19,7 +19,7 @@ from lifelens.explain.base import METHODS, Explanation, Method, explain, registe
 from lifelens.explain.cam import BaseCAM
 from lifelens.explain import (  # noqa: F401  (each registers its method)
     gradcam, gradcam_plus_plus, hirescam, layercam, eigencam, scorecam,
-    shap_gradient, integrated_gradients, occlusion,
+    shap_gradient, integrated_gradients, occlusion, rise, shap_partition,
 )
 from lifelens.explain.ensemble import explain_ensemble
 from lifelens.explain.faithfulness import deletion_auc, insertion_auc, perturbation_curves, random_maps

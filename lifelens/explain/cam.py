@@ -7,9 +7,10 @@ use). ``dA`` is the gradient of the target class's logit (None if ``needs_gradie
 False); ``images``/``targets`` are there for methods that re-run the model (Score-CAM). The map is
 upsampled bilinearly to the input size and min-max normalised per image.
 
-The whole computation (one forward pass, one backward pass down to the target layer,
-weights, combination, upsampling, normalisation) is one tf.function per (model, layer,
-method) with a fixed input signature, so repeated calls do not retrace.
+One compiled forward and backward pass per (model, layer), with a fixed input signature,
+yields the activations and gradients every variant needs; the variant's weights, the
+combination, upsampling and normalisation are a few eager array operations on top, so
+switching between CAM methods on the same image traces nothing new.
 """
 from __future__ import annotations
 
@@ -32,14 +33,15 @@ class BaseCAM(Method):
 
         return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
 
-    # ------------------------------------------------------------------ compiled path
+    # ------------------------------------------------------------------ the shared pass
 
-    def _compiled(self):
+    def _activations_and_gradients(self):
+        """The one compiled forward + backward pass of a (model, layer), shared by every CAM
+        variant (as pytorch-grad-cam computes them once): images (N, H, W, C), targets (N,)
+        -> activations (N, h, w, C), d score / d activations, probs (N, K), targets (N,)."""
         import tensorflow as tf
 
         handle, layer_path = self.handle, self.layer_path
-        height, width = handle.input_shape[:2]
-        method = self
 
         def build():
             tap = handle.tap(layer_path)
@@ -53,23 +55,27 @@ class BaseCAM(Method):
                     targets = tf.where(targets < 0, tf.argmax(probs, axis=-1, output_type=tf.int32), targets)
                     score = tf.gather(scores, targets, batch_dims=1)
                 activations = tf.cast(activations, tf.float32)
-                grads = tape.gradient(score, activations) if method.needs_gradients else None
-                raw = method.combine(activations, method.channel_weights(activations, grads, images, targets))
-                maps = upsample_and_normalise(raw, height, width)
-                return maps, probs, targets
+                return activations, tape.gradient(score, activations), probs, targets
 
             return run
 
-        return handle.function(f"{self.id}@{'/'.join(layer_path)}{self.trace_key()}", build)
+        return handle.function(f"cam@{'/'.join(layer_path)}", build)
 
-    def trace_key(self) -> str:
-        """Options baked into the traced graph (one compiled function per distinct value)."""
-        return ""
+    def weights(self, activations, grads, images, targets):
+        """``channel_weights`` on the shared pass's tensors: a few array operations, run eagerly
+        (nothing to trace when the user switches method). Score-CAM overrides this to run its
+        masked images through the model in a graph of its own."""
+        return self.channel_weights(activations, grads, images, targets)
 
     def __call__(self, images: np.ndarray, targets: np.ndarray):
+        import tensorflow as tf
+
         from lifelens.explain.base import Explanation
 
-        maps, probs, targets = self._compiled()(images, targets)
+        activations, grads, probs, targets = self._activations_and_gradients()(images, targets)
+        weights = self.weights(activations, grads, tf.convert_to_tensor(images), targets)
+        height, width = self.handle.input_shape[:2]
+        maps = upsample_and_normalise(self.combine(activations, weights), height, width)
         return Explanation(self.id, maps.numpy(), targets.numpy(), probs.numpy(), None,
                            self.layer_name, dict(self.options), {})
 

@@ -19,8 +19,18 @@ class ScoreCAM(BaseCAM):
     needs_gradients = False
     defaults = {"batch_size": 32}
 
-    def trace_key(self) -> str:
-        return f"[batch_size={int(self.options['batch_size'])}]"
+    def weights(self, activations, grads, images, targets):
+        """The masked images run through the model in one graph of Score-CAM's own per
+        (model, layer, batch size): the only CAM variant that needs more than the shared pass."""
+        import tensorflow as tf
+
+        handle, batch = self.handle, int(self.options["batch_size"])
+        spec = [tf.TensorSpec((None, *activations.shape[1:]), tf.float32), handle.image_spec,
+                tf.TensorSpec((None,), tf.int32)]
+        fn = handle.function(f"scorecam@{'/'.join(self.layer_path)}[batch_size={batch}]",
+                             lambda: tf.function(lambda a, i, t: self.channel_weights(a, None, i, t),
+                                                 input_signature=spec, autograph=False))
+        return fn(activations, images, targets)
 
     def channel_weights(self, activations, grads, images, targets):
         import tensorflow as tf
