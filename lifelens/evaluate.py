@@ -115,7 +115,7 @@ def _confidence(task_model, spec, samples, labels, data_dir):
     return confidence_report(task_model, x, labels, task_model.card.get("temperature", 1.0))
 
 
-BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_RESAMPLES = 400  # enough for a 95 % interval to two decimals; the card step stays minutes, not tens
 
 
 def bootstrap_intervals(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray, threshold=None,

@@ -347,7 +347,7 @@ MAMMO = TaskSpec(
     hierarchy_examples=("the breast outline, the pectoral muscle edge", "brighter and darker tissue, dense bands",
                         "bright blobs, dense patches", "large dense or asymmetric regions"),
     # The film network keeps its plain layout (five stages, max pooling): it is patch-trained.
-    recipe=TrainingRecipe(epochs=10, class_weighting="balanced", split_fractions=(0.2, 0.2),
+    recipe=TrainingRecipe(epochs=8, class_weighting="balanced", split_fractions=(0.2, 0.2),
                           stages=((24, 1), (48, 1), (96, 2), (128, 2), (192, 2)), architecture="plain"),
 )
 
