@@ -149,7 +149,7 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     split, each source's test share separately; choose the mammography threshold on the
     validation split; write them into the card."""
     from lifelens import baseline as simple
-    from lifelens.models import load_task_model, member_probabilities, update_card
+    from lifelens.models import load_task_model, member_probabilities, temper, update_card
     from lifelens.tasks import DISCLAIMER
 
     task_model = load_task_model(spec)
@@ -160,18 +160,25 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     task_model.card["tta"] = entries["tta"]
     log(f"[{spec.id}] flip test-time augmentation {'on' if entries['tta']['used'] else 'off'}: validation score "
         f"{entries['tta']['val_score_without']:.4f} without, {entries['tta']['val_score_with']:.4f} with")
-    members = {k: member_probabilities(task_model, xs[k].astype(np.float32)) for k in ("val", "test")}
+    raw = {k: member_probabilities(task_model, xs[k].astype(np.float32), tempered=False) for k in ("val", "test")}
+    ensemble_t, member_t = fit_temperature(raw["val"], ys["val"]), fit_temperature(raw["val"][:1], ys["val"])
+    task_model.card.setdefault("ensemble", {})["temperature"] = ensemble_t
+    update_card(spec, ensemble=task_model.card["ensemble"])
+    log(f"[{spec.id}] ensemble temperature {ensemble_t:.3f}, member 0 alone {member_t:.3f} (validation NLL)")
+    members = {k: temper(v, ensemble_t) for k, v in raw.items()}
+    single = {k: temper(v[0], member_t) for k, v in raw.items()}
     if spec.num_classes == 2:
         entries["threshold"] = thresholds["ensemble"] = choose_threshold(ys["val"], members["val"].mean(0)[:, 1])
-        thresholds["member"] = choose_threshold(ys["val"], members["val"][0][:, 1])
+        thresholds["member"] = choose_threshold(ys["val"], single["val"][:, 1])
         entries["threshold_rule"] = "maximum Youden J on the validation split"
     entries["metrics"] = _scored(spec, ys["test"], members["test"].mean(0), thresholds.get("ensemble"))
     entries["metrics"]["split"] = "our test split (never used for training or model selection)"
     entries["metrics"]["ensemble_members"] = len(task_model.members)
-    entries["single_member_metrics"] = _scored(spec, ys["test"], members["test"][0], thresholds.get("member"))
+    entries["single_member_metrics"] = _scored(spec, ys["test"], single["test"], thresholds.get("member"))
+    entries["single_member_metrics"]["temperature"] = member_t
     entries["member_metrics"] = [
         {k: classification_metrics(spec, ys["test"], p, None).get(k) for k in spec.key_metrics + ("nll", "accuracy")}
-        for p in members["test"]]
+        for p in raw["test"]]  # each member as trained, untempered
     train = data.training_splits(spec)
     x_train = data.load_prepared(spec, train["train"])
     y_train = np.array([s.label for s in train["train"]])
@@ -197,6 +204,20 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     log(f"[{spec.id}] test {key}: ensemble {entries['metrics'].get(key)} vs member "
         f"{entries['single_member_metrics'].get(key)} vs boosted {entries['baselines']['boosted']['metrics'].get(key)}")
     return entries
+
+
+def fit_temperature(members: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T that minimises the validation NLL of the mean of the (M, N, K) member
+    softmaxes, each taken to temperature T (a bounded search on log T, scipy)."""
+    from scipy.optimize import minimize_scalar
+
+    from lifelens.models import temper
+
+    def nll(log_t):
+        mean = temper(members, float(np.exp(log_t))).mean(axis=0)
+        return negative_log_likelihood(mean, labels)
+
+    return round(float(np.exp(minimize_scalar(nll, bounds=(np.log(0.2), np.log(5.0)), method="bounded").x)), 4)
 
 
 def reference_levels(spec: TaskSpec, y_train: np.ndarray, y_test: np.ndarray, threshold=None, draws: int = 200) -> dict:

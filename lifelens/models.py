@@ -261,17 +261,32 @@ def flip_views(images: np.ndarray, augmentation: str) -> list[np.ndarray]:
     return [images, images[:, :, ::-1], images[:, ::-1, :]]
 
 
+def temper(probs: np.ndarray, temperature: float | None) -> np.ndarray:
+    """Softmax outputs (..., K) at another temperature: softmax(logits / T), computed from the
+    probabilities (log p differs from the logits by a constant per row)."""
+    if not temperature or temperature == 1.0:
+        return probs
+    logits = np.log(np.clip(np.asarray(probs, np.float64), 1e-12, 1.0)) / float(temperature)
+    logits -= logits.max(axis=-1, keepdims=True)
+    out = np.exp(logits)
+    return (out / out.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 def member_probabilities(task_model: TaskModel, images: np.ndarray, batch_size: int = 64,
-                         tta: bool | None = None) -> np.ndarray:
+                         tta: bool | None = None, tempered: bool = True) -> np.ndarray:
     """(N, S, S, C) prepared inputs -> (M, N, K) softmax of each ensemble member (dropout off).
 
     ``tta``: average each member over :func:`flip_views` (default: what the card chose on
-    validation, ``card["tta"]["used"]``).
+    validation, ``card["tta"]["used"]``). ``tempered``: every member at the ensemble's
+    temperature (``card["ensemble"]["temperature"]``, fitted on validation: label smoothing
+    leaves each member under-confident and averaging adds to it), so the members are the
+    posterior samples and their mean the shipped prediction, one calibrated answer.
     """
     if tta is None:
         tta = bool((task_model.card.get("tta") or {}).get("used"))
     views = flip_views(images, task_model.spec.augmentation) if tta else [images]
-    return np.stack([np.mean([predict_proba(m, v, batch_size) for v in views], axis=0) for m in task_model.members])
+    raw = np.stack([np.mean([predict_proba(m, v, batch_size) for v in views], axis=0) for m in task_model.members])
+    return temper(raw, (task_model.card.get("ensemble") or {}).get("temperature")) if tempered else raw
 
 
 def ensemble_proba(task_model: TaskModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

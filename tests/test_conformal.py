@@ -74,7 +74,11 @@ def test_coverage_on_the_test_split_meets_each_level(real_probs, calibrations, t
         assert row["coverage"] >= coverage_floor(level, len(labels), cal.n_calibration)
         mask = conformal.prediction_sets(cal, probs, level)
         assert mask.shape == probs.shape and mask.dtype == bool
-        assert mask.sum(axis=1).min() >= 1, "a conformal set is empty"
+        if method == "lac":
+            # LAC's coverage is the level, from above, within sampling error: not the model's accuracy
+            assert row["coverage"] <= level + 1 / (cal.n_calibration + 1) + 3 * np.sqrt(level * (1 - level) / len(labels))
+        else:
+            assert mask.sum(axis=1).min() >= 1, "a conformal set is empty"
         assert covered(mask, labels).mean() == pytest.approx(row["coverage"])
         assert row["mean_set_size"] == pytest.approx(mask.sum(axis=1).mean())
         # The per-class figures are the overall one split by class.
@@ -126,10 +130,7 @@ def test_sets_from_stored_thresholds_equal_mapie_sets(real_probs, calibrations, 
     for rows, probs in ((np.arange(n_val), val_probs), (np.arange(n_val, len(table)), test_probs)):
         _, mapie_sets = model.predict_set(rows.reshape(-1, 1), conformity_score_params={"include_last_label": True})
         for i, level in enumerate(LEVELS):
-            expected = mapie_sets[:, :, i].copy()
-            if method == "lac":  # MAPIE's LAC set may be empty; ours then holds the top class
-                expected[np.arange(len(probs)), np.asarray(probs).argmax(axis=1)] = True
-            np.testing.assert_array_equal(conformal.prediction_sets(cal, probs, level), expected)
+            np.testing.assert_array_equal(conformal.prediction_sets(cal, probs, level), mapie_sets[:, :, i])
     np.testing.assert_allclose([cal.thresholds[conformal.level_key(lv)]["threshold"] for lv in LEVELS],
                                np.ravel(score.quantiles_))
 
@@ -211,7 +212,7 @@ def test_coverage_holds_on_a_large_exchangeable_sample(method):
     for level in LEVELS:
         mask = conformal.prediction_sets(cal, probs[4000:], level)
         assert covered(mask, labels[4000:]).mean() >= coverage_floor(level, 4000, cal.n_calibration)
-        assert mask.any(axis=1).all()
+        assert mask.any(axis=1).all() or method == "lac"  # a LAC set may be empty, the others never
         if method == "ordinal":
             assert all(is_interval(row) for row in mask)
     # Top-1 alone covers only the accuracy, far under 95% here: the sets really grow.

@@ -22,7 +22,7 @@ LAST_CONV = {"plant": "block4_relu2", "skin": "block4_relu2", "retina": "block4_
 # Small settings so every method runs on every model in seconds.
 CHEAP = ["--option", "shap.nsamples=4", "--option", "shap.background_size=4",
          "--option", "integrated_gradients.steps=4", "--option", "occlusion.window=32", "--option", "occlusion.stride=32",
-         "--auc-steps", "8"]
+         "--option", "rise.masks=64", "--option", "shap_partition.max_evals=64", "--auc-steps", "8"]
 
 
 def require_model(task_id: str) -> None:
@@ -37,7 +37,8 @@ def classifier(load_shipped, task_id: str):
 
 def cheap_options(method: str) -> dict:
     return {"shap": {"nsamples": 4, "background_size": 4}, "integrated_gradients": {"steps": 4},
-            "occlusion": {"window": 32, "stride": 32}}.get(method, {})
+            "occlusion": {"window": 32, "stride": 32}, "rise": {"masks": 64},
+            "shap_partition": {"max_evals": 64}}.get(method, {})
 
 
 # ----------------------------------------------------------------------------- every model, every method

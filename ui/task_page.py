@@ -94,7 +94,9 @@ def conformal_section(spec, task_model, case) -> None:
         members = conformal.describe_set(conformal.prediction_sets(calibrations[method], probs, level),
                                          spec.class_names, probs)
         label = "Adjacent grades" if method == "ordinal" else "Conformal set"
-        names = ", ".join(f"{m['class']} ({m['probability']:.0%})" for m in members)
+        names = ", ".join(f"{m['class']} ({m['probability']:.0%})" for m in members) or (
+            "empty: no class is needed to reach this coverage on images like ours (the model is right more often "
+            "than that), and this image is among the least sure; a higher coverage shows its plausible classes")
         st.markdown(f"**{label} at {float(level):.0%}:** {names}",
                     help=ui_support.HELP["conformal"] + f" Method: {calibrations[method].method.upper()}, "
                     f"calibrated on {calibrations[method].n_calibration} validation images.")

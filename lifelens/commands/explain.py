@@ -6,7 +6,7 @@ def add_arguments(p) -> None:
     p.add_argument("--task", required=True, help="plant, skin, mammo or retina")
     p.add_argument("--method", default="gradcam",
                    help="comma-separated method ids: gradcam, gradcam++, hirescam, layercam, eigencam, scorecam, "
-                        "shap, integrated_gradients, occlusion (default: gradcam)")
+                        "shap, integrated_gradients, occlusion, rise, shap_partition (default: gradcam)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--out", required=True, help="folder for the PNGs and JSONs (created if missing)")
     p.add_argument("--target", help="class to explain: index, id or name (default: the predicted class)")

@@ -4,11 +4,17 @@ A conformal set holds every class the calibration data cannot rule out at the ch
 coverage level: on data exchangeable with the calibration split, the true class lies in
 the set at least ``level`` of the time, whatever the network (Vovk et al. 2005).
 
-Methods (all give sets that are never empty and always hold the top class):
+Methods:
 
 * ``"lac"`` - least ambiguous set-valued classifier (Sadinle, Lei & Wasserman 2019): every
   class whose probability is at least ``1 - q``; the smallest sets on average, and coverage
-  close to the level from above (the shipped default);
+  close to the level from above (the shipped default). A LAC set may be EMPTY: when the
+  model is right more often than the level asks, the least sure images need no class to
+  reach it; forcing the top class in would push coverage up to the accuracy and the
+  promised level would no longer be the delivered one;
+
+The methods below give sets that are never empty and always hold the top class:
+
 * ``"aps"`` - adaptive prediction sets (Romano, Sesia & Candes 2020): classes in order of
   decreasing probability until their cumulative probability reaches the threshold;
 * ``"raps"`` - regularised APS (Angelopoulos, Bates, Jordan & Malik 2021): APS plus a
@@ -365,8 +371,7 @@ def prediction_sets(calibration: ConformalCalibration, probs, level: float | str
     if calibration.method == "ordinal":
         mask = _ordinal_sets(probs, row["threshold"])
     elif calibration.method == "lac":
-        mask = probs >= 1.0 - row["threshold"] - EPSILON
-        mask[np.arange(len(probs)), probs.argmax(axis=1)] = True  # never empty: an empty set reads as a bug on screen
+        mask = probs >= 1.0 - row["threshold"] - EPSILON  # may be empty, as LAC is (see the module docstring)
     else:
         mask = _aps_sets(probs, row["threshold"], row.get("lambda", 0.0), row.get("k_reg", 0.0))
     return mask[0] if single else mask
