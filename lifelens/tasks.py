@@ -309,7 +309,7 @@ SKIN = TaskSpec(
                         "the lesion's shape and colour layout"),
     extra_sources=(ExtraSource("skin_ham10000", "label", "lesion_id"),),
     near_ood=("skin_ham10000_unseen",),
-    recipe=TrainingRecipe(epochs=18, class_weighting="balanced"),
+    recipe=TrainingRecipe(epochs=14, class_weighting="balanced"),
 )
 
 MAMMO = TaskSpec(
@@ -386,7 +386,7 @@ RETINA = TaskSpec(
     # EyePACS is contrast-enhanced upstream; the local-average colour subtraction applied to
     # every input (training and app) makes both sources look alike, so both train the model.
     extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient"),),
-    recipe=TrainingRecipe(epochs=12, class_weighting="sqrt"),
+    recipe=TrainingRecipe(epochs=10, class_weighting="sqrt"),
 )
 
 TASKS: dict[str, TaskSpec] = {t.id: t for t in (PLANT, SKIN, MAMMO, RETINA)}

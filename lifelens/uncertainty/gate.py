@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-ALPHA = 0.01
+ALPHA = 0.02  # about 1 in 50 images like ours is flagged; 0.01 let in 10-15 % of other tasks on 193 validation images
 
 
 @dataclass
