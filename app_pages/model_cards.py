@@ -55,7 +55,8 @@ with common.guarded("The metrics"):
                        f"our test split: {ui_support.format_value(goal.get('our_test_split'))} ({mark}).")
         st.caption(f"Calibration of the ensemble: ECE {ui_support.format_value(metrics.get('ece'))}, NLL "
                    f"{ui_support.format_value(metrics.get('nll'))}; a single member: NLL "
-                   f"{ui_support.format_value((card.get('single_member_metrics') or {}).get('nll'))}.")
+                   f"{ui_support.format_value((card.get('single_member_metrics') or {}).get('nll'))}. "
+                   + ((card.get("ensemble_vs_member") or {}).get("verdict", "") + ".").capitalize())
         chart_rows = [{"metric": n.replace("_", " "), "model": r["model"], "value": r["_values"][n],
                        "meaning": ui_support.metric_help(n)}
                       for r in rows for n in names if isinstance(r["_values"].get(n), (int, float))]

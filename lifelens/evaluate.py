@@ -176,6 +176,7 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["metrics"]["ensemble_members"] = len(task_model.members)
     entries["single_member_metrics"] = _scored(spec, ys["test"], single["test"], thresholds.get("member"))
     entries["single_member_metrics"]["temperature"] = member_t
+    entries["ensemble_vs_member"] = ensemble_vs_members(raw, ys, ensemble_t)
     entries["member_metrics"] = [
         {k: classification_metrics(spec, ys["test"], p, None).get(k) for k in spec.key_metrics + ("nll", "accuracy")}
         for p in raw["test"]]  # each member as trained, untempered
@@ -204,6 +205,21 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     log(f"[{spec.id}] test {key}: ensemble {entries['metrics'].get(key)} vs member "
         f"{entries['single_member_metrics'].get(key)} vs boosted {entries['baselines']['boosted']['metrics'].get(key)}")
     return entries
+
+
+def ensemble_vs_members(raw: dict, ys: dict, ensemble_t: float) -> dict:
+    """Test NLL of the tempered ensemble against each member at its own validation-fitted
+    temperature: is the ensemble better than one network, the first or a typical one?"""
+    from lifelens.models import temper
+
+    ensemble = negative_log_likelihood(temper(raw["test"], ensemble_t).mean(axis=0), ys["test"])
+    members = [negative_log_likelihood(temper(raw["test"][m], fit_temperature(raw["val"][m:m + 1], ys["val"])),
+                                       ys["test"]) for m in range(len(raw["test"]))]
+    verdict = ("below every member" if ensemble < min(members) else "below the mean member"
+               if ensemble < float(np.mean(members)) else "NOT below a single member")
+    return {"ensemble_nll": ensemble, "member_nll": members, "mean_member_nll": float(np.mean(members)),
+            "verdict": f"ensemble NLL {ensemble:.4f} is {verdict} (members {', '.join(f'{v:.4f}' for v in members)}; "
+                       "each at its own temperature fitted on validation)"}
 
 
 def fit_temperature(members: np.ndarray, labels: np.ndarray) -> float:

@@ -57,6 +57,17 @@ def calibration_table(specs, cards) -> list[str]:
     return lines
 
 
+def ensemble_table(specs, cards) -> list[str]:
+    lines = ["| task | test NLL: ensemble | each member (own temperature) | verdict |", "|---|---|---|---|"]
+    for spec in specs:
+        r = cards[spec.id].get("ensemble_vs_member")
+        if r:
+            verdict = r["verdict"].split(" is ", 1)[1].split(" (", 1)[0]
+            lines.append(f"| {spec.id} | {r['ensemble_nll']:.4f} | " + ", ".join(f"{v:.4f}" for v in r["member_nll"])
+                         + f" | {verdict} |")
+    return lines
+
+
 def conformal_table(specs, cards) -> list[str]:
     lines = ["| task | method | coverage at 0.8 / 0.9 / 0.95 | mean set size | worst class coverage at 0.9 |",
              "|---|---|---|---|---|"]
@@ -117,7 +128,8 @@ def run(args) -> int:
         print(f"lifelens: {exc}", file=sys.stderr)
         return 2
     for title, table in (("Metrics on our test split", metrics_table), ("Goals", goals_table),
-                         ("Calibration", calibration_table), ("Conformal sets", conformal_table),
+                         ("Calibration", calibration_table), ("Ensemble against one network", ensemble_table),
+                         ("Conformal sets", conformal_table),
                          ("Input gate", gate_table), ("Shift", shift_table)):
         print(f"### {title}\n")
         print("\n".join(table(specs, cards)) + "\n")
