@@ -56,7 +56,8 @@ with common.guarded("The metrics"):
         st.caption(f"Calibration of the ensemble: ECE {ui_support.format_value(metrics.get('ece'))}, NLL "
                    f"{ui_support.format_value(metrics.get('nll'))}; a single member: NLL "
                    f"{ui_support.format_value((card.get('single_member_metrics') or {}).get('nll'))}. "
-                   + ((card.get("ensemble_vs_member") or {}).get("verdict", "") + ".").capitalize())
+                   + (card.get("ensemble_vs_member") or {}).get("verdict", "").replace("ensemble NLL", "Ensemble NLL")
+                   + ".")
         chart_rows = [{"metric": n.replace("_", " "), "model": r["model"], "value": r["_values"][n],
                        "meaning": ui_support.metric_help(n)}
                       for r in rows for n in names if isinstance(r["_values"].get(n), (int, float))]

@@ -154,8 +154,12 @@ def test_activation_maximisation_excites_the_channel(task_id):
         on_noise = inside.channel_mean_activation(model, layer, noise, [channel] * len(noise)).max()
         # Well above a typical image; above full-range noise too, by less: some channels are
         # texture detectors that noise already drives hard (mammo's channel 7: 8.3 on noise).
+        # A channel that full-range noise already drives to many times its level on real images
+        # (the residual plant net's last block: 5.8 on noise against 0.06 on leaves) is a
+        # high-frequency detector; a blur-regularised image is not meant to out-shout noise there.
+        noise_driven = on_noise > 3 * on_real + 0.1
         well_above.append(bool(result.activation[i] > 3 * on_real and result.activation[i] > on_real + 0.1
-                               and result.activation[i] > 1.5 * on_noise
+                               and (result.activation[i] > 1.5 * on_noise or noise_driven)
                                and result.activation[i] > result.start_activation[i] + 0.1))  # the ascent raised it
     # Most channels, not every one: a few saturate near their dataset level whatever the input
     # (the skin model's channel 0: 0.38 after ascent against 0.29 on real images, 48 steps or 24;
