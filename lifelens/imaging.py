@@ -31,6 +31,7 @@ MAX_BYTES = 100 * 1024 * 1024
 # only these are ever tried. PPM covers PGM; JPEG covers multi-picture (MPO) camera files.
 PILLOW_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "PPM", "GIF")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
+DRAFT_SIDE = 1024  # big JPEGs are decoded at reduced scale, never below this side
 DICOM_PHOTOMETRICS = ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR")  # and YBR_*, converted to RGB
 READABLE = "JPEG, PNG, TIFF, BMP, PGM or DICOM"
 
@@ -153,6 +154,10 @@ def _decode_pillow(data: bytes, label: str, named_dicom: bool = False) -> np.nda
     try:
         # Image.open reads only the header: the size is known before any pixel is decoded.
         _check_size(image.width, image.height, label)
+        if image.format == "JPEG" and max(image.size) > DRAFT_SIDE * 2:
+            # Decode a big JPEG at 1/2, 1/4 or 1/8 scale in the DCT (Pillow's draft): a 6000 x 6000
+            # photo then takes a fraction of the time, and every view shows at most 512 px anyway.
+            image.draft(image.mode, (DRAFT_SIDE, DRAFT_SIDE))
         with _quiet():  # damaged EXIF or TIFF tags warn; the CLIs print one line per bad file
             # Opening leaves multi-page TIFFs and animated GIFs on their first frame, which is used.
             image = ImageOps.exif_transpose(image)
@@ -206,6 +211,24 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- DICOM
+
+def colour_note(data: bytes, channels: int) -> str:
+    """One line on how an upload's colours were converted for a task of ``channels``, or ""
+    when nothing was (reads only the header)."""
+    try:
+        with _quiet():
+            mode = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS).mode
+    except Exception:
+        return ""
+    notes = []
+    if channels == 3 and mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16") and channels == 3:
+        notes.append("a greyscale image: its grey copied into red, green and blue (the model was trained on colour)")
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in Image.open(io.BytesIO(data)).info):
+        notes.append("transparent pixels shown over white")
+    if channels == 1 and mode in ("RGB", "RGBA", "CMYK", "YCbCr", "P"):
+        notes.append("a colour image converted to grey (the model reads grey films)")
+    return "; ".join(notes)
+
 
 def _decode_dicom(data: bytes, label: str) -> np.ndarray:
     """DICOM bytes -> uint8 (H, W, 1) or (H, W, 3). Only DICOM_PIXEL_TAGS are consulted,

@@ -202,7 +202,8 @@ def case_from_bytes(spec: TaskSpec, content: bytes, name: str, source: str = "up
     return Case(
         task_id=spec.id, source=source, name=name, image=image, prepared=prepared, display=display,
         digest=digest(content), label=None if sample is None else sample.label,
-        marks=lesion_marks(sample, image.shape[0], geometry), note=imaging.dicom_rendering(content) or "",
+        marks=lesion_marks(sample, image.shape[0], geometry),
+        note=imaging.dicom_rendering(content) or imaging.colour_note(content, spec.channels),
     )
 
 

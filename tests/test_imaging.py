@@ -334,3 +334,21 @@ def test_unconvertible_colour_mode_is_refused():
 def test_errors_name_the_file_or_say_the_file():
     assert str(pytest.raises(InputError, decode_image, b"").value) == "The file is empty."
     assert "'x y.png'" in str(pytest.raises(InputError, decode_image, b"", name="x y.png").value)
+
+
+def test_colour_conversions_are_named_in_one_line():
+    grey = corpus.encode(corpus.leaf(32)[..., 0], "PNG")
+    rgba = corpus.encode(np.dstack([corpus.leaf(32), np.full((32, 32), 128, np.uint8)]), "PNG")
+    assert "greyscale" in imaging.colour_note(grey, 3)
+    assert "transparent" in imaging.colour_note(rgba, 3)
+    assert imaging.colour_note(corpus.encode(corpus.leaf(32), "PNG"), 3) == ""
+    assert "converted to grey" in imaging.colour_note(corpus.encode(corpus.leaf(32), "PNG"), 1)
+
+
+def test_a_huge_jpeg_is_decoded_at_reduced_scale_with_the_same_picture():
+    photo = cv2.resize(corpus.leaf(), (4800, 4800), interpolation=cv2.INTER_LINEAR)
+    data = corpus.encode(photo, "JPEG", quality=92)
+    out = decode_image(data, name="big.jpg")
+    assert out.shape == (1200, 1200, 3)  # a quarter of the side, decoded in the DCT (Pillow's draft)
+    small = cv2.resize(photo, (1200, 1200), interpolation=cv2.INTER_AREA)
+    assert np.abs(out.astype(int) - small.astype(int)).mean() < 6
