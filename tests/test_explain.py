@@ -213,7 +213,7 @@ def test_randomisation_changes_grad_cam_and_flags_an_edge_detector(load_shipped,
     _, images = real_images("plant", 4, per_class=True)
     before = [w.copy() for w in model.get_weights()]
     check = randomisation_check(model, images, "gradcam", depth=3)
-    assert check.layers == ["probs", "block4_shortcut", "block4_conv2"]  # kernels from the output down
+    assert check.layers == ["probs", "block4_conv2", "block4_shortcut"]  # kernels from the output down
     assert not check.flagged
     assert check.correlation[-1] < 0.5 and check.correlation.mean() < 0.5, check.correlation
     edges = randomisation_check(model, images, EdgeDetector, depth=3)
@@ -407,3 +407,18 @@ def test_pointing_game_geometry_and_scoring(load_shipped):
         results = pointing_game(load_shipped("mammo").classifier, ["gradcam"], films)
         assert results["gradcam"]["films"] == len(films)
         assert results["gradcam"]["hits"] == round(results["gradcam"]["hit_rate"] * len(films))
+
+
+def test_default_cam_layer_skips_a_dropout_after_the_last_convolution():
+    import keras
+    from keras import layers
+
+    from lifelens.explain import graph
+
+    inputs = keras.Input((32, 32, 3))
+    x = layers.Conv2D(4, 3, activation="relu", name="last_conv")(inputs)
+    x = layers.Dropout(0.3, name="spatial_dropout")(x)
+    outputs = layers.Dense(2, activation="softmax")(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    assert graph.default_target_layer(model) == ("last_conv",)
+    assert explain(model, np.full((1, 32, 32, 3), 100.0, np.float32)).layer == "last_conv"

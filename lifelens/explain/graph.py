@@ -68,11 +68,18 @@ def path_name(path: LayerPath) -> str:
     return "/".join(path)
 
 
+# Layers that only pass activations on (or perturb them in training): a CAM of their output
+# is the CAM of the layer before, so the default target skips them.
+PASS_THROUGH = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+                "ActivityRegularization", "Identity", "InputLayer")
+
+
 def default_target_layer(model) -> LayerPath:
-    """The last layer with a 4D (N, h, w, C) output before global pooling / flattening."""
+    """The last layer with a 4D (N, h, w, C) output before global pooling / flattening that
+    computes something (a dropout layer there is skipped for the convolution before it)."""
     last_spatial = None
-    for path, _, shape in walk(model):
-        if len(shape) == 4:
+    for path, layer, shape in walk(model):
+        if len(shape) == 4 and type(layer).__name__ not in PASS_THROUGH:
             last_spatial = path
         elif last_spatial is not None and len(shape) == 2:
             break  # pooled: what follows is the classifier head
