@@ -188,7 +188,7 @@ def test_variational_layer_round_trips_through_keras_file(tmp_path):
 def test_attaching_the_head_keeps_the_cnn_bit_identical(tmp_path, monkeypatch):
     """On a copy of the shipped plant model: attach twice (re-run), CNN weights never change."""
     tm = require_model("plant")
-    for name in ("plant.keras", "plant.json"):
+    for name in ("plant.json", *(row["file"] for row in tm.card["ensemble"]["members"])):
         shutil.copy(config.MODELS_DIR / name, tmp_path / name)
     monkeypatch.setattr(config, "MODELS_DIR", tmp_path)
     spec = get_task("plant")
@@ -243,7 +243,9 @@ def test_confidence_report_on_real_test_images():
     assert report["temperature"]["accuracy"]["value"] == report["softmax"]["accuracy"]["value"]
     assert report["temperature"]["nll"] != report["softmax"]["nll"]
     for method, accs in report["posterior_accuracy_histogram"].items():
-        assert len(accs) == 20 and len(set(accs)) > 1, method
+        # one accuracy per sampled network: 20 samples, or one per ensemble member
+        assert len(accs) == (len(tm.members) if method == "ensemble" else 20) and len(set(accs)) > 1, method
+    assert "ensemble" in report and report["ensemble"]["nll"] > 0  # the deep ensemble is scored beside the others
     curve = report["referral_curve"]
     assert curve["fractions"][0] == 0.0 and curve["fractions"][-1] == 0.5
     assert curve["max_softmax"][0] == pytest.approx(report["softmax"]["accuracy"]["value"])
