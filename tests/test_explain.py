@@ -56,7 +56,6 @@ def test_cli_writes_overlay_and_json_for_every_method(task_id, load_shipped, rea
     probabilities = record["prediction"]["probabilities"]
     assert list(probabilities) == spec.class_names
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)
-    assert record["prediction"]["class"] == max(probabilities, key=probabilities.get)
     assert set(record["methods"]) == set(METHODS)
     for method, entry in record["methods"].items():
         assert 0.0 <= entry["deletion_auc"] <= 1.0 and 0.0 <= entry["insertion_auc"] <= 1.0, method
@@ -64,13 +63,20 @@ def test_cli_writes_overlay_and_json_for_every_method(task_id, load_shipped, rea
         picture = cv2.imread(str(tmp_path / entry["overlay"]))
         assert picture is not None and picture.shape == (spec.input_size, spec.input_size, 3), method
     assert record["methods"]["shap"]["options"]["nsamples"] == 4
-    # the JSON's numbers are the library's numbers for the same prepared image
-    model = classifier(load_shipped, task_id)
+    # the JSON's numbers are the library's numbers for the same prepared image: the ensemble's
+    # prediction, the mean of its members' maps, the AUC measured on the first member
+    from lifelens.explain import explain_ensemble
+    from lifelens.models import ensemble_proba
+    from lifelens.scoring import predicted_class
+
+    tm = load_shipped(task_id)
     prepared = spec.prepare_image(spec.load_image(image_path))[None]
-    cam = explain(model, prepared, method="gradcam")
-    assert record["explained_class"] == spec.class_names[cam.targets[0]]
+    called = int(predicted_class(spec, ensemble_proba(tm, prepared), tm.card.get("threshold"))[0])
+    cam = explain_ensemble(tm.members, prepared, called, method="gradcam")
+    assert record["explained_class"] == spec.class_names[called] == record["prediction"]["class"]
+    assert record["methods"]["gradcam"]["members"] == len(tm.members)
     assert record["methods"]["gradcam"]["deletion_auc"] == pytest.approx(
-        float(deletion_auc(model, prepared, cam.maps, cam.targets, steps=8)[0]), abs=1e-4)
+        float(deletion_auc(tm.classifier, prepared, cam.maps, cam.targets, steps=8)[0]), abs=1e-4)
 
 
 def test_cli_reports_bad_files_and_carries_on(real_images, tmp_path, capsys):

@@ -3,7 +3,9 @@ HELP = ("explain a task model's prediction for image files: an overlay PNG per i
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--task", required=True, help="plant, skin, mammo or retina")
+    p.add_argument("--task", required=True, help="a task id of the registry (lifelens.tasks.TASKS)")
+    p.add_argument("--single", action="store_true",
+                   help="explain the first ensemble member only (default: the mean map of every member)")
     p.add_argument("--method", default="gradcam",
                    help="comma-separated method ids: gradcam, gradcam++, hirescam, layercam, eigencam, scorecam, "
                         "shap, integrated_gradients, occlusion, rise, shap_partition (default: gradcam)")
@@ -60,20 +62,69 @@ def _jsonable(options: dict) -> dict:
     return {k: v for k, v in options.items() if isinstance(v, (bool, int, float, str))}
 
 
+def _explain_image(task_model, args, methods, options, target, path, prepared, stem, out, failures) -> dict:
+    """Every method's map of one image, written as PNGs; returns the image's JSON record.
+
+    The prediction is the shipped one (the ensemble, at the card's threshold); a map is the
+    mean of the members' maps for that class (``--single``: the first member's alone), and
+    its deletion/insertion AUC is measured on the first member.
+    """
+    import numpy as np
+
+    from lifelens import imaging, scoring
+    from lifelens.explain import METHODS, deletion_auc, explain, explain_ensemble, insertion_auc
+    from lifelens.explain.render import overlay_image
+    from lifelens.models import ensemble_proba
+    from lifelens.tasks import DISCLAIMER
+
+    spec, model = task_model.spec, task_model.classifier
+    batch = prepared[None]
+    probs = ensemble_proba(task_model, batch)[0]
+    top = int(scoring.predicted_class(spec, probs[None], task_model.card.get("threshold"))[0])
+    chosen = top if target is None else target
+    record = {
+        "image": str(path), "task": spec.id, "disclaimer": DISCLAIMER, "ensemble_members": len(task_model.members),
+        "prediction": {"class": spec.classes[top].name, "class_id": spec.classes[top].id,
+                       "probabilities": {c.name: round(float(p), 6) for c, p in zip(spec.classes, probs)}},
+        "explained_class": spec.classes[chosen].name, "methods": {},
+    }
+    members = [model] if args.single else task_model.members
+    for method in methods:
+        info = METHODS[method]
+        layer = args.layer if info.uses_layer else None
+        try:
+            result = explain_ensemble(members, batch, chosen, method=method, layer=layer, **options[method])
+            auc = {"steps": args.auc_steps, "baseline": args.auc_baseline}
+            deletion = float(deletion_auc(model, batch, result.maps, result.targets, **auc)[0])
+            insertion = float(insertion_auc(model, batch, result.maps, result.targets, **auc)[0])
+        except ValueError as exc:
+            failures.report(path, f"{method}: {exc}")
+            continue
+        picture = overlay_image(result, prepared, colormap=args.colormap, alpha=args.alpha, contour_top=args.contour)
+        png = f"{stem}_{method.replace('+', 'p')}.png"
+        (out / png).write_bytes(imaging.encode_png(picture))
+        record["methods"][method] = {
+            "name": info.name, "options": _jsonable(result.options), "layer": result.layer,
+            "overlay": png, "signed": result.signed is not None, "members": len(members),
+            "deletion_auc": round(deletion, 6), "insertion_auc": round(insertion, 6),
+            "auc_steps": args.auc_steps, "auc_baseline": args.auc_baseline, "auc_model": "member 0",
+        }
+        if "std" in result.extra:
+            spread = imaging.colorize(result.extra["std"][0] / max(float(result.extra["std"].max()), 1e-6), "magma")
+            (out / f"{stem}_{method.replace('+', 'p')}_spread.png").write_bytes(imaging.encode_png(spread))
+    return record
+
+
 def run(args) -> int:
     import json
     import sys
     from pathlib import Path
 
-    import numpy as np
-
     from lifelens import imaging
     from lifelens.commands._common import FileFailures, read_images
-    from lifelens.explain import METHODS, deletion_auc, explain, insertion_auc
-    from lifelens.explain.base import handle_for
-    from lifelens.explain.render import overlay_image
+    from lifelens.explain import METHODS
     from lifelens.models import ModelError, load_task_model
-    from lifelens.tasks import DISCLAIMER, get_task
+    from lifelens.tasks import get_task
 
     def usage(message: str) -> int:
         print(f"lifelens explain: {message}", file=sys.stderr)
@@ -96,16 +147,16 @@ def run(args) -> int:
     except ValueError as exc:
         return usage(str(exc))
     try:
-        model = load_task_model(spec).classifier
+        task_model = load_task_model(spec)
     except ModelError as exc:
         print(f"lifelens: {exc}", file=sys.stderr)
         return 1
+    model = task_model.classifier
     try:  # a wrong layer or option is a usage error, not a failure of every file
         for method in methods:
             METHODS[method](model, layer=args.layer if METHODS[method].uses_layer else None, **options[method])
     except ValueError as exc:
         return usage(str(exc))
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = FileFailures()
@@ -116,36 +167,6 @@ def run(args) -> int:
             k += 1
             stem = f"{path.stem}_{k}"
         used_stems.add(stem)
-        batch = prepared[None]
-        probs = handle_for(model).probs(batch)[0]  # compiled once, shared with the methods
-        top = int(np.argmax(probs))
-        record = {
-            "image": str(path), "task": spec.id, "disclaimer": DISCLAIMER,
-            "prediction": {"class": spec.classes[top].name, "class_id": spec.classes[top].id,
-                           "probabilities": {c.name: round(float(p), 6) for c, p in zip(spec.classes, probs)}},
-            "explained_class": spec.classes[top if target is None else target].name,
-            "methods": {},
-        }
-        for method in methods:
-            info = METHODS[method]
-            try:
-                result = explain(model, batch, targets=target, method=method,
-                                 layer=args.layer if info.uses_layer else None, **options[method])
-                auc = {"steps": args.auc_steps, "baseline": args.auc_baseline}
-                deletion = float(deletion_auc(model, batch, result.maps, result.targets, **auc)[0])
-                insertion = float(insertion_auc(model, batch, result.maps, result.targets, **auc)[0])
-            except ValueError as exc:
-                failures.report(path, f"{method}: {exc}")
-                continue
-            picture = overlay_image(result, prepared, colormap=args.colormap, alpha=args.alpha,
-                                    contour_top=args.contour)
-            png = f"{stem}_{method.replace('+', 'p')}.png"
-            (out / png).write_bytes(imaging.encode_png(picture))
-            record["methods"][method] = {
-                "name": info.name, "options": _jsonable(result.options), "layer": result.layer,
-                "overlay": png, "signed": result.signed is not None,
-                "deletion_auc": round(deletion, 6), "insertion_auc": round(insertion, 6),
-                "auc_steps": args.auc_steps, "auc_baseline": args.auc_baseline,
-            }
+        record = _explain_image(task_model, args, methods, options, target, path, prepared, stem, out, failures)
         (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
     return failures.exit_code
