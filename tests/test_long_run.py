@@ -88,7 +88,8 @@ def test_500_explanations_keep_memory_flat_and_never_retrace():
           f"LifeLens tf.functions {len(traces_after)}, shap gradient traces {shap_after}")
     assert growth < MAX_GROWTH_MB, f"resident memory grew by {growth:.0f} MB over {CALLS} explanations"
     ours = {k: v for k, v in traces_after.items() if k.startswith(model.name + ":")}
-    assert len(ours) >= len(CAMS) + 2, ours
+    # the five CAM variants share one compiled pass; with probs, gradients and the MC-dropout map
+    assert any(k.endswith(":cam@block4_relu2") for k in ours) and len(ours) >= 4, ours
     assert traces_after == traces_before, "a tf.function was retraced during the run"
     assert set(ours.values()) == {1}, f"fixed signatures mean one trace per function: {ours}"
     assert shap_after == shap_before, "shap's gradient functions were retraced during the run"

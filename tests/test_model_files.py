@@ -34,6 +34,10 @@ def models_copy(tmp_path, monkeypatch):
     folder.mkdir()
     for suffix in (".keras", ".json"):
         shutil.copy2(source.with_suffix(suffix), folder / source.with_suffix(suffix).name)
+    import json
+
+    for row in json.loads(source.with_suffix(".json").read_text()).get("ensemble", {}).get("members", [])[1:]:
+        shutil.copy2(source.parent / row["file"], folder / row["file"])  # the other ensemble members
     monkeypatch.setattr(config, "MODELS_DIR", folder)
     spec = get_task(TASK)
     assert spec.model_path == folder / f"{TASK}.keras"

@@ -71,9 +71,9 @@ def input_gate_message(spec, task_model, case) -> bool:
     gate = _input_gate(model_key(task_model), spec.id)
     if gate.in_domain(typicality):
         return True
-    st.error(f"This does not look like a {spec.modality.lower()}: typicality {typicality:.3f}, lower than "
-             f"{1 - gate.alpha:.0%} of our validation images. The prediction below means nothing.",
-             icon=":material/block:")
+    st.warning(f"**This does not look like a {spec.modality.lower()}**: typicality {typicality:.3f}, lower than "
+               f"{1 - gate.alpha:.0%} of our validation images. The prediction below means nothing (about "
+               f"{gate.alpha:.0%} of images like ours are flagged too).", icon=":material/block:")
     return False
 
 
