@@ -36,6 +36,16 @@ def metrics_table(specs, cards) -> list[str]:
     return lines
 
 
+def sources_table(specs, cards) -> list[str]:
+    lines = ["| task | source | n test | key metric (ensemble) |", "|---|---|---|---|"]
+    for spec in specs:
+        key = spec.goals[0][0] if spec.goals else spec.key_metrics[0]  # what the task is judged by
+        for source, m in (cards[spec.id].get("metrics_by_source") or {}).items():
+            extra = f"; referable AUC {_f(m.get('referable_auc'))}" if m.get("referable_auc") is not None else ""
+            lines.append(f"| {spec.id} | {source} | {m.get('n')} | {key} {_f(m.get(key))}{extra} |")
+    return lines
+
+
 def goals_table(specs, cards) -> list[str]:
     lines = ["| task | goal (held-out set) | ours (our test split) | status |", "|---|---|---|---|"]
     for spec in specs:
@@ -127,7 +137,8 @@ def run(args) -> int:
     except ModelError as exc:
         print(f"lifelens: {exc}", file=sys.stderr)
         return 2
-    for title, table in (("Metrics on our test split", metrics_table), ("Goals", goals_table),
+    for title, table in (("Metrics on our test split", metrics_table), ("By source", sources_table),
+                         ("Goals", goals_table),
                          ("Calibration", calibration_table), ("Ensemble against one network", ensemble_table),
                          ("Conformal sets", conformal_table),
                          ("Input gate", gate_table), ("Shift", shift_table)):
