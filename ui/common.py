@@ -31,7 +31,7 @@ PRESENTER_CSS = """
 [data-testid="stMain"] [data-testid="stMetricValue"] div { font-size: 2.8rem !important; line-height: 1.2 !important; }
 [data-testid="stMain"] [data-testid="stMetricLabel"] p { font-size: 1.1rem !important; white-space: normal !important; }
 [data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.1rem !important; }
-.block-container { max-width: 1400px; padding-top: 1rem; }
+.block-container { max-width: 1400px; padding-top: 4rem; }  /* below the app header: the switch stays clickable */
 /* The sidebar goes: the screen is the case. Presenter mode is left with the switch at the top. */
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stSidebarNav"] { display: none !important; }
 [data-testid="stMain"] button p, [data-testid="stMain"] [data-baseweb="select"] div { font-size: 1.3rem !important; }
