@@ -25,7 +25,7 @@ common.start_background_imports()  # TensorFlow imports while the frame and the 
 from lifelens.tasks import TASKS  # noqa: E402
 from ui import task_page  # noqa: E402
 
-st.set_page_config(page_title="LifeLens", page_icon=":material/biotech:", layout="wide", initial_sidebar_state="expanded")
+st.set_page_config(page_title="LifeLens", page_icon=str(common.ICON), layout="wide", initial_sidebar_state="expanded")
 
 pages = {
     "LifeLens": [st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,6 +18,8 @@ from lifelens.tasks import DISCLAIMER, TASKS, get_task
 log = logging.getLogger("lifelens.app")
 
 PRESENTER_KEY = "presenter"
+# A local file: a Material-icon favicon would be fetched from a public font server on every load.
+ICON = Path(__file__).resolve().parent.parent / "assets" / "icon.png"
 
 # Material Symbols ship with Streamlit, so icons render even where no emoji font is installed.
 
