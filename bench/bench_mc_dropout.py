@@ -12,22 +12,11 @@ Figures (ratios measured in one run, on the shipped plant model or a fresh one):
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
+from timing import best_of
 
 SAMPLES = 50
 REPEATS = 7
-
-
-def _best_of(fn, repeats: int = REPEATS) -> float:
-    fn()  # warm-up (tracing, allocation)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _model():
@@ -56,11 +45,11 @@ def run() -> dict:
     one = images[:1]
     feats = uncertainty.features_of(tm, one)
 
-    batched = _best_of(lambda: uncertainty.mc_dropout_head(tm, feats, SAMPLES))
+    batched = best_of(lambda: uncertainty.mc_dropout_head(tm, feats, SAMPLES), REPEATS)
     looped = _best_of(lambda: [uncertainty.mc_dropout_head(tm, feats, 1) for _ in range(SAMPLES)])
-    mc_one_image = _best_of(lambda: uncertainty.mc_dropout_predict(tm, one, SAMPLES))
-    whole_network = _best_of(lambda: uncertainty.mc_dropout_predict(tm, one, SAMPLES, head_only=False), 3)
-    forward_batch = _best_of(lambda: predict_proba(tm.classifier, images, batch_size=SAMPLES))
+    mc_one_image = best_of(lambda: uncertainty.mc_dropout_predict(tm, one, SAMPLES), REPEATS)
+    whole_network = best_of(lambda: uncertainty.mc_dropout_predict(tm, one, SAMPLES, head_only=False), 3)
+    forward_batch = best_of(lambda: predict_proba(tm.classifier, images, batch_size=SAMPLES), REPEATS)
     return {
         "mc_dropout_model": which,
         "mc_dropout_loop_speedup": round(looped / batched, 2),

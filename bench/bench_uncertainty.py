@@ -9,24 +9,16 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from timing import best_of  # noqa: E402
+
 TASK = "plant"
 REPEATS = 5
-
-
-def _best(fn, repeats: int = REPEATS) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def run() -> dict:
@@ -46,16 +38,14 @@ def run() -> dict:
         pred = ui_support.predict_case(tm, prepared, "ensemble" if tm.is_ensemble else "mc_dropout", 30)
         top = int(scoring.predicted_class(spec, pred["mean"][None], tm.card.get("threshold"))[0])
         if calibration is not None:
-            conformal.prediction_sets(calibration, ui_support.shipped_probabilities(tm, prepared), 0.9)
+            conformal.prediction_sets(calibration, ui_support.shipped_probabilities(tm, prepared, pred), 0.9)
         explain.explain(tm.classifier, prepared, targets=top, method="gradcam")
 
     shift_lab_update(1.0)  # warm: traces and caches
     blurs = iter(np.linspace(1.5, 4.0, REPEATS))
-    update = _best(lambda: shift_lab_update(next(blurs)))
+    update = best_of(lambda: shift_lab_update(next(blurs)), REPEATS, warm_up=False)
     x = case.prepared[None].astype(np.float32)
-    ensemble_proba(tm, x)
-    predict_proba(tm.classifier, x)
-    ratio = _best(lambda: ensemble_proba(tm, x)) / _best(lambda: predict_proba(tm.classifier, x))
+    ratio = best_of(lambda: ensemble_proba(tm, x), REPEATS) / best_of(lambda: predict_proba(tm.classifier, x), REPEATS)
     return {"shift_lab_update_s": round(update, 3), "shift_lab_update_goal_s": 1.0,
             "ensemble_over_member_predict_ratio": round(ratio, 2), "ensemble_members": len(tm.members)}
 

@@ -148,73 +148,92 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     """Evaluate the shipped deep ensemble, its first member and two baselines on OUR test
     split, each source's test share separately; choose the mammography threshold on the
     validation split; write them into the card."""
-    from lifelens import baseline as simple
-    from lifelens.models import load_task_model, member_probabilities, temper, update_card
+    from lifelens.models import load_task_model, update_card, write_member_cards
     from lifelens.tasks import DISCLAIMER
 
     task_model = load_task_model(spec)
     splits = data.task_splits(spec)
     xs = {k: data.load_prepared(spec, v) for k, v in splits.items()}
     ys = {k: np.array([s.label for s in v]) for k, v in splits.items()}
-    entries, thresholds = {"tta": choose_tta(task_model, xs["val"].astype(np.float32), ys["val"])}, {}
-    task_model.card["tta"] = entries["tta"]
-    log(f"[{spec.id}] flip test-time augmentation {'on' if entries['tta']['used'] else 'off'}: validation score "
-        f"{entries['tta']['val_score_without']:.4f} without, {entries['tta']['val_score_with']:.4f} with")
-    raw = {k: member_probabilities(task_model, xs[k].astype(np.float32), tempered=False) for k in ("val", "test")}
-    ensemble_t, member_t = fit_temperature(raw["val"], ys["val"]), fit_temperature(raw["val"][:1], ys["val"])
-    task_model.card.setdefault("ensemble", {})["temperature"] = ensemble_t
+    entries = _ensemble_entries(task_model, xs, ys, log)
     update_card(spec, ensemble=task_model.card["ensemble"])
-    log(f"[{spec.id}] ensemble temperature {ensemble_t:.3f}, member 0 alone {member_t:.3f} (validation NLL)")
-    members = {k: temper(v, ensemble_t) for k, v in raw.items()}
-    single = {k: temper(v[0], member_t) for k, v in raw.items()}
-    if spec.num_classes == 2:
-        entries["threshold"] = thresholds["ensemble"] = choose_threshold(ys["val"], members["val"].mean(0)[:, 1])
-        thresholds["member"] = choose_threshold(ys["val"], single["val"][:, 1])
-        entries["threshold_rule"] = "maximum Youden J on the validation split"
-    entries["metrics"] = _scored(spec, ys["test"], members["test"].mean(0), thresholds.get("ensemble"))
-    entries["metrics"]["split"] = "our test split (never used for training or model selection)"
-    entries["metrics"]["ensemble_members"] = len(task_model.members)
-    entries["single_member_metrics"] = _scored(spec, ys["test"], single["test"], thresholds.get("member"))
-    entries["single_member_metrics"]["temperature"] = member_t
-    entries["ensemble_vs_member"] = ensemble_vs_members(raw, ys, ensemble_t)
-    entries["member_metrics"] = [
-        {k: classification_metrics(spec, ys["test"], p, None).get(k) for k in spec.key_metrics + ("nll", "accuracy")}
-        for p in raw["test"]]  # each member as trained, untempered
     train = data.training_splits(spec)
     x_train = data.load_prepared(spec, train["train"])
     y_train = np.array([s.label for s in train["train"]])
-    entries["baselines"] = {}
-    for fitted in (simple.fit_logistic(x_train, y_train), simple.fit_boosted(x_train, y_train)):
-        base_threshold = None
-        if spec.num_classes == 2:
-            base_threshold = choose_threshold(ys["val"], fitted.predict_proba(xs["val"])[:, 1])
-        entries["baselines"][fitted.kind] = _scored(spec, ys["test"], fitted.predict_proba(xs["test"]),
-                                                    base_threshold, fitted.description)
-        log(f"[{spec.id}] baseline {fitted.kind} fitted on {len(y_train)} training images")
+    entries["baselines"] = _baseline_entries(spec, x_train, y_train, xs, ys, log)
     entries["baseline"] = entries["baselines"]["logistic"]  # the Model cards page's first comparison
-    entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], thresholds.get("ensemble"))
-    entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"))
+    entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
+    entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
+                                                     known={"": entries.pop("_test_probs")})
     entries["intended_use"] = ("Teaching and demonstration of how CNNs classify " + spec.modality.lower()
                                + " images, and of their uncertainty and explanations. " + DISCLAIMER)
     entries["limitations"] = list(spec.limitations)
     entries["dataset"] = {"folder": spec.data_folder, "extra_sources": [s.folder for s in spec.extra_sources],
                           "citation": spec.citation, "licence": spec.licence, "modality": spec.modality}
     entries["goals"] = goal_status(spec, entries["metrics"])
-    update_card(spec, **entries)
+    write_member_cards(spec, update_card(spec, **entries))
     key = spec.key_metrics[0]
     log(f"[{spec.id}] test {key}: ensemble {entries['metrics'].get(key)} vs member "
         f"{entries['single_member_metrics'].get(key)} vs boosted {entries['baselines']['boosted']['metrics'].get(key)}")
     return entries
 
 
-def ensemble_vs_members(raw: dict, ys: dict, ensemble_t: float) -> dict:
+def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
+    """Test-time flips and temperatures chosen on validation, then the ensemble, its first
+    member and every member scored on test. Sets ``task_model.card`` ``tta`` and
+    ``ensemble.temperature``; ``_test_probs`` is the ensemble's test prediction (for reuse)."""
+    from lifelens.models import member_probabilities, temper
+
+    spec = task_model.spec
+    tta, raw_val = choose_tta(task_model, xs["val"].astype(np.float32), ys["val"])
+    task_model.card["tta"] = tta
+    log(f"[{spec.id}] flip test-time augmentation {'on' if tta['used'] else 'off'}: validation score "
+        f"{tta['val_score_without']:.4f} without, {tta['val_score_with']:.4f} with")
+    raw = {"val": raw_val, "test": member_probabilities(task_model, xs["test"].astype(np.float32), tempered=False)}
+    ensemble_t = fit_temperature(raw["val"], ys["val"])
+    member_ts = [fit_temperature(raw["val"][m:m + 1], ys["val"]) for m in range(len(raw["val"]))]
+    task_model.card.setdefault("ensemble", {})["temperature"] = ensemble_t
+    log(f"[{spec.id}] ensemble temperature {ensemble_t:.3f}, member 0 alone {member_ts[0]:.3f} (validation NLL)")
+    members = {k: temper(v, ensemble_t).mean(axis=0) for k, v in raw.items()}
+    single = {k: temper(v[0], member_ts[0]) for k, v in raw.items()}
+    entries, thresholds = {"tta": tta, "_test_probs": members["test"]}, {}
+    if spec.num_classes == 2:
+        entries["threshold"] = thresholds["ensemble"] = choose_threshold(ys["val"], members["val"][:, 1])
+        thresholds["member"] = choose_threshold(ys["val"], single["val"][:, 1])
+        entries["threshold_rule"] = "maximum Youden J on the validation split"
+    entries["metrics"] = _scored(spec, ys["test"], members["test"], thresholds.get("ensemble"))
+    entries["metrics"]["split"] = "our test split (never used for training or model selection)"
+    entries["metrics"]["ensemble_members"] = len(task_model.members)
+    entries["single_member_metrics"] = _scored(spec, ys["test"], single["test"], thresholds.get("member"))
+    entries["single_member_metrics"]["temperature"] = member_ts[0]
+    entries["ensemble_vs_member"] = ensemble_vs_members(raw["test"], ys["test"], ensemble_t, member_ts)
+    entries["member_metrics"] = [
+        {k: classification_metrics(spec, ys["test"], p, None).get(k) for k in spec.key_metrics + ("nll", "accuracy")}
+        for p in raw["test"]]  # each member as trained, untempered
+    return entries
+
+
+def _baseline_entries(spec: TaskSpec, x_train, y_train, xs: dict, ys: dict, log) -> dict:
+    """Both simple models fitted on the training split and scored like the ensemble."""
+    from lifelens import baseline as simple
+
+    out = {}
+    for fitted in (simple.fit_logistic(x_train, y_train), simple.fit_boosted(x_train, y_train)):
+        threshold = None
+        if spec.num_classes == 2:
+            threshold = choose_threshold(ys["val"], fitted.predict_proba(xs["val"])[:, 1])
+        out[fitted.kind] = _scored(spec, ys["test"], fitted.predict_proba(xs["test"]), threshold, fitted.description)
+        log(f"[{spec.id}] baseline {fitted.kind} fitted on {len(y_train)} training images")
+    return out
+
+
+def ensemble_vs_members(raw_test: np.ndarray, y_test: np.ndarray, ensemble_t: float, member_ts: list) -> dict:
     """Test NLL of the tempered ensemble against each member at its own validation-fitted
     temperature: is the ensemble better than one network, the first or a typical one?"""
     from lifelens.models import temper
 
-    ensemble = negative_log_likelihood(temper(raw["test"], ensemble_t).mean(axis=0), ys["test"])
-    members = [negative_log_likelihood(temper(raw["test"][m], fit_temperature(raw["val"][m:m + 1], ys["val"])),
-                                       ys["test"]) for m in range(len(raw["test"]))]
+    ensemble = negative_log_likelihood(temper(raw_test, ensemble_t).mean(axis=0), y_test)
+    members = [negative_log_likelihood(temper(p, t), y_test) for p, t in zip(raw_test, member_ts)]
     verdict = ("below every member" if ensemble < min(members) else "below the mean member"
                if ensemble < float(np.mean(members)) else "NOT below a single member")
     return {"ensemble_nll": ensemble, "member_nll": members, "mean_member_nll": float(np.mean(members)),
@@ -250,31 +269,38 @@ def reference_levels(spec: TaskSpec, y_train: np.ndarray, y_test: np.ndarray, th
     return {"majority_class": headline_metrics(spec, y_test, majority, threshold), "chance": chance}
 
 
-def choose_tta(task_model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
+def choose_tta(task_model, x_val: np.ndarray, y_val: np.ndarray) -> tuple[dict, np.ndarray]:
     """Use flip test-time augmentation only if it raises the ensemble's validation score
-    (balanced accuracy, or AUC for a binary task): chosen on validation, never on test."""
+    (balanced accuracy, or AUC for a binary task): chosen on validation, never on test.
+
+    Returns (the card's ``tta`` record, the members' untempered validation softmax (M, N, K)
+    under the choice).
+    """
     from lifelens.models import member_probabilities
     from lifelens.scoring import selection_score
 
     spec = task_model.spec
-    scores = {tta: selection_score(spec, member_probabilities(task_model, x_val, tta=tta).mean(axis=0), y_val)
-              for tta in (False, True)}
-    return {"flips": "identity, left-right, up-down" if spec.augmentation != "film" else "none (films face left)",
-            "val_score_without": round(scores[False], 4), "val_score_with": round(scores[True], 4),
-            "used": bool(spec.augmentation != "film" and scores[True] > scores[False]),
-            "rule": "on when it raises the validation score of the ensemble"}
+    raw = {tta: member_probabilities(task_model, x_val, tta=tta, tempered=False) for tta in (False, True)}
+    scores = {tta: selection_score(spec, p.mean(axis=0), y_val) for tta, p in raw.items()}
+    used = bool(spec.augmentation != "film" and scores[True] > scores[False])
+    return ({"flips": "identity, left-right, up-down" if spec.augmentation != "film" else "none (films face left)",
+             "val_score_without": round(scores[False], 4), "val_score_with": round(scores[True], 4),
+             "used": used, "rule": "on when it raises the validation score of the ensemble"}, raw[used])
 
 
-def metrics_by_source(task_model, spec: TaskSpec, test_samples: list, threshold=None) -> dict:
-    """{source folder: metrics of the ensemble on that source's test share} ("own" = the task's folder)."""
+def metrics_by_source(task_model, spec: TaskSpec, test_samples: list, threshold=None, known: dict | None = None) -> dict:
+    """{source folder: metrics of the ensemble on that source's test share}; ``known``:
+    {source: (N, K) probabilities already computed for it} ("" = the task's own folder)."""
     from lifelens.models import ensemble_proba
 
     out = {}
     for source, index in data.by_source(test_samples).items():
         chosen = [test_samples[i] for i in index]
-        x = data.load_prepared(spec, chosen).astype(np.float32)
         labels = np.array([s.label for s in chosen])
-        out[source or spec.data_folder] = classification_metrics(spec, labels, ensemble_proba(task_model, x), threshold)
+        probs = (known or {}).get(source)
+        if probs is None:
+            probs = ensemble_proba(task_model, data.load_prepared(spec, chosen).astype(np.float32))
+        out[source or spec.data_folder] = classification_metrics(spec, labels, probs, threshold)
     return out
 
 

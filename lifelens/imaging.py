@@ -217,13 +217,13 @@ def colour_note(data: bytes, channels: int) -> str:
     when nothing was (reads only the header)."""
     try:
         with _quiet():
-            mode = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS).mode
+            header = Image.open(io.BytesIO(data), formats=PILLOW_FORMATS)
     except Exception:
         return ""
-    notes = []
-    if channels == 3 and mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16") and channels == 3:
+    mode, notes = header.mode, []
+    if channels == 3 and (mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16")):
         notes.append("a greyscale image: its grey copied into red, green and blue (the model was trained on colour)")
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in Image.open(io.BytesIO(data)).info):
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in header.info):
         notes.append("transparent pixels shown over white")
     if channels == 1 and mode in ("RGB", "RGBA", "CMYK", "YCbCr", "P"):
         notes.append("a colour image converted to grey (the model reads grey films)")

@@ -272,6 +272,29 @@ def temper(probs: np.ndarray, temperature: float | None) -> np.ndarray:
     return (out / out.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def write_member_cards(spec: TaskSpec, card: dict | None = None) -> list[Path]:
+    """A model card beside each further ensemble member (``<task>.m<k>.json``), made from the
+    task card: the member's provenance row and its own test metrics (untempered, as trained),
+    pointing to the task card for everything the ensemble shares. Returns the paths written."""
+    card = read_card(spec) if card is None else card
+    scored = card.get("member_metrics") or []
+    written = []
+    for row in (card.get("ensemble") or {}).get("members", []):
+        if row["member"] == 0:
+            continue  # member 0 is <task>.keras: the task card itself is its card
+        path = spec.model_path.parent / Path(row["file"]).with_suffix(".json").name
+        member_card = {
+            "task": spec.id, "title": f"{spec.title}: ensemble member {row['member']}", **row,
+            "metrics": scored[row["member"]] if row["member"] < len(scored) else None,
+            "metrics_note": "this member alone on our test split, as trained (no temperature)",
+            "ensemble_card": spec.card_path.name, "citation": spec.citation, "licence": spec.licence,
+            "intended_use": card.get("intended_use"),
+        }
+        path.write_text(json.dumps(member_card, indent=1, default=_json_default))
+        written.append(path)
+    return written
+
+
 def member_probabilities(task_model: TaskModel, images: np.ndarray, batch_size: int = 64,
                          tta: bool | None = None, tempered: bool = True) -> np.ndarray:
     """(N, S, S, C) prepared inputs -> (M, N, K) softmax of each ensemble member (dropout off).

@@ -522,10 +522,14 @@ def predict_case(task_model, prepared: np.ndarray, bayes_method: str = "mc_dropo
             "method": bayes_method, **summary}
 
 
-def shipped_probabilities(task_model, prepared: np.ndarray) -> np.ndarray:
-    """(K,) the shipped prediction for one prepared image: the deep ensemble's mean."""
+def shipped_probabilities(task_model, prepared: np.ndarray, pred: dict | None = None) -> np.ndarray:
+    """(K,) the shipped prediction for one prepared image: the deep ensemble's mean. A
+    :func:`predict_case` result of the ensemble already holds it (its posterior mean), so the
+    members are not run again."""
     from lifelens.models import ensemble_proba
 
+    if pred is not None and pred.get("method") == "ensemble":
+        return np.asarray(pred["mean"])
     return ensemble_proba(task_model, np.asarray(prepared, np.float32)[None])[0]
 
 

@@ -142,6 +142,9 @@ def test_every_shipped_member_loads_and_the_ensemble_is_their_mean(task_id):
         path = spec.model_path.parent / row["file"]
         assert sha256_file(path) == row["sha256"] and path.stat().st_size < 20 * 2**20
         assert row["training_seconds"] > 0
+        if row["member"] > 0:  # every further member has its own card beside it
+            member_card = json.loads(path.with_suffix(".json").read_text())
+            assert member_card["sha256"] == row["sha256"] and member_card["ensemble_card"] == spec.card_path.name
     _, x = test_images(task_id, 6, per_class=True)
     each = member_probabilities(tm, x, tta=False)
     assert each.shape == (len(rows), 6, spec.num_classes)

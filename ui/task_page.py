@@ -77,7 +77,7 @@ def input_gate_message(spec, task_model, case) -> bool:
     return False
 
 
-def conformal_section(spec, task_model, case) -> None:
+def conformal_section(spec, task_model, case, pred: dict) -> None:
     """The conformal set at a coverage the user picks, beside what it promises."""
     from lifelens.uncertainty import conformal
 
@@ -88,7 +88,8 @@ def conformal_section(spec, task_model, case) -> None:
     level = st.segmented_control("Coverage of the prediction set", ["0.8", "0.9", "0.95"], default="0.9",
                                  format_func=lambda v: f"{float(v):.0%}", key=f"{spec.id}_coverage",
                                  help=ui_support.HELP["conformal"]) or "0.9"
-    probs = _shipped_probs(model_key(task_model), case.digest, task_model, case.prepared)
+    probs = (ui_support.shipped_probabilities(task_model, case.prepared, pred) if pred["method"] == "ensemble"
+             else _shipped_probs(model_key(task_model), case.digest, task_model, case.prepared))
     methods = [m for m in ("ordinal", "lac") if m in calibrations]
     for method in methods:
         members = conformal.describe_set(conformal.prediction_sets(calibrations[method], probs, level),
@@ -229,7 +230,7 @@ def prediction_section(spec, task_model, case) -> dict:
                                                   task_model.card.get("warnings"), bayes_method)
         for w in warnings:
             st.warning(w, icon=":material/warning:")
-        conformal_section(spec, task_model, case)
+        conformal_section(spec, task_model, case, pred)
         with st.expander("What each confidence promises"):
             st.markdown("\n".join(f"- {line}" for line in ui_support.PROMISES.values()))
         st.caption(f":material/warning: {DISCLAIMER}")
@@ -305,7 +306,7 @@ def shift_lab(spec, task_model, case) -> None:
                     help=ui_support.HELP["mutual_information"], border=True)
         calibrations = conformal.from_card(task_model.card)
         if "lac" in calibrations:
-            probs = ui_support.shipped_probabilities(task_model, prepared)
+            probs = ui_support.shipped_probabilities(task_model, prepared, pred)
             chosen = conformal.describe_set(conformal.prediction_sets(calibrations["lac"], probs, 0.9), names, probs)
             m[1].metric("90 % conformal set", f"{len(chosen)} of {len(names)}", ", ".join(c["class"] for c in chosen),
                         delta_color="off", delta_arrow="off", help=ui_support.HELP["conformal"], border=True)

@@ -12,9 +12,17 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, in order: {','.join(STEPS)}")
 
 
+def _defaults(command, task_id: str):
+    """A command's arguments for a task with every other option at the default it declares."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return parser.parse_args(["--task", task_id])
+
+
 def run(args) -> int:
     import sys
-    from argparse import Namespace
     from pathlib import Path
 
     from lifelens.models import ModelError, promote_members
@@ -44,8 +52,7 @@ def run(args) -> int:
         if "calibrate" in steps:
             from lifelens.commands import calibrate
 
-            calibrate.run(Namespace(task=spec.id, samples=50, epochs=None, ood_per_source=40, seed=0,
-                                    retrain_head=False))
+            calibrate.run(_defaults(calibrate, spec.id))
         if "inside" in steps:
             from lifelens import inside
             from lifelens.models import load_task_model
@@ -54,7 +61,7 @@ def run(args) -> int:
         if "faithfulness" in steps:
             from lifelens.commands import faithfulness
 
-            faithfulness.run(Namespace(task=spec.id, images=12, methods=None, no_card=False))
+            faithfulness.run(_defaults(faithfulness, spec.id))
     except (ModelError, FileNotFoundError) as exc:
         log(f"lifelens: {exc}")
         return 2

@@ -140,18 +140,13 @@ def confidence_report(task_model, images: np.ndarray | None, labels: np.ndarray,
         "max_softmax": referral_accuracy(out["softmax"], labels, 1.0 - out["softmax"].max(axis=1)),
         "mc_dropout_mutual_information": referral_accuracy(mc_mean, labels, metrics.mutual_information(out["mc_dropout"])),
     }
-    if out["variational"] is not None:
-        var_mean = out["variational"].mean(axis=0)
-        report["variational"] = _method_scores(var_mean, labels)
-        report["posterior_accuracy_histogram"]["variational"] = posterior_accuracies(out["variational"], labels)
-        curve["variational_mutual_information"] = referral_accuracy(
-            var_mean, labels, metrics.mutual_information(out["variational"]))
-    if out["ensemble"] is not None:
-        ens_mean = out["ensemble"].mean(axis=0)
-        report["ensemble"] = _method_scores(ens_mean, labels)
-        report["posterior_accuracy_histogram"]["ensemble"] = posterior_accuracies(out["ensemble"], labels)
-        curve["ensemble_mutual_information"] = referral_accuracy(
-            ens_mean, labels, metrics.mutual_information(out["ensemble"]))
+    for method in ("variational", "ensemble"):  # the posteriors that may be missing
+        if out[method] is not None:
+            mean = out[method].mean(axis=0)
+            report[method] = _method_scores(mean, labels)
+            report["posterior_accuracy_histogram"][method] = posterior_accuracies(out[method], labels)
+            curve[f"{method}_mutual_information"] = referral_accuracy(
+                mean, labels, metrics.mutual_information(out[method]))
     report["referral_curve"] = curve
     return report
 
