@@ -1,59 +1,91 @@
-"""Bring your own model: upload a Keras image classifier and open it with the same explanation and
-inside-the-network views. The model and the image stay in memory; nothing is written to disk."""
+"""Bring your own model: a Keras 3, tf.keras 2 (.h5), SavedModel or ONNX image classifier,
+opened with the explanation, confidence and inside-the-network views its format allows."""
 import numpy as np
 import streamlit as st
 
-from lifelens import charts, imaging, inside, ui_support
+from lifelens import charts, imaging, inside, model_formats, ui_support
+from lifelens.model_formats import CHANNEL_ORDERS, FORMATS, VALUE_RANGES, Preprocessing
 from lifelens.tasks import TASKS, get_task
 from ui import common, explain_panel, task_page
 
 st.title(":material/upload_file: Bring your own model")
 st.markdown(
-    "Upload a Keras 3 image classifier saved with `model.save('name.keras')` — any Functional or Sequential CNN "
-    "whose input is a square image (greyscale or colour, pixel values 0–255 as LifeLens feeds them) and whose output "
-    "is one score per class. It is loaded in **safe mode** (no custom code runs) and kept **in memory only**.")
+    "Upload an image classifier: **" + "**, **".join(FORMATS.values()) + "**. Its input must be a square image "
+    "(greyscale or colour) and its output one score per class. Keras files are read in **safe mode** from memory "
+    "(no code from the file runs; a `Lambda` layer is refused); a SavedModel is unpacked into a private temporary "
+    "folder that is deleted with the model; nothing is kept after your session.")
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def uploaded_model(model_digest: str, _content: bytes):
-    """(the model as saved, its single-output classifier view), built once per upload."""
-    saved = ui_support.load_model_bytes(_content)
-    return saved, ui_support.classifier_view(saved)
+def opened_model(model_digest: str, name: str, value_range: str, channel_order: str, _content: bytes):
+    """The uploaded model opened once per (file, declared preprocessing)."""
+    return model_formats.open_model(_content, name, None, Preprocessing(value_range, channel_order))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def prediction(model_digest: str, image_digest: str, _model, _prepared):
-    return ui_support.predict_any_model(_model, _prepared)
+def prediction(model_key: str, image_digest: str, _opened, _prepared):
+    from lifelens.uncertainty.tta import predict_with_uncertainty
+
+    return predict_with_uncertainty(_opened, _prepared)
+
+
+def upload_digest(upload) -> str:
+    """One hash per upload: remembered by the uploader's file id, so a rerun does not hash again."""
+    seen = st.session_state.setdefault("byo_digests", {})
+    if upload.file_id not in seen:
+        seen.clear()
+        seen[upload.file_id] = ui_support.digest(upload.getvalue())
+    return seen[upload.file_id]
 
 
 c1, c2 = st.columns([1, 1])
-model_file = c1.file_uploader("Your model (.keras)", type=["keras"], key="byo_model",
-                              help="A Keras 3 archive. Lambda layers and custom classes are refused (safe mode).")
+model_file = c1.file_uploader("Your model", type=["keras", "h5", "hdf5", "zip", "onnx"], key="byo_model",
+                              help="`.keras` (Keras 3), `.h5` (tf.keras 2 / Keras 2), a `.zip` of a SavedModel "
+                                   "folder, or `.onnx` (e.g. exported from PyTorch).")
 names_text = c2.text_area("Class names, in output order", key="byo_names", height=120,
                           placeholder="one per line, or separated by commas",
                           help="Leave empty to call them class 0, class 1, …")
+p1, p2 = st.columns(2)
+value_range = p1.selectbox("Input values the network was trained on", list(VALUE_RANGES), key="byo_range",
+                           format_func=lambda k: f"{k}: {VALUE_RANGES[k]}",
+                           help="A model file does not say how its images were scaled. LifeLens's own models take 0–255; "
+                                "most tf.keras tutorials divide by 255; torchvision models use ImageNet mean/std.")
+channel_order = p2.selectbox("Channel order", list(CHANNEL_ORDERS), key="byo_channels",
+                             format_func=lambda k: f"{k.upper()}: {CHANNEL_ORDERS[k]}",
+                             help="Networks trained on images read with OpenCV see BGR.")
 if model_file is None:
-    st.info("Upload a `.keras` file to begin. Try one of LifeLens's own models from the `models/` folder.")
+    st.info("Upload a model file to begin. Try one of LifeLens's own models from the `models/` folder.")
     common.disclaimer()
     st.stop()
 
-model = shape = None
+opened = None
 with common.guarded("Your model"):
-    content = model_file.getvalue()
-    model_digest = ui_support.digest(content)
-    with st.spinner("Loading the model in safe mode…"):
-        saved, model = uploaded_model(model_digest, content)
-    names = ui_support.parse_class_names(names_text) or None
-    shape = ui_support.check_image_classifier(model, names)
-    class_names = names or [f"class {i}" for i in range(shape.num_classes)]
-if model is None or shape is None:
+    model_digest = upload_digest(model_file)
+    with st.spinner("Opening the model…"):
+        opened = opened_model(model_digest, model_file.name, value_range, channel_order, model_file.getvalue())
+    names = model_formats.parse_class_names(names_text) or None
+    if names is not None and len(names) != opened.num_classes:
+        st.error(f"The model has {opened.num_classes} outputs but {len(names)} class names were given; "
+                 "give one name per output, in output order.")
+        opened = None
+if opened is None:
     st.stop()
-mkey = f"upload:{model_digest}"
-st.success(f"`{saved.name}`: input {shape.input_size} × {shape.input_size} × {shape.channels}, "
-           f"{shape.num_classes} classes, {len(shape.conv_layers)} convolution layers, "
-           f"{saved.count_params():,} parameters"
-           + (f"; of its {len(saved.outputs)} outputs the first is explained." if saved is not model else "."),
+class_names = names or [f"class {i}" for i in range(opened.num_classes)]
+mkey = f"upload:{model_digest}:{value_range}:{channel_order}"
+st.success(f"`{model_file.name}` ({FORMATS[opened.format]}): input {opened.input_size} × {opened.input_size} × "
+           f"{opened.channels}, {opened.num_classes} classes"
+           + (f", {len(opened.conv_layers)} convolution layers" if opened.conv_layers else "")
+           + (f", {opened.parameters:,} parameters" if opened.parameters else "") + ". " + " ".join(opened.notes),
            icon=":material/check_circle:")
+with st.expander("What this format allows", expanded=opened.format in ("savedmodel", "onnx")):
+    rows = [{"view": explain_panel.method_name(m), "available": opened.method_support(m) is None,
+             "why not": opened.method_support(m) or ""} for m in [*explain_panel.method_ids(), "mc_dropout"]]
+    rows[-1]["view"] = "MC dropout confidence"
+    rows.append({"view": "Inside the network (filters, feature hierarchy)",
+                 "available": bool(opened.conv_layers), "why not": "" if opened.conv_layers else
+                 "needs the network's convolution layers, which this format does not expose."})
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={"available": st.column_config.CheckboxColumn(help="Whether this view works on your model.")})
 
 st.subheader("An image")
 source = st.radio("Image from", ["Upload", "A LifeLens gallery case"], horizontal=True, key="byo_source",
@@ -64,66 +96,81 @@ with common.guarded("The image"):
         up = st.file_uploader("Image (JPEG, PNG, TIFF, BMP, PGM or DICOM)", key="byo_image",
                               type=["jpg", "jpeg", "png", "tif", "tiff", "bmp", "pgm", "dcm"])
         if up is not None:
-            raw = up.getvalue()
-            image = imaging.decode_image(raw, channels=3, name=up.name)
-            image_digest, image_name = ui_support.digest(raw), up.name
+            image = imaging.decode_image(up.getvalue(), channels=3, name=up.name)
+            image_digest, image_name = upload_digest(up), "your image"
     else:
         t1, t2 = st.columns(2)
         task_id = t1.selectbox("Task", list(TASKS), format_func=lambda t: TASKS[t].title, key="byo_task")
-        missing = ui_support.data_status(get_task(task_id))
+        spec = get_task(task_id)
+        missing = ui_support.data_status(spec)
         if missing:
             st.info(missing)
         else:
             cases = task_page.gallery_cases(task_id)
             index = t2.selectbox("Case", list(range(len(cases))), key="byo_case",
-                                 format_func=lambda i: ui_support.sample_label(get_task(task_id), cases[i]))
+                                 format_func=lambda i: ui_support.sample_label(spec, cases[i]))
             case = task_page.gallery_case(task_id, int(index))
             image, image_digest, image_name = case.image, case.digest, case.name
 if image is None:
     common.disclaimer()
     st.stop()
 
-prepared = ui_support.prepare_for_model(image, shape)
-display = imaging.as_rgb_uint8(imaging.resize(imaging.to_channels(image, shape.channels), ui_support.DISPLAY_SIZE))
+prepared = model_formats.prepare_for_model(image, opened)
+display = imaging.as_rgb_uint8(imaging.resize(imaging.to_channels(image, opened.channels), ui_support.DISPLAY_SIZE))
 pred = None
 with common.guarded("The prediction"):
     st.subheader("Prediction")
     with st.spinner("Predicting…"):
-        pred = prediction(mkey, image_digest, model, prepared)
-    top = int(np.argmax(pred["mean"]))
+        pred = prediction(mkey, image_digest, opened, prepared)
+    top = int(np.argmax(pred["softmax"]))
     i1, i2 = st.columns([1, 1.6])
-    i1.image(display, caption=f"{image_name}, resized to {shape.input_size} × {shape.input_size}", width="stretch")
+    i1.image(display, caption=f"{image_name}, resized to {opened.input_size} × {opened.input_size}", width="stretch")
     with i2:
         st.markdown(f"### Most likely: **{class_names[top]}**")
         low, high = pred["interval"][top]
         m = st.columns(2)
         m[0].metric("Softmax confidence", f"{pred['softmax'][top]:.0%}", help=ui_support.HELP["softmax"], border=True)
-        if pred.get("bayesian_note"):  # no dropout: a posterior of one sample would be a fake 100 % interval
-            m[1].caption(f"No Bayesian confidence: {pred['bayesian_note']}")
-        else:
-            m[1].metric("MC-dropout confidence", f"{pred['mean'][top]:.0%}", f"95% CI {low:.0%}–{high:.0%}",
-                        delta_color="off", delta_arrow="off", help=ui_support.HELP["bayesian"], border=True)
-        st.caption("No uncertainty warnings for a model brought here: their thresholds are measured on a "
-                   "validation split, which LifeLens does not have for your model.")
+        label = "MC-dropout confidence" if pred["method"] == "mc_dropout" else "Test-time-augmentation mean"
+        help_text = ui_support.HELP["bayesian"] if pred["method"] == "mc_dropout" else ui_support.HELP["tta"]
+        m[1].metric(label, f"{pred['mean'][top]:.0%}", f"95% range {low:.0%}–{high:.0%}",
+                    delta_color="off", delta_arrow="off", help=help_text, border=True)
+        st.caption(pred["method_note"] + " No uncertainty warnings for a model brought here: their thresholds are "
+                   "measured on a validation split, which LifeLens does not have for your model.")
         common.disclaimer()
         st.altair_chart(charts.confidence_bars(class_names, pred["softmax"], pred["mean"], pred["interval"][:, 0],
                                                pred["interval"][:, 1]), width="stretch")
 
-if pred is not None:
+
+@st.fragment
+def explanation_section():
+    """Redrawn alone when its controls change: the prediction above is not recomputed."""
     with common.guarded("The explanation"):
         st.subheader("Where did it look?")
+        methods = opened.supported_methods()
         # SHAP needs background images; for a model from outside LifeLens the image's own black, blurred and
         # mean-colour versions stand in (the same baselines Integrated Gradients uses).
-        options = {"shap": {"background": ui_support.image_baselines(prepared)}}
-        choice = explain_panel.controls("byo", mkey, model, class_names, top)
-        explain_panel.main_view("byo", mkey, model, prepared, display, image_digest, class_names, choice, options)
+        options = {m: model_formats.method_options(m, prepared) for m in methods}
+        choice = explain_panel.controls("byo", mkey, opened.explainable, class_names, top, methods)
+        explain_panel.main_view("byo", mkey, opened.explainable, prepared, display, image_digest, class_names, choice,
+                                options)
         if not common.presenter() and st.toggle("Compare several methods (with deletion/insertion AUC)", key="byo_compare"):
-            explain_panel.comparison_grid("byo", mkey, model, prepared, display, image_digest, class_names, choice, options)
-        if not common.presenter() and st.toggle("Grad-CAM uncertainty under MC dropout", key="byo_gradcam_mc"):
-            explain_panel.uncertainty_view("byo", mkey, model, prepared, display, image_digest, class_names, choice)
+            explain_panel.comparison_grid("byo", mkey, opened.explainable, prepared, display, image_digest, class_names,
+                                          choice, options, methods)
+        if opened.method_support("mc_dropout") is None and opened.conv_layers and not common.presenter() \
+                and st.toggle("Grad-CAM uncertainty under MC dropout", key="byo_gradcam_mc"):
+            explain_panel.uncertainty_view("byo", mkey, opened.keras_model, prepared, display, image_digest,
+                                           class_names, choice)
 
+
+@st.fragment
+def inside_section():
     with common.guarded("Inside the network"):
         st.subheader("Inside the network")
+        if not opened.conv_layers:
+            st.info(f"A {FORMATS[opened.format]} model does not expose its convolution layers, so its filters and "
+                    "feature maps cannot be shown.")
+            return
+        model = opened.keras_model
         with st.expander("First-layer filters", expanded=False):
             tiles = inside.filter_tiles(inside.first_layer_filters(model), cell=48)
             columns = st.columns(12)
@@ -145,3 +192,8 @@ if pred is not None:
             st.dataframe([{"layer": r["name"], "type": r["type"], "output shape": str(r["output_shape"]),
                            "parameters": r["params"], "receptive field (px)": r["receptive_field"]} for r in rows],
                          hide_index=True, width="stretch")
+
+
+if pred is not None:
+    explanation_section()
+    inside_section()

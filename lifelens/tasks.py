@@ -275,7 +275,7 @@ PLANT = TaskSpec(
     hierarchy_examples=("leaf edges and veins", "the leaf surface, fine speckling", "spots, rings, yellowed patches",
                         "whole lesions, blight patches, the leaf outline"),
     extra_sources=(ExtraSource("plant_extra", "label", "path"),),
-    recipe=TrainingRecipe(epochs=30, class_weighting=None),
+    recipe=TrainingRecipe(epochs=30, class_weighting=None, members=5),
 )
 
 SKIN = TaskSpec(

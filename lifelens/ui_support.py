@@ -28,6 +28,9 @@ HELP = {
     "conformal": "Conformal prediction set: every class the calibration images cannot rule out. On images like "
                  "our validation images it holds the true class at least the chosen share of the time "
                  "(a frequentist guarantee over many images, not a probability for this one).",
+    "tta": "Test-time augmentation: the mean class probability over mirrored and slightly zoomed copies of the "
+           "image; the whisker spans their answers. Not a posterior: it shows how much the answer hangs on such "
+           "nuisances, all a sealed model lets us measure.",
     "credible_interval": "95% of the posterior samples of this class probability fall inside this range.",
     "entropy": "Predictive entropy (nats): total uncertainty of the averaged prediction. "
                "0 = certain; ln(K) = all K classes equally likely.",
@@ -270,137 +273,6 @@ PROMISES = {
 }
 
 
-# ----------------------------------------------------------------------------- uploaded models
-
-MAX_MODEL_BYTES = 512 * 1024 * 1024
-
-
-def load_model_bytes(content: bytes):
-    """A ``.keras`` archive held in memory -> Keras model, never touching the disk.
-
-    ``keras.saving.load_model`` only takes paths, but the Keras 3 loader underneath it
-    (``saving_lib.load_model``) reads any file-like object; it is called with a BytesIO and
-    ``safe_mode=True`` (no Python code or pickles executed). The weights are read into memory
-    from the archive (or on the fly from it), never extracted. Raises ModelError.
-    """
-    import zipfile
-    import zlib
-
-    content = bytes(content)
-    if not content:
-        raise ModelError("The uploaded model file is empty.")
-    buffer = io.BytesIO(content)
-    if not zipfile.is_zipfile(buffer):
-        raise ModelError("The uploaded file is not a Keras 3 `.keras` archive (it is not a zip file). "
-                         "Save your model with `model.save('name.keras')`.")
-    # Keep only the three members a Keras 3 archive needs: any other member (an assets
-    # folder) makes the loader extract the archive into a temporary directory on disk.
-    keep = ("config.json", "metadata.json", "model.weights.h5")
-    try:
-        with zipfile.ZipFile(io.BytesIO(content)) as zf:
-            names = set(zf.namelist())
-            if "config.json" not in names:
-                raise ModelError("The uploaded zip is not a Keras 3 `.keras` archive (no config.json inside).")
-            if sum(zf.getinfo(n).file_size for n in keep if n in names) > MAX_MODEL_BYTES:
-                raise ModelError("The uploaded model unpacks to more than 512 MB; LifeLens does not load it.")
-            slim = io.BytesIO()
-            with zipfile.ZipFile(slim, "w", zipfile.ZIP_STORED) as out:
-                for name in keep:
-                    if name in names:
-                        out.writestr(name, zf.read(name))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError):
-        raise ModelError("The uploaded `.keras` archive is damaged.") from None
-    content = slim.getvalue()
-    from lifelens import config
-    from lifelens import uncertainty  # noqa: F401  (registers custom Bayesian layers LifeLens saves)
-
-    config.compute_device()
-    try:
-        from keras.src.saving import saving_lib
-
-        return saving_lib.load_model(io.BytesIO(content), compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for a damaged or unsafe archive
-        message = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise ModelError(f"The uploaded model could not be loaded ({type(exc).__name__}: {message}). "
-                         "LifeLens loads models in safe mode: Lambda layers and custom code are refused.") from None
-
-
-@dataclass(frozen=True)
-class ModelShape:
-    """What LifeLens needs to know about an image classifier."""
-
-    input_size: int
-    channels: int
-    num_classes: int
-    conv_layers: tuple[str, ...]
-    last_conv: str
-
-
-def classifier_view(model):
-    """A single-output view of an uploaded model: the model itself, or (model -> first output) when it
-    has several outputs, as LifeLens models with a Bayesian head do ([probs, variational head]).
-    The view shares every layer and weight."""
-    if len(model.outputs) <= 1:
-        return model
-    import keras
-
-    return keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_first_output")
-
-
-def check_image_classifier(model, class_names: list[str] | None = None) -> ModelShape:
-    """Check a Keras model is a square-image classifier LifeLens can explain; raise ModelError saying why not.
-
-    Requires one input of shape (None, S, S, C) with C in {1, 3}, one output (None, K) with
-    K >= 2 (or a single sigmoid unit, read as two classes), at least one Conv2D layer, and,
-    when ``class_names`` is given, exactly K names.
-    """
-    import keras
-
-    if len(model.inputs) != 1:
-        raise ModelError(f"The model has {len(model.inputs)} inputs; LifeLens explains models with one image input.")
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 4:
-        raise ModelError(f"The model's input has shape {shape[1:]}: not an image (expected height x width x channels).")
-    _, h, w, c = shape
-    if c not in (1, 3):
-        raise ModelError(f"The model's input has {c} channels; LifeLens feeds greyscale (1) or colour (3) images.")
-    if h is None or w is None:
-        raise ModelError("The model's input size is not fixed; save it with a fixed height and width.")
-    if h != w:
-        raise ModelError(f"The model's input is {h} x {w}; LifeLens prepares square images only.")
-    outputs = model.outputs
-    if len(outputs) != 1 or len(outputs[0].shape) != 2:
-        raise ModelError("The model must have one output of class scores (batch x classes).")
-    k = int(outputs[0].shape[-1])
-    k = 2 if k == 1 else k
-    conv = tuple(layer.name for layer in _all_layers(model) if isinstance(layer, keras.layers.Conv2D))
-    if not conv:
-        raise ModelError("The model has no Conv2D layer: the explanation and inside views need convolutional feature maps.")
-    if class_names is not None and len(class_names) != k:
-        raise ModelError(f"The model has {k} outputs but {len(class_names)} class names were given; "
-                         "give one name per output, in output order.")
-    return ModelShape(int(h), int(c), k, conv, conv[-1])
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):  # nested Sequential / functional blocks
-            yield from _all_layers(layer)
-
-
-def parse_class_names(text: str) -> list[str]:
-    """Class names typed one per line or separated by commas; blanks dropped."""
-    parts = [p.strip() for line in text.splitlines() for p in line.split(",")]
-    return [p for p in parts if p]
-
-
-def prepare_for_model(image: np.ndarray, shape: ModelShape) -> np.ndarray:
-    """uint8 (H, W, C) image -> float32 (S, S, C) in [0, 255] for an uploaded model (a square resize)."""
-    return imaging.resize(imaging.to_channels(image, shape.channels), shape.input_size).astype(np.float32).reshape(
-        shape.input_size, shape.input_size, shape.channels)
-
-
 COMPARED = (("ensemble", "Deep ensemble"), ("member", "One member"), ("boosted", "Gradient boosting"),
             ("logistic", "Logistic regression"), ("majority_class", "Majority class"), ("chance", "Chance"))
 
@@ -531,87 +403,6 @@ def shipped_probabilities(task_model, prepared: np.ndarray, pred: dict | None = 
     if pred is not None and pred.get("method") == "ensemble":
         return np.asarray(pred["mean"])
     return ensemble_proba(task_model, np.asarray(prepared, np.float32)[None])[0]
-
-
-def predict_any_model(model, prepared: np.ndarray, samples: int = 30, seed: int = 0) -> dict:
-    """Both confidences for any Keras classifier (bring your own model).
-
-    The Bayesian part is MC dropout through the model's own dropout layers; a model without
-    dropout gets ``"mean"`` etc. equal to the softmax and ``"bayesian_note"`` saying why.
-    """
-    from lifelens import uncertainty
-    from lifelens.models import predict_proba
-
-    x = np.asarray(prepared, np.float32)[None]
-    softmax = predict_proba(model, x)[0]
-    try:
-        draws = uncertainty.mc_dropout_predict(model, x, samples=samples, seed=seed)[:, 0, :]
-        note = ""
-    except ValueError as exc:
-        draws = softmax[None]
-        note = str(exc)
-    summary = uncertainty.bayesian_summary(draws, softmax)
-    return {"softmax": softmax, "raw_softmax": softmax, "temperature": None, "method": "mc_dropout",
-            "bayesian_note": note, **summary}
-
-
-# ----------------------------------------------------------------------------- explanations (thin wrappers over lifelens.explain)
-
-LAYER_KINDS = ("Conv2D", "ReLU", "Activation", "MaxPooling2D", "AveragePooling2D", "DepthwiseConv2D", "SeparableConv2D")
-
-
-def spatial_layers(model) -> tuple[list[str], str]:
-    """(layers a CAM method can explain, the default one) of a Keras model.
-
-    Layers with a 4D (N, h, w, C) output that compute something (convolutions, activations,
-    pooling), named as ``lifelens.explain`` resolves them ("outer/inner" inside sub-models);
-    the default is the explain module's own default target layer.
-    """
-    from lifelens.explain import graph
-
-    names = [graph.path_name(path) for path, layer, shape in graph.walk(model)
-             if len(shape) == 4 and type(layer).__name__ in LAYER_KINDS]
-    default = graph.path_name(graph.default_target_layer(model))
-    if default not in names:
-        names.append(default)
-    return names, default
-
-
-FAITHFULNESS_STEPS = 24  # perturbation steps per curve: 2 x 25 forward passes per map, batched
-
-
-def faithfulness_scores(model, prepared: np.ndarray, heatmap: np.ndarray, target: int,
-                        steps: int = FAITHFULNESS_STEPS) -> dict:
-    """Deletion and insertion AUC (``lifelens.explain``) of one (H, W) map for one (S, S, C) image.
-
-    Returns {"deletion_auc": lower is better, "insertion_auc": higher is better}, both in [0, 1].
-    """
-    from lifelens.explain import deletion_auc, insertion_auc
-
-    x = np.asarray(prepared, np.float32)[None]
-    m = np.asarray(heatmap, np.float32)[None]
-    return {"deletion_auc": float(deletion_auc(model, x, m, int(target), steps=steps)[0]),
-            "insertion_auc": float(insertion_auc(model, x, m, int(target), steps=steps)[0])}
-
-
-def image_baselines(prepared: np.ndarray) -> np.ndarray:
-    """Black, blurred and mean-colour versions of one image (3, S, S, C): a SHAP background
-    for a model that has no training images at hand (bring your own model)."""
-    from lifelens.explain.integrated_gradients import baseline_images
-
-    x = np.asarray(prepared, np.float32)[None]
-    return np.concatenate([baseline_images(x, kind) for kind in ("black", "blur", "mean")], axis=0)
-
-
-def dropout_layer(model) -> str | None:
-    """The name of the model's last dropout layer (what MC dropout samples), or None."""
-    import keras
-
-    found = None
-    for layer in _all_layers(model):
-        if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)):
-            found = layer.name
-    return found
 
 
 def faithfulness_rows(summary: dict) -> list[dict]:

@@ -16,7 +16,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import TASK_IDS
-from lifelens import data, ui_support
+from lifelens import data, model_formats, ui_support
+from lifelens.models import ModelError
 from lifelens.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -362,23 +363,61 @@ def test_models_lifelens_cannot_explain_are_refused_with_a_reason():
     assert len(at.error) == 1 and "2 outputs but 3 class names" in at.error[0].value
 
 
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    import foreign_models
+
+    return foreign_models.build(str(tmp_path_factory.mktemp("foreign")))
+
+
+@pytest.mark.parametrize("key, name, method", [("onnx_nchw", "leaf.onnx", "Occlusion"),
+                                                ("savedmodel", "leaf.zip", "SHAP (expected gradients)"),
+                                                ("h5", "leaf.h5", "Grad-CAM")])
+def test_a_model_of_any_format_is_predicted_and_explained(foreign, key, name, method):
+    at = byo_page()
+    at.text_area(key="byo_names").set_value("healthy, diseased")
+    at.selectbox(key="byo_range").set_value("0-1")
+    at.file_uploader(key="byo_model").upload(name, foreign[key]).run()
+    no_failure(at)
+    at.radio(key="byo_source").set_value("A LifeLens gallery case").run()
+    no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    allowed = dict(zip(table["view"], table["available"]))
+    assert allowed["Grad-CAM"] is (key == "h5") and allowed["Occlusion"] is True
+    expected = "MC-dropout confidence" if key == "h5" else "Test-time-augmentation mean"
+    assert metric(at, expected).endswith("%")
+    methods = at.selectbox(key="byo_method").options
+    assert ("Grad-CAM" in methods) is (key == "h5") and "Occlusion" in methods
+    at.selectbox(key="byo_method").set_value({v: k for k, v in _method_names().items()}[method]).run()
+    no_failure(at)
+    url, caption = overlay_of(at)
+    assert method in caption
+
+
+def _method_names() -> dict:
+    from lifelens.explain import METHODS
+
+    return {m: cls.name for m, cls in METHODS.items()}
+
+
 def test_in_memory_loading_matches_the_file_loader(load_shipped):
     from conftest import test_images
     from lifelens.models import predict_proba, split_views
 
     needs_model("plant")
     spec = get_task("plant")
-    model = ui_support.load_model_bytes(spec.model_path.read_bytes())
+    model = model_formats.load_keras_bytes(spec.model_path.read_bytes())
     _, x = test_images("plant", 4)
     np.testing.assert_allclose(predict_proba(split_views(model)[0], x),
                                predict_proba(load_shipped("plant").classifier, x), atol=1e-5)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("hello.txt", "not a model")
-    with pytest.raises(ui_support.ModelError, match="config.json"):
-        ui_support.load_model_bytes(buffer.getvalue())
-    with pytest.raises(ui_support.ModelError, match="not a zip"):
-        ui_support.load_model_bytes(b"definitely not a model")
+    with pytest.raises(ModelError, match="config.json"):
+        model_formats.load_keras_bytes(buffer.getvalue())
+    with pytest.raises(ModelError, match="not a zip"):
+        model_formats.load_keras_bytes(b"definitely not a model")
 
 
 def test_task_page_says_plainly_when_there_is_no_data_folder(monkeypatch, tmp_path):

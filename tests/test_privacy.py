@@ -169,11 +169,11 @@ def _model_upload(extra_members: dict | None = None) -> bytes:
 
 def test_an_uploaded_model_is_loaded_in_memory():
     _need_model("plant")
-    from lifelens import ui_support
+    from lifelens import model_formats
 
-    ui_support.load_model_bytes(_model_upload())  # warm-up
+    model_formats.load_keras_bytes(_model_upload())  # warm-up
     with DiskWatch() as watch:
-        model = ui_support.load_model_bytes(_model_upload())
+        model = model_formats.load_keras_bytes(_model_upload())
     assert model.name.startswith("lifelens_plant")
     assert watch.writes == [], f"files opened for writing while loading an uploaded model: {watch.writes}"
     assert watch.holding_token == []
@@ -183,13 +183,13 @@ def test_an_uploaded_model_with_extra_files_is_not_extracted_to_disk():
     """A .keras archive with more than the three standard members makes Keras's loader
     extract the whole archive into a temp folder; the upload must not reach the disk."""
     _need_model("plant")
-    from lifelens import ui_support
+    from lifelens import model_formats
     from lifelens.models import ModelError
 
     upload = _model_upload({"assets/notes.txt": b"notes " + TOKEN})
     with DiskWatch() as watch:
         try:
-            ui_support.load_model_bytes(upload)
+            model_formats.load_keras_bytes(upload)
         except ModelError:
             pass  # refusing such an archive is as good as loading it in memory
     assert watch.writes == [], f"files opened for writing while loading an uploaded model: {watch.writes}"

@@ -74,13 +74,13 @@ def explanation(model_key: str, image_digest: str, method: str, target: int, lay
 def faithfulness(model_key: str, image_digest: str, method: str, target: int, layer: str | None,
                  _model, _prepared: np.ndarray, _heatmap: np.ndarray) -> dict:
     """Deletion and insertion AUC of one map: {"deletion_auc", "insertion_auc"} in [0, 1]."""
-    return ui_support.faithfulness_scores(_model, _prepared, _heatmap, target)
+    return _explain_module().map_faithfulness(_model, _prepared, _heatmap, target)
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
 def spatial_layers(model_key: str, _model) -> tuple[list[str], str]:
     """(names of the layers a CAM method can explain, the default one)."""
-    return ui_support.spatial_layers(_model)
+    return _explain_module().spatial_layers(_model)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -92,9 +92,12 @@ def colour_map(result: dict, display: np.ndarray, colormap: str, alpha: float, s
     return imaging.overlay(display, result["map"], colormap=colormap, alpha=alpha)
 
 
-def controls(key: str, model_key: str, model, class_names: list[str], predicted: int) -> Choice:
-    """The explanation controls; in presenter mode only the method and the class."""
-    methods = method_ids()
+def controls(key: str, model_key: str, model, class_names: list[str], predicted: int,
+             methods: list[str] | None = None) -> Choice:
+    """The explanation controls; in presenter mode only the method and the class.
+
+    ``methods``: the methods the model allows (default: every registered one)."""
+    methods = methods or method_ids()
     default = methods.index("gradcam") if "gradcam" in methods else 0
     presenting = common.presenter()
     cols = st.columns([1.3, 1.3, 1.3] if presenting else [1.2, 1.5, 1.3, 0.9, 1])
@@ -106,7 +109,7 @@ def controls(key: str, model_key: str, model, class_names: list[str], predicted:
         "Explain the class", list(range(len(class_names))), index=int(predicted),
         format_func=lambda i: class_names[i] + (" (predicted)" if i == predicted else ""),
         key=f"{key}_target", help=ui_support.HELP["target"])
-    layers, default_layer = spatial_layers(model_key, model)
+    layers, default_layer = spatial_layers(model_key, model) if any(map(uses_layer, methods)) else ([], None)
     layer = default_layer
     if presenting:
         colormap, alpha = "jet", 0.45
@@ -161,9 +164,10 @@ def main_view(key: str, model_key: str, model, prepared: np.ndarray, display: np
 
 
 def comparison_grid(key: str, model_key: str, model, prepared: np.ndarray, display: np.ndarray, image_digest: str,
-                    class_names: list[str], choice: Choice, options: dict | None = None) -> list[ExplanationPanel]:
+                    class_names: list[str], choice: Choice, options: dict | None = None,
+                    methods: list[str] | None = None) -> list[ExplanationPanel]:
     """Several methods on the same image and class, each with deletion/insertion AUC."""
-    methods = method_ids()
+    methods = methods or method_ids()
     default = [m for m in DEFAULT_COMPARISON if m in methods][:4] or methods[:4]
     chosen = st.multiselect("Methods to compare", methods, default=default, format_func=method_name,
                             key=f"{key}_compare_methods",
@@ -223,7 +227,9 @@ def _grid_cell(model_key, model, prepared, display, image_digest, class_names, c
 def uncertainty_view(key: str, model_key: str, model, prepared: np.ndarray, display: np.ndarray, image_digest: str,
                      class_names: list[str], choice: Choice) -> ExplanationPanel | None:
     """Grad-CAM mean and standard deviation over MC-dropout passes."""
-    dropout = ui_support.dropout_layer(model)
+    from lifelens.model_formats import dropout_layer
+
+    dropout = dropout_layer(model)
     if dropout is None:
         st.info("This model has no dropout layer, so Grad-CAM cannot be sampled under MC dropout.")
         return None

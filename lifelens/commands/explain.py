@@ -1,15 +1,23 @@
-HELP = ("explain a task model's prediction for image files: an overlay PNG per image and method, "
-        "and a JSON per image with the prediction and each method's deletion/insertion AUC")
+HELP = ("explain a model's prediction for image files or whole folders: an overlay PNG per image and method, "
+        "a JSON per image with the prediction and each method's deletion/insertion AUC, and every record "
+        "appended to OUT/explanations.jsonl (a rerun skips the images already there)")
+
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from lifelens.commands._common import add_model_arguments, add_run_arguments  # noqa: E402
+
+RECORDS = "explanations.jsonl"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--task", required=True, help="a task id of the registry (lifelens.tasks.TASKS)")
+    add_model_arguments(p)
     p.add_argument("--single", action="store_true",
                    help="explain the first ensemble member only (default: the mean map of every member)")
     p.add_argument("--method", default="gradcam",
                    help="comma-separated method ids: gradcam, gradcam++, hirescam, layercam, eigencam, scorecam, "
                         "shap, integrated_gradients, occlusion, rise, shap_partition (default: gradcam)")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files and/or folders (searched recursively)")
     p.add_argument("--out", required=True, help="folder for the PNGs and JSONs (created if missing)")
     p.add_argument("--target", help="class to explain: index, id or name (default: the predicted class)")
     p.add_argument("--layer", help="layer for CAM methods (default: the last conv layer before pooling)")
@@ -21,6 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--auc-steps", type=int, default=32, help="deletion/insertion steps")
     p.add_argument("--auc-baseline", default="blur", choices=("blur", "mean", "black"),
                    help="what deleted pixels become (default: a blurred copy of the image)")
+    add_run_arguments(p)
 
 
 def _parse_options(items: list[str], methods: list[str]) -> dict[str, dict]:
@@ -49,65 +58,112 @@ def _parse_options(items: list[str], methods: list[str]) -> dict[str, dict]:
     return options
 
 
-def _target_index(spec, value: str | None) -> int | None:
+def _target_index(class_names: list[str], class_ids: list[str], value: str | None) -> int | None:
     if value is None:
         return None
-    for i, c in enumerate(spec.classes):
-        if value in (str(i), c.id, c.name) or value.lower() == c.name.lower():
+    for i, (name, cid) in enumerate(zip(class_names, class_ids)):
+        if value in (str(i), cid, name) or value.lower() == name.lower():
             return i
-    raise ValueError(f"--target {value!r} is not a class of {spec.id} ({', '.join(spec.class_ids)})")
+    raise ValueError(f"--target {value!r} is not one of the classes ({', '.join(class_ids)})")
 
 
 def _jsonable(options: dict) -> dict:
     return {k: v for k, v in options.items() if isinstance(v, (bool, int, float, str))}
 
 
-def _explain_image(task_model, args, methods, options, target, path, prepared, stem, out, failures) -> dict:
+@dataclass(frozen=True)
+class ExplainSettings:
+    """Everything of the command line an image's explanation depends on (picklable for Ray)."""
+
+    methods: tuple[str, ...]
+    options: dict
+    target: int | None
+    single: bool
+    layer: str | None
+    colormap: str
+    alpha: float
+    contour: float
+    auc_steps: int
+    auc_baseline: str
+
+
+def stem_for(path: str, repeated: frozenset) -> str:
+    """The file-name stem of an image's outputs: its own, or with a short hash of its path when
+    another input has the same name (two folders' ``0001.png``); the same in every run."""
+    import hashlib
+
+    stem = Path(path).stem
+    return f"{stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:6]}" if stem in repeated else stem
+
+
+def _explain_image(loaded, is_task: bool, names: list[str], settings: ExplainSettings, path, prepared, stem, out,
+                   errors: list) -> dict:
     """Every method's map of one image, written as PNGs; returns the image's JSON record.
 
-    The prediction is the shipped one (the ensemble, at the card's threshold); a map is the
-    mean of the members' maps for that class (``--single``: the first member's alone), and
-    its deletion/insertion AUC is measured on the first member.
+    Task models: the prediction is the shipped one (the ensemble, at the card's threshold);
+    a map is the mean of the members' maps for that class (``--single``: the first member's
+    alone), and its deletion/insertion AUC is measured on the first member. A user's model
+    (``--model``): its own prediction and maps, with every method its format allows.
     """
     import numpy as np
 
     from lifelens import imaging, scoring
     from lifelens.explain import METHODS, deletion_auc, explain, explain_ensemble, insertion_auc
     from lifelens.explain.render import overlay_image
-    from lifelens.models import ensemble_proba
     from lifelens.tasks import DISCLAIMER
 
-    spec, model = task_model.spec, task_model.classifier
     batch = prepared[None]
-    probs = ensemble_proba(task_model, batch)[0]
-    top = int(scoring.predicted_class(spec, probs[None], task_model.card.get("threshold"))[0])
-    chosen = top if target is None else target
-    record = {
-        "image": str(path), "task": spec.id, "disclaimer": DISCLAIMER, "ensemble_members": len(task_model.members),
-        "prediction": {"class": spec.classes[top].name, "class_id": spec.classes[top].id,
-                       "probabilities": {c.name: round(float(p), 6) for c, p in zip(spec.classes, probs)}},
-        "explained_class": spec.classes[chosen].name, "methods": {},
-    }
-    members = [model] if args.single else task_model.members
-    for method in methods:
+    if is_task:
+        from lifelens.models import ensemble_proba
+
+        spec, model = loaded.spec, loaded.classifier
+        probs = ensemble_proba(loaded, batch)[0]
+        top = int(scoring.predicted_class(spec, probs[None], loaded.card.get("threshold"))[0])
+        members = [model] if settings.single else loaded.members
+        ids = spec.class_ids
+        record = {"file": str(path), "image": str(path), "task": spec.id, "ensemble_members": len(loaded.members)}
+    else:
+        from lifelens.model_formats import method_options
+
+        model = loaded.explainable
+        probs = loaded.predict(batch)[0]
+        top = int(np.argmax(probs))
+        members, ids = None, names
+        record = {"file": str(path), "image": str(path), "model": loaded.name, "format": loaded.format}
+    chosen = top if settings.target is None else settings.target
+    record.update({
+        "disclaimer": DISCLAIMER,
+        "prediction": {"class": names[top], "class_id": ids[top],
+                       "probabilities": {c: round(float(p), 6) for c, p in zip(names, probs)}},
+        "explained_class": names[chosen], "methods": {},
+    })
+    for method in settings.methods:
         info = METHODS[method]
-        layer = args.layer if info.uses_layer else None
+        layer = settings.layer if info.uses_layer else None
+        options = dict(settings.options[method])
+        if not is_task:
+            options = {**method_options(method, prepared), **options}
         try:
-            result = explain_ensemble(members, batch, chosen, method=method, layer=layer, **options[method])
-            auc = {"steps": args.auc_steps, "baseline": args.auc_baseline}
+            if members is not None:
+                result = explain_ensemble(members, batch, chosen, method=method, layer=layer, **options)
+            else:
+                result = explain(model, batch, chosen, method=method, layer=layer, **options)
+            auc = {"steps": settings.auc_steps, "baseline": settings.auc_baseline}
             deletion = float(deletion_auc(model, batch, result.maps, result.targets, **auc)[0])
             insertion = float(insertion_auc(model, batch, result.maps, result.targets, **auc)[0])
         except ValueError as exc:
-            failures.report(path, f"{method}: {exc}")
+            errors.append({"file": str(path), "error": f"{method}: {exc}"})
             continue
-        picture = overlay_image(result, prepared, colormap=args.colormap, alpha=args.alpha, contour_top=args.contour)
+        picture = overlay_image(result, prepared, colormap=settings.colormap, alpha=settings.alpha,
+                                contour_top=settings.contour)
         png = f"{stem}_{method.replace('+', 'p')}.png"
         (out / png).write_bytes(imaging.encode_png(picture))
         record["methods"][method] = {
             "name": info.name, "options": _jsonable(result.options), "layer": result.layer,
-            "overlay": png, "signed": result.signed is not None, "members": len(members),
+            "overlay": png, "signed": result.signed is not None, "members": len(members or [model]),
             "deletion_auc": round(deletion, 6), "insertion_auc": round(insertion, 6),
-            "auc_steps": args.auc_steps, "auc_baseline": args.auc_baseline, "auc_model": "member 0",
+            "auc_steps": settings.auc_steps, "auc_baseline": settings.auc_baseline,
+            "auc_model": "member 0" if is_task else "the model",
         }
         if "std" in result.extra:
             spread = imaging.colorize(result.extra["std"][0] / max(float(result.extra["std"].max()), 1e-6), "magma")
@@ -115,25 +171,47 @@ def _explain_image(task_model, args, methods, options, target, path, prepared, s
     return record
 
 
-def run(args) -> int:
-    import json
-    import sys
-    from pathlib import Path
+@dataclass(frozen=True)
+class ExplainJob:
+    """The per-batch function of ``explain``: file paths -> records (or {"file", "error"});
+    writes each image's PNGs and JSON into ``out``."""
 
-    from lifelens import imaging
-    from lifelens.commands._common import FileFailures, read_images
+    target: object  # lifelens.batch_run.ModelTarget
+    settings: ExplainSettings
+    out: str
+    repeated: frozenset = frozenset()
+
+    def __call__(self, paths: list[str]) -> list[dict]:
+        import json
+
+        from lifelens.batch_run import read_batch
+
+        good, _images, prepared, errors = read_batch(self.target, paths)
+        loaded = self.target.load()
+        names = self.target.class_names()
+        is_task = bool(self.target.task)
+        out = Path(self.out)
+        records = []
+        for path, x in zip(good, prepared):
+            stem = stem_for(path, self.repeated)
+            record = _explain_image(loaded, is_task, names, self.settings, path, x, stem, out, errors)
+            (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+            records.append(record)
+        return records + errors
+
+
+def run(args) -> int:
+    import sys
+    from collections import Counter
+
+    from lifelens import batch_run, imaging
+    from lifelens.commands._common import model_target
     from lifelens.explain import METHODS
-    from lifelens.models import ModelError, load_task_model
-    from lifelens.tasks import get_task
 
     def usage(message: str) -> int:
         print(f"lifelens explain: {message}", file=sys.stderr)
         return 2
 
-    try:
-        spec = get_task(args.task)
-    except KeyError as exc:
-        return usage(exc.args[0])
     methods = [m.strip() for m in args.method.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if not methods or unknown:
@@ -143,30 +221,35 @@ def run(args) -> int:
                      + "; --alpha in [0, 1]; --contour in [0, 1); --auc-steps at least 1")
     try:
         options = _parse_options(args.option, methods)
-        target = _target_index(spec, args.target)
     except ValueError as exc:
         return usage(str(exc))
+    target = model_target(args)
+    if target is None:
+        return 2
+    loaded = target.load()
+    if target.task:
+        ids = loaded.spec.class_ids
+        model = loaded.classifier
+    else:
+        ids = target.class_names()
+        model = loaded.explainable
+        refused = {m: loaded.method_support(m) for m in methods if loaded.method_support(m)}
+        if refused:
+            return usage(" ".join(refused.values()) + f" This model supports: {', '.join(loaded.supported_methods())}.")
     try:
-        task_model = load_task_model(spec)
-    except ModelError as exc:
-        print(f"lifelens: {exc}", file=sys.stderr)
-        return 1
-    model = task_model.classifier
-    try:  # a wrong layer or option is a usage error, not a failure of every file
-        for method in methods:
+        class_index = _target_index(target.class_names(), ids, args.target)
+        for method in methods:  # a wrong layer or option is a usage error, not a failure of every file
             METHODS[method](model, layer=args.layer if METHODS[method].uses_layer else None, **options[method])
     except ValueError as exc:
         return usage(str(exc))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failures = FileFailures()
-    used_stems: set[str] = set()
-    for path, _, prepared in read_images(spec, args.images, failures):
-        stem, k = path.stem, 1
-        while stem in used_stems:  # two inputs with the same name from different folders
-            k += 1
-            stem = f"{path.stem}_{k}"
-        used_stems.add(stem)
-        record = _explain_image(task_model, args, methods, options, target, path, prepared, stem, out, failures)
-        (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
-    return failures.exit_code
+    paths = batch_run.image_paths(args.images)
+    repeated = frozenset(stem for stem, n in Counter(Path(p).stem for p in paths).items() if n > 1)
+    settings = ExplainSettings(tuple(methods), options, class_index, args.single, args.layer, args.colormap,
+                               args.alpha, args.contour, args.auc_steps, args.auc_baseline)
+    job = ExplainJob(target, settings, str(out), repeated)
+    summary = batch_run.run(job, paths, batch_run.JsonLines(out / RECORDS), engine=args.engine, workers=args.workers,
+                            address=args.ray_address, batch_size=args.batch_size,
+                            skip=batch_run.done_files(out / RECORDS), label="explain")
+    return 2 if summary["failed"] else 0

@@ -1,16 +1,22 @@
-HELP = ("predict images with frequentist (softmax, temperature-scaled) and Bayesian (MC dropout, variational head) "
-        "confidence; prints one JSON object per image, one per line")
+HELP = ("predict images (files or whole folders) with frequentist (softmax, temperature-scaled) and Bayesian "
+        "(deep ensemble, MC dropout, variational head) confidence; one JSON object per image, one per line, "
+        "on stdout or appended to --out (a rerun skips the images already there)")
 
-CHUNK = 32  # images run through the network together
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from lifelens.commands._common import add_model_arguments, add_run_arguments  # noqa: E402
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--task", required=True)
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    add_model_arguments(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files and/or folders (searched recursively)")
     p.add_argument("--samples", type=int, default=50, help="posterior samples per Bayesian method (default 50)")
     p.add_argument("--seed", type=int, help="seed for the Bayesian samples (default: fresh draws every run)")
     p.add_argument("--coverage", type=float, default=0.9, choices=(0.8, 0.9, 0.95),
                    help="coverage of the conformal prediction set (default 0.9)")
+    p.add_argument("--out", help="a JSON Lines file to append the records to; a rerun skips the files already in it")
+    add_run_arguments(p)
 
 
 def _rounded(values, digits: int = 6):
@@ -89,42 +95,72 @@ def records(task_model, paths: list, prepared, temperature: float | None, sample
         }
 
 
+def opened_records(target, opened, paths: list, prepared, samples: int, seed: int | None):
+    """One JSON-able record per prepared image of a user's model (``--model``)."""
+    from lifelens.tasks import DISCLAIMER
+    from lifelens.uncertainty.tta import predict_with_uncertainty
+
+    names = target.class_names()
+    for path, x in zip(paths, prepared):
+        pred = predict_with_uncertainty(opened, x, samples=samples, seed=0 if seed is None else seed)
+        top = int(pred["top_class"])
+        yield {
+            "file": str(path), "model": Path(target.model).name, "format": opened.format, "class_names": names,
+            "prediction": names[int(pd_argmax(pred["softmax"]))], "probabilities": _rounded(pred["softmax"]),
+            "uncertainty": {"method": pred["method"], "note": pred["method_note"], "mean": _rounded(pred["mean"]),
+                            "interval": _rounded(pred["interval"]), "top_class": names[top],
+                            "entropy": round(pred["predictive_entropy"], 6),
+                            "mutual_information": round(pred["mutual_information"], 6)},
+            "disclaimer": DISCLAIMER,
+        }
+
+
+def pd_argmax(values) -> int:
+    import numpy as np
+
+    return int(np.argmax(values))
+
+
+@dataclass(frozen=True)
+class PredictJob:
+    """The per-batch function of ``predict``: file paths -> records (or {"file", "error"})."""
+
+    target: object  # lifelens.batch_run.ModelTarget
+    samples: int = 50
+    seed: int | None = None
+    coverage: float = 0.9
+
+    def __call__(self, paths: list[str]) -> list[dict]:
+        from lifelens.batch_run import read_batch
+
+        good, _images, prepared, errors = read_batch(self.target, paths)
+        if not good:
+            return errors
+        loaded = self.target.load()
+        if self.target.task:
+            temperature = loaded.card.get("temperature")
+            temperature = float(temperature) if isinstance(temperature, (int, float)) and temperature > 0 else None
+            found = records(loaded, good, prepared, temperature, self.samples, self.seed, self.coverage)
+        else:
+            found = opened_records(self.target, loaded, good, prepared, self.samples, self.seed)
+        return list(found) + errors
+
+
 def run(args) -> int:
-    import json
     import sys
 
-    from lifelens.commands._common import FileFailures, read_images
-    from lifelens.models import ModelError, load_task_model
-    from lifelens.tasks import get_task
+    from lifelens import batch_run
+    from lifelens.commands._common import model_target
 
     if args.samples < 1:
         print("lifelens: --samples must be at least 1", file=sys.stderr)
         return 2
-    try:
-        spec = get_task(args.task)
-        task_model = load_task_model(spec)
-    except KeyError as exc:
-        print(f"lifelens: {exc.args[0]}", file=sys.stderr)
+    target = model_target(args)
+    if target is None:
         return 2
-    except ModelError as exc:
-        print(f"lifelens: {exc}", file=sys.stderr)
-        return 2
-    temperature = task_model.card.get("temperature")
-    temperature = float(temperature) if isinstance(temperature, (int, float)) and temperature > 0 else None
-    failures = FileFailures()
-    paths, prepared = [], []
-
-    def flush():
-        for record in records(task_model, paths, prepared, temperature, args.samples, args.seed, args.coverage):
-            print(json.dumps(record), flush=True)
-        paths.clear()
-        prepared.clear()
-
-    for path, _image, x in read_images(spec, args.images, failures):
-        paths.append(path)
-        prepared.append(x)
-        if len(paths) == CHUNK:
-            flush()
-    if paths:
-        flush()
-    return failures.exit_code
+    job = PredictJob(target, args.samples, args.seed, args.coverage)
+    sink = batch_run.JsonLines(args.out) if args.out else batch_run.PrintLines()
+    skip = batch_run.done_files(Path(args.out)) if args.out else set()
+    summary = batch_run.run(job, batch_run.image_paths(args.images), sink, engine=args.engine, workers=args.workers,
+                            address=args.ray_address, batch_size=args.batch_size, skip=skip, label="predict")
+    return 2 if summary["failed"] else 0

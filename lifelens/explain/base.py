@@ -61,8 +61,54 @@ _HANDLES: dict[int, "ModelHandle"] = {}
 BUILD_LOCK = threading.RLock()
 
 
-def handle_for(model) -> "ModelHandle":
-    """The cached :class:`ModelHandle` of ``model`` (keyed by id; dropped when the model dies)."""
+class BlackBoxModel:
+    """A classifier known only by its predictions (an ONNX graph, a remote service): what the
+    black-box methods (``needs = "predictions"``) and the deletion/insertion AUC need.
+
+    predict_proba: float32 (N, H, W, C) in [0, 255] -> (N, K) class probabilities.
+    input_shape: (H, W, C). num_classes: K.
+    """
+
+    def __init__(self, predict_proba, input_shape: tuple, num_classes: int, name: str = "model"):
+        self.predict_proba = predict_proba
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.num_classes = int(num_classes)
+        self.name = name
+
+
+class PredictionHandle:
+    """The handle of a :class:`BlackBoxModel`: probabilities only; no layers, no gradients."""
+
+    needs_met = ("predictions",)
+    functions: dict = {}
+
+    def __init__(self, model: BlackBoxModel):
+        self.model_ref = weakref.ref(model)
+        self.name = model.name
+        self.input_shape = model.input_shape
+        self.num_classes = model.num_classes
+        self.single_sigmoid = False
+
+    @property
+    def model(self):
+        model = self.model_ref()
+        if model is None:
+            raise RuntimeError("the model behind this explanation handle no longer exists")
+        return model
+
+    def probs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        predict = self.model.predict_proba
+        return _batched(lambda chunk: np.asarray(predict(chunk), np.float32), np.asarray(images, np.float32),
+                        batch_size, self.num_classes)
+
+    def target_probs(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        probs = self.probs(images, batch_size)
+        return probs[np.arange(len(probs)), np.asarray(targets, dtype=np.int64)]
+
+
+def handle_for(model) -> "ModelHandle | PredictionHandle":
+    """The cached handle of ``model`` (keyed by id; dropped when the model dies): a
+    :class:`ModelHandle` for a Keras model, a :class:`PredictionHandle` for a :class:`BlackBoxModel`."""
     key = id(model)
     found = _HANDLES.get(key)
     if found is not None and found.model_ref() is model:
@@ -70,7 +116,7 @@ def handle_for(model) -> "ModelHandle":
     with BUILD_LOCK:
         found = _HANDLES.get(key)
         if found is None or found.model_ref() is not model:
-            found = ModelHandle(model)
+            found = PredictionHandle(model) if isinstance(model, BlackBoxModel) else ModelHandle(model)
             _HANDLES[key] = found
             weakref.finalize(model, _HANDLES.pop, key, None)
         return found
@@ -98,6 +144,7 @@ class ModelHandle:
     size, the model's image size), so it is traced once per model.
     """
 
+
     def __init__(self, model):
         import keras
 
@@ -119,6 +166,9 @@ class ModelHandle:
         # output, which does not saturate the way a probability near 1 does.
         self.dense_logits = isinstance(out_layer, keras.layers.Dense) and activation in ("softmax", "sigmoid")
         self.output_layer = out_layer
+        # A model whose layers are sealed (a SavedModel behind one TFSMLayer) has no spatial layer to explain.
+        spatial = any(len(shape) == 4 and type(layer).__name__ in graph.SPATIAL_KINDS for _, layer, shape in graph.walk(model))
+        self.needs_met = ("predictions", "gradients") + (("layers",) if spatial else ())
         self.taps: dict[tuple, object] = {}
         self.functions: dict[str, object] = {}
         self.explainers: dict[tuple, object] = {}  # shap explainers, built on shared_copy
@@ -312,6 +362,8 @@ class Method:
     description: str = ""
     signed: bool = False  # fills Explanation.signed
     uses_layer: bool = False  # explains an inner layer (``layer=`` applies)
+    # What of the model the method reads: "predictions" (black-box), "gradients" or "layers".
+    needs: str = "gradients"
     defaults: dict = {}
 
     def __init__(self, model, layer=None, **options):
@@ -322,6 +374,9 @@ class Method:
         if layer is not None and not self.uses_layer:
             raise ValueError(f"{self.name} works on the input pixels; it takes no layer.")
         self.handle = handle_for(model)  # holds the model weakly: compiled functions keep this instance
+        if self.needs not in self.handle.needs_met:
+            offers = " and ".join(self.handle.needs_met)
+            raise ValueError(f"{self.name} needs the network's {self.needs}; this model gives only its {offers}.")
         self.options = {**self.defaults, **options}
         self.layer_path = self.handle.layer_path(layer) if self.uses_layer else None
 
@@ -358,7 +413,8 @@ def method_class(method) -> type:
 def explain(model, images, targets=None, method="gradcam", layer=None, **options) -> Explanation:
     """Explain ``model``'s prediction for ``images`` with one method.
 
-    model: a Keras classifier (N, H, W, C) -> (N, K) softmax or (N, 1) sigmoid.
+    model: a Keras classifier (N, H, W, C) -> (N, K) softmax or (N, 1) sigmoid, or a
+        :class:`BlackBoxModel` (then only methods with ``needs == "predictions"``).
     images: float32 (N, H, W, C) or (H, W, C), values in [0, 255] (prepared inputs).
     targets: None (the predicted class), one class index, or (N,) indices.
     method: an id from :data:`METHODS` (or a :class:`Method` subclass).

@@ -21,6 +21,7 @@ from lifelens.explain.base import Method
 
 class BaseCAM(Method):
     uses_layer = True
+    needs = "layers"
     needs_gradients = True  # EigenCAM looks at activations only
 
     def channel_weights(self, activations, grads, images, targets):

@@ -107,3 +107,15 @@ def faithfulness_summary(model, images, methods, targets=None, steps: int = 16, 
     out.update(images=int(len(images)), steps=steps, baseline=DEFAULT_BASELINE, split="our test split")
     return out
 
+
+
+def map_faithfulness(model, image: np.ndarray, heatmap: np.ndarray, target: int, steps: int = 24) -> dict:
+    """Deletion and insertion AUC of one (H, W) map for one (H, W, C) image and class.
+
+    Returns {"deletion_auc": lower is better, "insertion_auc": higher is better}, in [0, 1];
+    ``steps`` perturbation steps per curve (2 x (steps + 1) forward passes, batched).
+    """
+    x = np.asarray(image, np.float32)[None]
+    m = np.asarray(heatmap, np.float32)[None]
+    return {"deletion_auc": float(deletion_auc(model, x, m, int(target), steps=steps)[0]),
+            "insertion_auc": float(insertion_auc(model, x, m, int(target), steps=steps)[0])}

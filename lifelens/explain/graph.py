@@ -226,3 +226,21 @@ def shared_copy(model):
     ref = model.inputs[0]
     x = keras.Input(shape=tuple(ref.shape[1:]), dtype=ref.dtype)
     return keras.Model(x, run_graph(model, [x])[0], name=f"{model.name}_shared")
+
+
+SPATIAL_KINDS = ("Conv2D", "ReLU", "Activation", "MaxPooling2D", "AveragePooling2D", "DepthwiseConv2D", "SeparableConv2D")
+
+
+def spatial_layers(model) -> tuple[list[str], str]:
+    """(layers a CAM method can explain, the default one) of a Keras model.
+
+    Layers with a 4D (N, h, w, C) output that compute something (convolutions, activations,
+    pooling), named as :func:`resolve_layer` takes them ("outer/inner" inside sub-models);
+    the default is :func:`default_target_layer`.
+    """
+    names = [path_name(path) for path, layer, shape in walk(model)
+             if len(shape) == 4 and type(layer).__name__ in SPATIAL_KINDS]
+    default = path_name(default_target_layer(model))
+    if default not in names:
+        names.append(default)
+    return names, default

@@ -24,6 +24,7 @@ def _starts(side: int, window: int, stride: int) -> list[int]:
 
 @register
 class Occlusion(Method):
+    needs = "predictions"
     id = "occlusion"
     name = "Occlusion"
     description = "Hides one patch at a time and measures how much the class probability drops."

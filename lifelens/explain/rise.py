@@ -47,6 +47,7 @@ def rise_masks(count: int, height: int, width: int, cells: int = 7, keep: float 
 
 @register
 class RISE(Method):
+    needs = "predictions"
     id = "rise"
     name = "RISE"
     description = ("Scores the image under many random masks and averages the masks, weighted by the class "

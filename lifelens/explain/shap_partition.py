@@ -38,6 +38,7 @@ def image_masker(shape: tuple, mask_value: str):
 
 @register
 class PartitionSHAP(Method):
+    needs = "predictions"
     id = "shap_partition"
     name = "SHAP (Partition)"
     description = ("Owen values of image regions, hidden by blurring, from the model's predictions alone; "

@@ -30,8 +30,10 @@ def first_layer_filters(model, fold_batchnorm: bool = True) -> np.ndarray:
 
 def _batchnorm_scale(model, conv) -> np.ndarray:
     """gamma / sqrt(var + eps) of the BatchNorm right after ``conv`` (ones if there is none)."""
+    from lifelens.explain.graph import walk
+
     n = int(conv.get_weights()[0].shape[-1])
-    for layer in model.layers:
+    for _, layer, _ in walk(model):
         if type(layer).__name__ != "BatchNormalization":
             continue
         try:

@@ -128,8 +128,10 @@ def block_output_layers(model) -> list[str]:
 
 
 def first_conv_layer(model):
-    """The first Conv2D layer (the one whose kernels look at pixels)."""
-    for layer in model.layers:
+    """The first Conv2D layer (the one whose kernels look at pixels), nested models included."""
+    from lifelens.explain.graph import walk
+
+    for _, layer, _ in walk(model):
         if type(layer).__name__ == "Conv2D":
             return layer
     raise ValueError(f"Model {model.name} has no Conv2D layer.")
