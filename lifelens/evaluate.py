@@ -52,8 +52,10 @@ def classification_metrics(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray
 
 # ----------------------------------------------------------------------------- the CNN
 
-def predict_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None) -> tuple[list, np.ndarray, np.ndarray]:
-    """Read a labelled folder and predict it. Returns (samples kept, labels (N,), probs (N, K)).
+def predict_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None,
+                   batch_size: int = 64) -> tuple[list, np.ndarray, np.ndarray]:
+    """Read a labelled folder and predict it, ``batch_size`` images at a time (only the
+    probabilities are kept). Returns (samples kept, labels (N,), probs (N, K)).
 
     ``on_error(path, message)`` is called for each image that cannot be read; it is skipped.
     """
@@ -61,9 +63,8 @@ def predict_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None) ->
     from lifelens.models import ensemble_proba
 
     folder = Path(data_dir)
-    samples = spec.samples(folder)
-    kept, batch = [], []
-    for s in samples:
+    kept, batch, probs = [], [], []
+    for s in spec.samples(folder):
         try:
             batch.append(spec.prepare_image(spec.load_image(folder / "images" / s.path)))
             kept.append(s)
@@ -71,9 +72,85 @@ def predict_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None) ->
             if on_error is None:
                 raise
             on_error(folder / "images" / s.path, str(exc) if isinstance(exc, InputError) else f"cannot read the file ({exc})")
-    x = np.stack(batch) if batch else np.zeros((0, spec.input_size, spec.input_size, spec.channels), np.float32)
-    probs = ensemble_proba(task_model, x)
-    return kept, np.array([s.label for s in kept], dtype=int), probs
+        if len(batch) == batch_size:
+            probs.append(ensemble_proba(task_model, np.stack(batch)))
+            batch.clear()
+    if batch:
+        probs.append(ensemble_proba(task_model, np.stack(batch)))
+    out = np.concatenate(probs) if probs else np.zeros((0, spec.num_classes), np.float32)
+    return kept, np.array([s.label for s in kept], dtype=int), out
+
+
+def _macro_auc(y: np.ndarray, p: np.ndarray, k: int) -> float | None:
+    """One-vs-rest ROC AUC averaged over classes; None unless every class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(y)) < k:
+        return None
+    return float(roc_auc_score(y, p[:, 1]) if k == 2 else roc_auc_score(y, p / p.sum(axis=1, keepdims=True),
+                                                                         multi_class="ovr"))
+
+
+def evaluate_opened_folder(opened, class_names: list[str], data_dir: Path, on_error=None,
+                           batch_size: int = 64) -> dict:
+    """A user's model (:class:`lifelens.model_formats.OpenedModel`) on a labelled folder
+    (``images/`` + ``labels.csv`` with ``path,label``; labels are class names), streamed in
+    batches. Returns accuracy with its 95 % Wilson interval, balanced accuracy, macro AUC,
+    NLL, ECE, per-class recall and the confusion matrix."""
+    import csv
+
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, log_loss
+
+    from lifelens import imaging
+    from lifelens.model_formats import prepare_for_model
+    from lifelens.uncertainty.frequentist import wilson_interval
+    from lifelens.uncertainty.metrics import expected_calibration_error
+
+    folder = Path(data_dir)
+    index = {name.lower(): i for i, name in enumerate(class_names)}
+    t0 = time.time()
+    labels, probs, batch, batch_labels = [], [], [], []
+    with open(folder / "labels.csv", newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            label = index.get(str(row.get("label", "")).strip().lower())
+            path = folder / "images" / str(row.get("path", ""))
+            if label is None:
+                raise ValueError(f"label {row.get('label')!r} of {row.get('path')} is not one of the classes "
+                                 f"({', '.join(class_names)})")
+            try:
+                image = imaging.decode_image(path.read_bytes(), channels=3, name=path.name)
+            except (imaging.InputError, OSError) as exc:
+                if on_error is None:
+                    raise
+                on_error(path, str(exc) if isinstance(exc, imaging.InputError) else f"cannot read the file ({exc})")
+                continue
+            batch.append(prepare_for_model(image, opened))
+            batch_labels.append(label)
+            if len(batch) == batch_size:
+                probs.append(opened.predict(np.stack(batch)))
+                labels += batch_labels
+                batch, batch_labels = [], []
+    if batch:
+        probs.append(opened.predict(np.stack(batch)))
+        labels += batch_labels
+    if not labels:
+        raise ValueError("no readable labelled images")
+    y, p = np.array(labels), np.concatenate(probs).astype(np.float64)
+    k = len(class_names)
+    correct = int((p.argmax(axis=1) == y).sum())
+    result = {
+        "data": str(folder), "model": opened.name, "format": opened.format, "n": len(y),
+        "accuracy": correct / len(y), "accuracy_interval_95": list(wilson_interval(correct, len(y))),
+        "balanced_accuracy": float(balanced_accuracy_score(y, p.argmax(axis=1))),
+        "macro_auc": _macro_auc(y, p, k),
+        "nll": float(log_loss(y, np.clip(p, 1e-12, 1), labels=list(range(k)))),
+        "ece": float(expected_calibration_error(p, y)),
+        "per_class_recall": {name: None if not (y == i).any() else float((p.argmax(axis=1)[y == i] == i).mean())
+                             for i, name in enumerate(class_names)},
+        "confusion_matrix": confusion_matrix(y, p.argmax(axis=1), labels=list(range(k))).tolist(),
+        "class_names": class_names, "seconds": round(time.time() - t0, 1),
+    }
+    return result
 
 
 def evaluate_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None, with_confidence: bool = True) -> dict:

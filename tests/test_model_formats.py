@@ -216,3 +216,29 @@ def test_cli_names_a_bad_model_file(tmp_path, leaf_files, capsys):
     assert cli.main(["predict", "--model", str(bad), str(leaf_files)]) == 2
     err = capsys.readouterr().err
     assert "broken.onnx" in err and "Traceback" not in err
+
+
+def test_cli_evaluates_any_format_on_a_labelled_folder(model_files, built, tmp_path, capsys):
+    """The folder format of the shared data (images/ + labels.csv); labels are the class names."""
+    from lifelens import imaging
+
+    x, y = foreign_models.plant_thumbnails(20, "test")
+    (tmp_path / "images").mkdir()
+    rows = ["path,label"]
+    for i, (image, label) in enumerate(zip(x, y)):
+        (tmp_path / "images" / f"{i}.png").write_bytes(imaging.encode_png(image.astype(np.uint8)))
+        rows.append(f"{i}.png,{CLASSES[label]}")
+    (tmp_path / "images" / "bad.png").write_bytes(b"broken")
+    rows.append("bad.png,healthy")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    expected = float((built["reference"].predict(x / 255.0, verbose=0).argmax(axis=1) == y).mean())
+    for key in ("onnx", "savedmodel"):
+        code = cli.main(["evaluate", "--model", str(model_files / FORMAT_FILES[key]), "--classes", ",".join(CLASSES),
+                         "--input-range", "0-1", "--data", str(tmp_path)])
+        captured = capsys.readouterr()
+        result = json.loads(captured.out)
+        assert code == 2 and "bad.png" in captured.err  # the bad file named, the rest evaluated
+        assert result["n"] == 20 and result["accuracy"] == pytest.approx(expected)
+        low, high = result["accuracy_interval_95"]
+        assert low <= result["accuracy"] <= high and 0 <= result["macro_auc"] <= 1
+        assert sum(map(sum, result["confusion_matrix"])) == 20
