@@ -34,6 +34,7 @@ pages = {
     "Look inside": [
         st.Page("app_pages/inside.py", title="Inside the network", icon=":material/neurology:", url_path="inside"),
         st.Page("app_pages/playground.py", title="Convolution playground", icon=":material/calculate:", url_path="playground"),
+        st.Page("app_pages/training_lab.py", title="Training lab", icon=":material/model_training:", url_path="training-lab"),
     ],
     "Can we trust it?": [
         st.Page("app_pages/uncertainty_lab.py", title="Uncertainty lab", icon=":material/casino:", url_path="uncertainty"),

@@ -327,3 +327,34 @@ def shift_auroc_heatmap(rows: list[dict]) -> alt.Chart:
                  alt.Tooltip("auroc:Q", format=".2f", title="AUROC (0.5 = does not notice the shift)")])
     text = base.mark_text(fontSize=11).encode(text=alt.Text("auroc:Q", format=".2f"))
     return (cells + text).properties(height=alt.Step(18), width=alt.Step(90))
+
+
+def lab_curves(runs: list[dict], reference: dict | None, metric: str) -> alt.Chart:
+    """Training and validation ``metric`` ("loss" or "accuracy") per epoch for several runs,
+    with a simple model's validation value as a dashed line.
+
+    runs: [{"label": what the run changed, "history": [{epoch, loss, accuracy, val_loss,
+    val_accuracy}]}]; reference: {"val_loss", "val_accuracy"} of a logistic regression on the
+    same pixels, or None.
+    """
+    rows = [{"run": r["label"], "epoch": int(h["epoch"]), "split": split, "value": h[key]}
+            for r in runs for h in r["history"]
+            for split, key in (("train", metric), ("validation", f"val_{metric}")) if h.get(key) is not None]
+    title = "accuracy (dropout and augmentation off)" if metric == "accuracy" else "loss (cross-entropy)"
+    df = pd.DataFrame(rows, columns=["run", "epoch", "split", "value"])
+    lines = alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+        y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N", legend=alt.Legend(orient="bottom", direction="vertical", title="run: what changed")),
+        strokeDash=alt.StrokeDash("split:N", scale=alt.Scale(domain=["train", "validation"], range=[[1, 0], [5, 3]]),
+                                  legend=alt.Legend(orient="bottom", title=None)),
+        tooltip=["run:N", "epoch:Q", "split:N", alt.Tooltip("value:Q", format=".3f", title=metric)],
+    )
+    layers = [lines]
+    if reference is not None and reference.get(f"val_{metric}") is not None:
+        value = float(reference[f"val_{metric}"])
+        layers.append(alt.Chart(pd.DataFrame({"value": [value], "what": ["logistic regression on the same pixels"]}))
+                      .mark_rule(color="#555", strokeDash=[2, 2], strokeWidth=2)
+                      .encode(y="value:Q", tooltip=[alt.Tooltip("what:N", title="reference"),
+                                                    alt.Tooltip("value:Q", format=".3f", title=f"validation {metric}")]))
+    return alt.layer(*layers).properties(height=260, title=title, autosize=FIT_WIDTH)

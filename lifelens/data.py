@@ -86,6 +86,23 @@ def describe_split(splits: dict[str, list[Sample]]) -> dict:
     return record
 
 
+def every_class_in_turn(samples: list[Sample], n: int | None = None, reverse: bool = False) -> list[Sample]:
+    """The samples reordered so classes take turns (first of each class, then the second of
+    each ...), each class keeping its own order; the first ``n`` of them (all when None).
+    ``reverse``: classes take turns from the highest label down."""
+    by_label: dict[int, list[Sample]] = {}
+    for s in samples:
+        by_label.setdefault(s.label, []).append(s)
+    out, i = [], 0
+    limit = len(samples) if n is None else min(n, len(samples))
+    while len(out) < limit:
+        for label in sorted(by_label, reverse=reverse):
+            if i < len(by_label[label]) and len(out) < limit:
+                out.append(by_label[label][i])
+        i += 1
+    return out
+
+
 def load_prepared(spec: TaskSpec, samples: list[Sample], data_dir: Path | None = None,
                   progress=None) -> np.ndarray:
     """Prepared network inputs for ``samples`` as uint8 (N, S, S, C), cached on disk by content."""

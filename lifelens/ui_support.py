@@ -93,35 +93,13 @@ def data_status(spec: TaskSpec) -> str | None:
 def gallery(spec: TaskSpec, limit: int | None = None) -> list[Sample]:
     """The cases offered on a task page: our TEST split, classes interleaved so the first
     few show every class. Raises FileNotFoundError when there is no data folder."""
-    test = data.task_splits(spec)["test"]
-    by_class: dict[int, list[Sample]] = {}
-    for s in test:
-        by_class.setdefault(s.label, []).append(s)
-    ordered, i = [], 0
-    while len(ordered) < len(test):
-        for label in sorted(by_class):
-            if i < len(by_class[label]):
-                ordered.append(by_class[label][i])
-        i += 1
+    ordered = data.every_class_in_turn(data.task_splits(spec)["test"])
     if any(s.lesions for s in ordered):
         # An image with a recorded lesion circle opens the gallery (it teaches the most),
         # then normal and abnormal images alternate.
         ordered.sort(key=lambda s: (0 if s.lesions else 1))
-        ordered = _interleave_by_label(ordered, reverse=True)
+        ordered = data.every_class_in_turn(ordered, reverse=True)
     return ordered[:limit] if limit else ordered
-
-
-def _interleave_by_label(samples: list[Sample], reverse: bool = False) -> list[Sample]:
-    by_label: dict[int, list[Sample]] = {}
-    for s in samples:
-        by_label.setdefault(s.label, []).append(s)
-    out, i = [], 0
-    while len(out) < len(samples):
-        for label in sorted(by_label, reverse=reverse):
-            if i < len(by_label[label]):
-                out.append(by_label[label][i])
-        i += 1
-    return out
 
 
 def sample_label(spec: TaskSpec, sample: Sample) -> str:

@@ -48,16 +48,7 @@ def test_images(task_id: str, n: int, split: str = "test", per_class: bool = Fal
     spec = get_task(task_id)
     items = data.task_splits(spec)[split]
     if per_class:
-        by_class: dict[int, list] = {}
-        for s in items:
-            by_class.setdefault(s.label, []).append(s)
-        chosen, i = [], 0
-        while len(chosen) < min(n, len(items)):
-            for label in sorted(by_class):
-                if i < len(by_class[label]) and len(chosen) < n:
-                    chosen.append(by_class[label][i])
-            i += 1
-        items = chosen
+        items = data.every_class_in_turn(items, n)
     else:
         items = items[:n]
     prepared = data.load_prepared(spec, items).astype(np.float32)

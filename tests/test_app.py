@@ -23,7 +23,7 @@ from lifelens.tasks import get_task
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 TIMEOUT = 90  # seconds per script run: the first run imports TensorFlow and loads a model on a busy CPU
-PAGES = ["home", *TASK_IDS, "inside", "playground", "uncertainty_lab", "model_cards", "your_model"]
+PAGES = ["home", *TASK_IDS, "inside", "playground", "training_lab", "uncertainty_lab", "model_cards", "your_model"]
 
 
 def task_app(task_id: str) -> None:

@@ -32,12 +32,8 @@ def run(args) -> int:
     if unknown:
         print(f"lifelens: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}", file=sys.stderr)
         return 2
-    samples = data.task_splits(spec)["test"]
-    by_class: dict = {}
-    for s in samples:
-        by_class.setdefault(s.label, []).append(s)
     # every class in turn, so the summary is not one class's story
-    chosen = [group[i] for i in range(len(samples)) for group in by_class.values() if i < len(group)][:args.images]
+    chosen = data.every_class_in_turn(data.task_splits(spec)["test"], args.images)
     images = data.load_prepared(spec, chosen).astype(np.float32)
     summary = faithfulness_summary(
         model, images, methods,
