@@ -93,9 +93,12 @@ def run_status(run) -> str:
     return f"done: {len(run.history)} epochs in {run.finished - run.started:.0f} s"
 
 
-def draw_runs():
-    """The live part of the page: redrawn every second while a run trains; the knobs stay usable."""
+def draw_runs(polling: bool = False):
+    """The live part of the page: redrawn every second while a run trains; the knobs stay usable.
+    When the last run ends the whole page reruns once (the polling stops, the inside views open)."""
     runs = LAB_QUEUE.runs(session)
+    if polling and not any(r.active for r in runs):
+        st.rerun()
     if not runs:
         st.caption("No runs yet: pick a preset and press Train.")
         return
@@ -127,7 +130,7 @@ def draw_runs():
 
 
 active = any(r.active for r in runs)
-st.fragment(draw_runs, run_every=1.0 if active else None)()
+st.fragment(draw_runs, run_every=1.0 if active else None)(polling=active)
 
 finished = [r for r in runs if not r.active and r.model is not None and r.history]
 if finished:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -26,7 +27,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 VIEWPORT = {"width": 1280, "height": 900}
 # (url path, screenshot name); task pages are listed by the app as /<task id>.
 PAGES = [("", "home"), ("plant", "plant"), ("skin", "skin"), ("mammo", "mammo"), ("retina", "retina"),
-         ("inside", "inside"), ("playground", "playground"), ("uncertainty", "uncertainty_lab"),
+         ("inside", "inside"), ("playground", "playground"), ("training-lab", "training_lab"),
+         ("uncertainty", "uncertainty_lab"),
          ("cards", "model_cards"), ("your-model", "your_model")]
 SERVER_START_TIMEOUT = 60
 RUN_TIMEOUT = 180  # one script run on a cold, busy 2-core machine (TensorFlow import + model load)
@@ -214,6 +216,25 @@ def test_every_page_in_a_real_browser():
         page.get_by_text("Shifted image, Grad-CAM for", exact=False).first.wait_for(timeout=RUN_TIMEOUT * 1000)
         assert_no_exception(page, "comparison")
         save_screenshot(page, "plant_compare")
+
+        # Training lab: the overfitting preset for two epochs, its curves drawn as they grow.
+        page.goto(f"{url}/training-lab")
+        wait_idle(page)
+        page.locator('[data-testid="stSelectbox"]').first.click()
+        page.get_by_role("option", name="Overfitting").click()
+        wait_idle(page)
+        epochs = page.locator('[data-testid="stSlider"]').filter(has_text="Epochs").locator('input[type="range"]')
+        epochs.focus()
+        epochs.press("Home")  # the slider's minimum, 1 epoch
+        epochs.press("ArrowRight")
+        wait_idle(page)
+        page.locator('[data-testid="stButton"] button').filter(has_text=re.compile(r"Train$")).first.click()
+        page.get_by_text("done: 2 epochs", exact=False).first.wait_for(timeout=RUN_TIMEOUT * 1000)
+        wait_idle(page)
+        assert page.locator('[data-testid="stVegaLiteChart"]').count() >= 2
+        page.get_by_text("Look inside what you trained").first.wait_for(timeout=RUN_TIMEOUT * 1000)
+        assert_no_exception(page, "training lab")
+        save_screenshot(page, "training_lab_run")
 
         # Bring your own model: LifeLens's own plant model uploaded as a file, explained from memory.
         page.goto(f"{url}/your-model")
