@@ -59,9 +59,7 @@ def test_card_holds_the_shift_table(task_id):
     assert {t for t in TASKS if t != task_id} <= set(record["real"])
 
 
-@pytest.mark.parametrize("task_id", [pytest.param(t, marks=pytest.mark.xfail(
-    strict=True, reason="known failure, reported: the skin gate lets half the leaves and all noise in "
-                        "(its validation distances have a long tail)")) if t == "skin" else t for t in TASK_IDS])
+@pytest.mark.parametrize("task_id", TASK_IDS)
 def test_input_gate_turns_away_other_tasks_images(task_id):
     spec = get_task(task_id)
     tm = shipped_model(task_id)

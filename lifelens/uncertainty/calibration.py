@@ -103,7 +103,7 @@ def fit_input_gate(task_model, split: dict, ood_sets: dict, log=print) -> dict:
     images = {"train": data.load_prepared(spec, data.training_splits(spec)["train"]),
               **{k: data.load_prepared(spec, data.task_splits(spec)[k]) for k in ("val", "test")}}
     parts = {k: (split[k][0], images[k], split[k][1]) for k in images}
-    fitted = input_gate.fit_input_gate(parts["train"], parts["val"])
+    fitted = input_gate.fit_input_gate(parts["train"], parts["val"], alpha=spec.gate_alpha)
     fitted.save(input_gate.gate_path(spec))
     test_typ = fitted.typicality(split["test"][0], images["test"])
     record = {"method": "Mahalanobis distance to the nearest class mean (shared Ledoit-Wolf covariance; Lee et al. "
