@@ -48,19 +48,22 @@ class Choice:
     layer: str | None
     colormap: str
     alpha: float
+    precise: bool = False  # the method's default options instead of its fast ones
 
 
 # ----------------------------------------------------------------------------- cached computations
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def explanation(model_key: str, image_digest: str, method: str, target: int, layer: str | None,
-                _model, _prepared: np.ndarray, _options: dict | None = None) -> dict:
+                _model, _prepared: np.ndarray, _options: dict | None = None, precise: bool = False) -> dict:
     """One map for one image: {"map": (H, W) in [0, 1], "signed": (H, W) or None, "layer", "target", "extra"}.
 
     ``_options`` (not part of the cache key) must be determined by the other arguments,
-    e.g. the SHAP background built from the image itself for an uploaded model.
+    e.g. the SHAP background built from the image itself for an uploaded model. Unless
+    ``precise``, the method's fast options (``Method.fast``) apply.
     """
     module = _explain_module()
+    _options = {**({} if precise else module.METHODS[method].fast), **(_options or {})}
     # A list of models is a deep ensemble: the mean of its members' maps, with their spread in extra["std"].
     run = module.explain_ensemble if isinstance(_model, list) else module.explain
     result = run(_model, np.asarray(_prepared, np.float32), targets=int(target), method=method,
@@ -124,7 +127,13 @@ def controls(key: str, model_key: str, model, class_names: list[str], predicted:
         colormap = cols[3].selectbox("Colormap", list(imaging.COLORMAPS), key=f"{key}_colormap",
                                      help="Colours of the heatmap: low importance at the start of the scale, high at the end.")
         alpha = cols[4].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_alpha", help=ui_support.HELP["opacity"])
-    return Choice(method, int(target), layer if uses_layer(method) else None, colormap, float(alpha))
+    fast = _explain_module().METHODS[method].fast
+    precise = bool(fast) and not presenting and st.toggle(
+        "Precise (slower)", key=f"{key}_precise",
+        help="Fast by default: " + ", ".join(f"{k} = {v}" for k, v in fast.items()) + ". Precise uses the method's "
+             "full setting (" + ", ".join(f"{k} = {_explain_module().METHODS[method].defaults[k]}" for k in fast)
+             + "), as the model cards and the command line do; it takes a few times longer.")
+    return Choice(method, int(target), layer if uses_layer(method) else None, colormap, float(alpha), precise)
 
 
 def main_view(key: str, model_key: str, model, prepared: np.ndarray, display: np.ndarray, image_digest: str,
@@ -136,7 +145,7 @@ def main_view(key: str, model_key: str, model, prepared: np.ndarray, display: np
     """
     with st.spinner(f"Computing {method_name(choice.method)}…"):
         result = explanation(model_key, image_digest, choice.method, choice.target, choice.layer, model, prepared,
-                             (options or {}).get(choice.method))
+                             (options or {}).get(choice.method), choice.precise)
     cls = _explain_module().METHODS.get(choice.method)
     signed = bool(getattr(cls, "signed", False)) and result.get("signed") is not None
     overlay = colour_map(result, display, choice.colormap, choice.alpha)
@@ -204,7 +213,7 @@ def _grid_cell(model_key, model, prepared, display, image_digest, class_names, c
     try:
         with st.spinner(f"{method_name(method)}…"):
             result = explanation(model_key, image_digest, method, choice.target, layer, model, prepared,
-                                 (options or {}).get(method))
+                                 (options or {}).get(method), choice.precise)
             scores = faithfulness(model_key, image_digest, method, choice.target, layer, model, prepared, result["map"])
     except Exception as exc:  # noqa: BLE001 - one failing method must not hide the others
         common.log.exception("comparison of %s failed", method)

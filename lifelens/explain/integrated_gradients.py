@@ -36,6 +36,7 @@ class IntegratedGradients(Method):
     description = "Gradients summed along a path from a black or blurred image; red for, blue against the class."
     signed = True
     defaults = {"baseline": "black", "steps": 32, "blur_sigma": 1 / 16, "batch_size": 64}
+    fast = {"steps": 16}  # the interactive setting; the defaults are the precise one
 
     def attribute(self, images, targets):
         steps = int(self.options["steps"])

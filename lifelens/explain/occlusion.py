@@ -29,12 +29,13 @@ class Occlusion(Method):
     name = "Occlusion"
     description = "Hides one patch at a time and measures how much the class probability drops."
     signed = True
-    defaults = {"window": None, "stride": None, "fill": "mean", "batch_size": 64}
+    defaults = {"window": None, "stride": None, "fill": "mean", "batch_size": 64, "overlap": True}
+    fast = {"overlap": False}  # windows side by side: a quarter of the passes, a blockier map
 
     def attribute(self, images, targets):
         n, height, width, _ = images.shape
         window = int(self.options["window"] or max(2, height // 8))
-        stride = int(self.options["stride"] or max(1, window // 2))
+        stride = int(self.options["stride"] or (max(1, window // 2) if self.options["overlap"] else window))
         if not (1 <= window <= min(height, width)) or stride < 1:
             raise ValueError(f"window must be 1..{min(height, width)} pixels and stride at least 1.")
         self.options.update(window=window, stride=stride)  # record what was used

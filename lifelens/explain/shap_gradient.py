@@ -110,6 +110,7 @@ class ExpectedGradientsSHAP(Method):
     description = "Pixel attributions averaged over training images as baselines; red for, blue against the class."
     signed = True
     defaults = {"nsamples": 64, "background_size": 32, "task": None, "background": None, "seed": 0}
+    fast = {"nsamples": 16}  # the interactive setting; the defaults are the precise one
 
     def attribute(self, images, targets):
         opts = self.options

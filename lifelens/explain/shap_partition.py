@@ -45,6 +45,7 @@ class PartitionSHAP(Method):
                    "red for, blue against the class.")
     signed = True
     defaults = {"max_evals": 300, "batch_size": 64, "fill": "blur", "blur": None, "seed": 0}
+    fast = {"max_evals": 120}  # the interactive setting; the defaults are the precise one
 
     def attribute(self, images, targets):
         opts = self.options
