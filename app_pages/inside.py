@@ -3,7 +3,7 @@ image, activation maximisation and top-activating training patches."""
 import numpy as np
 import streamlit as st
 
-from lifelens import imaging, inside, ui_support
+from lifelens import cases, imaging, inside
 from lifelens.tasks import TASKS, get_task
 from ui import common, task_page
 
@@ -47,9 +47,9 @@ if view == "Feature hierarchy":
     with common.guarded("The feature hierarchy"):
         case = task_page.current_case(spec)
         if case is None:
-            st.info(ui_support.data_status(spec) or "Open an image on the task page first.")
+            st.info(cases.data_status(spec) or "Open an image on the task page first.")
         else:
-            st.caption(f"Image: **{ui_support.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False))}** "
+            st.caption(f"Image: **{cases.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False))}** "
                        f"({case.source}). Each row is one block's output: the 8 channels whose response varies most "
                        "across this image, brightest = strongest response in that block.")
             with st.spinner("Running the image through every block…"):

@@ -2,7 +2,7 @@
 what it is for and what it must not be used for."""
 import streamlit as st
 
-from lifelens import charts, models, ui_support
+from lifelens import card_tables, charts, models, screen_text
 from lifelens.tasks import DISCLAIMER, get_task
 from ui import common
 
@@ -31,7 +31,7 @@ with common.guarded("The metrics"):
     if not metrics:
         st.info("Not evaluated yet: the card has no `metrics` (run `python -m lifelens evaluate --card`).")
     else:
-        rows, names = ui_support.comparison_rows(spec, card)
+        rows, names = card_tables.comparison_rows(spec, card)
         st.caption(f"{metrics.get('n', '?')} test images never used for training or model selection. Each value "
                    "with its 95 % bootstrap interval; a model that learned nothing scores the majority-class and "
                    "chance levels. A gain is drawn in green only when the ensemble's interval lies above every "
@@ -40,26 +40,26 @@ with common.guarded("The metrics"):
         for i, name in enumerate(names):
             value = metrics[name]
             low, high = (metrics.get("intervals95") or {}).get(name, (None, None))
-            best_other, clear = ui_support.clear_gain(card, name)
+            best_other, clear = card_tables.clear_gain(card, name)
             delta = None if best_other is None else f"{value - best_other:+.3f} vs best simpler model"
             cols[i % len(cols)].metric(
                 name.replace("_", " "), f"{value:.3f}", delta, delta_color="normal" if clear else "off",
                 delta_arrow="auto" if clear else "off",
-                help=ui_support.metric_help(name) + (f" 95 % interval {low:.3f}–{high:.3f}." if low is not None else "")
+                help=screen_text.metric_help(name) + (f" 95 % interval {low:.3f}–{high:.3f}." if low is not None else "")
                 + ("" if clear else " The difference is inside the interval: no clear gain."))
         st.dataframe(rows, hide_index=True, width="stretch", column_config={
-            name.replace("_", " "): st.column_config.TextColumn(help=ui_support.metric_help(name)) for name in names})
+            name.replace("_", " "): st.column_config.TextColumn(help=screen_text.metric_help(name)) for name in names})
         for goal in card.get("goals") or []:
             mark = "met" if goal.get("met_on_our_test_split") else "**not met**"
             st.caption(f"Goal on the held-out judging set: {goal['metric'].replace('_', ' ')} ≥ {goal['goal']:.2f}; "
-                       f"our test split: {ui_support.format_value(goal.get('our_test_split'))} ({mark}).")
-        st.caption(f"Calibration of the ensemble: ECE {ui_support.format_value(metrics.get('ece'))}, NLL "
-                   f"{ui_support.format_value(metrics.get('nll'))}; a single member: NLL "
-                   f"{ui_support.format_value((card.get('single_member_metrics') or {}).get('nll'))}. "
+                       f"our test split: {card_tables.format_value(goal.get('our_test_split'))} ({mark}).")
+        st.caption(f"Calibration of the ensemble: ECE {card_tables.format_value(metrics.get('ece'))}, NLL "
+                   f"{card_tables.format_value(metrics.get('nll'))}; a single member: NLL "
+                   f"{card_tables.format_value((card.get('single_member_metrics') or {}).get('nll'))}. "
                    + (card.get("ensemble_vs_member") or {}).get("verdict", "").replace("ensemble NLL", "Ensemble NLL")
                    + ".")
         chart_rows = [{"metric": n.replace("_", " "), "model": r["model"], "value": r["_values"][n],
-                       "meaning": ui_support.metric_help(n)}
+                       "meaning": screen_text.metric_help(n)}
                       for r in rows for n in names if isinstance(r["_values"].get(n), (int, float))]
         for r in rows:
             r.pop("_values")
@@ -80,7 +80,7 @@ with common.guarded("The metrics"):
                 column_config={
                     "recall": st.column_config.NumberColumn(format="%.3f", help="Share of this class found."),
                     "precision": st.column_config.NumberColumn(format="%.3f", help="Share of the calls of this class that were right."),
-                    "AUC (one vs rest)": st.column_config.NumberColumn(format="%.3f", help=ui_support.metric_help("macro_auc")),
+                    "AUC (one vs rest)": st.column_config.NumberColumn(format="%.3f", help=screen_text.metric_help("macro_auc")),
                 })
         if metrics.get("confusion_matrix"):
             st.altair_chart(charts.confusion_heatmap(metrics["confusion_matrix"], spec.class_names), width="content")
@@ -93,7 +93,7 @@ with common.guarded("The faithfulness of the explanations"):
                    "(deletion) or restored (insertion) in the order a map ranks them. A faithful map makes the "
                    "class probability fall fast (low deletion AUC) and come back fast (high insertion AUC); "
                    "the random map is chance. Measured by `python -m lifelens faithfulness`.")
-        st.dataframe(ui_support.faithfulness_rows(faith), hide_index=True, width="content", column_config={
+        st.dataframe(card_tables.faithfulness_rows(faith), hide_index=True, width="content", column_config={
             "deletion AUC": st.column_config.NumberColumn(format="%.3f", help="Lower is better: the evidence goes first."),
             "insertion AUC": st.column_config.NumberColumn(format="%.3f", help="Higher is better: the evidence comes back first."),
             "beats random": st.column_config.NumberColumn(format="%.2f", help="Share of images whose deletion AUC is below the random map's."),

@@ -3,7 +3,7 @@ then the same kernel on a real image."""
 import numpy as np
 import streamlit as st
 
-from lifelens import charts, playground, ui_support
+from lifelens import cases, charts, playground
 from lifelens.tasks import TASKS, get_task
 from ui import common, task_page
 
@@ -92,7 +92,7 @@ with common.guarded("The kernel on a real image"):
     task_id = st.selectbox("Image from", list(TASKS), format_func=lambda t: TASKS[t].title,
                            key="pg_task", help="The first gallery image of this task's test split.")
     spec = get_task(task_id)
-    missing = ui_support.data_status(spec)
+    missing = cases.data_status(spec)
     if missing:
         st.info(missing)
     else:

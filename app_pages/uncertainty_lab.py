@@ -2,7 +2,8 @@
 out-of-distribution detection, read from the model cards."""
 import streamlit as st
 
-from lifelens import charts, models, ui_support
+from lifelens import charts, models, screen_text
+from lifelens.uncertainty import case_prediction
 from lifelens.tasks import TASKS, get_task
 from ui import common
 
@@ -51,9 +52,9 @@ methods = [m for m in METHOD_NAMES if isinstance(confidence.get(m), dict)]
 
 with common.guarded("The summary"):
     st.subheader("Scores on the test split")
-    temperature = ui_support.card_temperature(card)
+    temperature = case_prediction.card_temperature(card)
     if temperature:
-        st.metric("Fitted temperature T", f"{temperature:.3f}", help=ui_support.HELP["temperature"])
+        st.metric("Fitted temperature T", f"{temperature:.3f}", help=screen_text.HELP["temperature"])
     else:
         missing("The fitted temperature", "temperature")
     if methods:
@@ -65,10 +66,10 @@ with common.guarded("The summary"):
                          "95% interval": f"{acc.get('low', 0):.3f}–{acc.get('high', 0):.3f}" if acc else "—",
                          "ECE": entry.get("ece"), "NLL": entry.get("nll"), "Brier": entry.get("brier")})
         st.dataframe(rows, hide_index=True, width="stretch", column_config={
-            "accuracy": st.column_config.NumberColumn(format="%.3f", help=ui_support.HELP["accuracy"]),
+            "accuracy": st.column_config.NumberColumn(format="%.3f", help=screen_text.HELP["accuracy"]),
             "95% interval": st.column_config.TextColumn(help="Wilson 95% interval of the accuracy."),
-            "ECE": st.column_config.NumberColumn(format="%.3f", help=ui_support.HELP["ece"]),
-            "NLL": st.column_config.NumberColumn(format="%.3f", help=ui_support.HELP["nll"]),
+            "ECE": st.column_config.NumberColumn(format="%.3f", help=screen_text.HELP["ece"]),
+            "NLL": st.column_config.NumberColumn(format="%.3f", help=screen_text.HELP["nll"]),
             "Brier": st.column_config.NumberColumn(format="%.3f", help="Mean squared distance between the predicted "
                                                    "probabilities and the true one-hot answer (0 = perfect, lower is better)."),
         })
@@ -190,7 +191,7 @@ with common.guarded("The referral simulator"):
         value = kept.get(key)
         m[2].metric(f"{key.replace('_', ' ')} on the cases kept", "n/a" if value is None else f"{value:.3f}",
                     None if value is None or everyone.get(key) is None else f"{value - everyone[key]:+.3f} vs no referral",
-                    border=True, help=ui_support.metric_help(key))
+                    border=True, help=screen_text.metric_help(key))
         st.caption(f"From the stored per-image scores of {len(labels)} test images (Leibig et al. 2017).")
     else:
         missing("The per-image test scores", "referral_data")

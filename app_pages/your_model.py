@@ -3,7 +3,7 @@ opened with the explanation, confidence and inside-the-network views its format 
 import numpy as np
 import streamlit as st
 
-from lifelens import charts, imaging, inside, model_formats, ui_support
+from lifelens import cases, charts, imaging, inside, model_formats, screen_text
 from lifelens.model_formats import CHANNEL_ORDERS, FORMATS, VALUE_RANGES, Preprocessing
 from lifelens.tasks import TASKS, get_task
 from ui import common, explain_panel, task_page
@@ -34,7 +34,7 @@ def upload_digest(upload) -> str:
     seen = st.session_state.setdefault("byo_digests", {})
     if upload.file_id not in seen:
         seen.clear()
-        seen[upload.file_id] = ui_support.digest(upload.getvalue())
+        seen[upload.file_id] = cases.digest(upload.getvalue())
     return seen[upload.file_id]
 
 
@@ -102,13 +102,13 @@ with common.guarded("The image"):
         t1, t2 = st.columns(2)
         task_id = t1.selectbox("Task", list(TASKS), format_func=lambda t: TASKS[t].title, key="byo_task")
         spec = get_task(task_id)
-        missing = ui_support.data_status(spec)
+        missing = cases.data_status(spec)
         if missing:
             st.info(missing)
         else:
-            cases = task_page.gallery_cases(task_id)
-            index = t2.selectbox("Case", list(range(len(cases))), key="byo_case",
-                                 format_func=lambda i: ui_support.sample_label(spec, cases[i]))
+            shown = task_page.gallery_cases(task_id)
+            index = t2.selectbox("Case", list(range(len(shown))), key="byo_case",
+                                 format_func=lambda i: cases.sample_label(spec, shown[i]))
             case = task_page.gallery_case(task_id, int(index))
             image, image_digest, image_name = case.image, case.digest, case.name
 if image is None:
@@ -116,7 +116,7 @@ if image is None:
     st.stop()
 
 prepared = model_formats.prepare_for_model(image, opened)
-display = imaging.as_rgb_uint8(imaging.resize(imaging.to_channels(image, opened.channels), ui_support.DISPLAY_SIZE))
+display = imaging.as_rgb_uint8(imaging.resize(imaging.to_channels(image, opened.channels), cases.DISPLAY_SIZE))
 pred = None
 with common.guarded("The prediction"):
     st.subheader("Prediction")
@@ -129,9 +129,9 @@ with common.guarded("The prediction"):
         st.markdown(f"### Most likely: **{class_names[top]}**")
         low, high = pred["interval"][top]
         m = st.columns(2)
-        m[0].metric("Softmax confidence", f"{pred['softmax'][top]:.0%}", help=ui_support.HELP["softmax"], border=True)
+        m[0].metric("Softmax confidence", f"{pred['softmax'][top]:.0%}", help=screen_text.HELP["softmax"], border=True)
         label = "MC-dropout confidence" if pred["method"] == "mc_dropout" else "Test-time-augmentation mean"
-        help_text = ui_support.HELP["bayesian"] if pred["method"] == "mc_dropout" else ui_support.HELP["tta"]
+        help_text = screen_text.HELP["bayesian"] if pred["method"] == "mc_dropout" else screen_text.HELP["tta"]
         m[1].metric(label, f"{pred['mean'][top]:.0%}", f"95% range {low:.0%}–{high:.0%}",
                     delta_color="off", delta_arrow="off", help=help_text, border=True)
         st.caption(pred["method_note"] + " No uncertainty warnings for a model brought here: their thresholds are "

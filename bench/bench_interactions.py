@@ -29,7 +29,8 @@ def _seconds(fn) -> float:
 def run() -> dict:
     from PIL import Image
 
-    from lifelens import data, ui_support
+    from lifelens import cases, data
+    from lifelens.uncertainty import case_prediction
     from lifelens.explain import METHODS, explain, explain_ensemble, map_faithfulness, random_maps
     from lifelens.models import load_task_model
     from lifelens.tasks import get_task
@@ -67,10 +68,10 @@ def run() -> dict:
     gate = InputGate.load(gate_path(spec))
 
     def upload():
-        case = ui_support.case_from_bytes(spec, content, "huge.jpg")
+        case = cases.case_from_bytes(spec, content, "huge.jpg")
         x = case.prepared[None]
         gate.typicality(features_of(tm, x), x)
-        ui_support.predict_case(tm, case.prepared, "ensemble")
+        case_prediction.predict_case(tm, case.prepared, "ensemble")
 
     upload()
     figures["upload_6000px_jpeg_s"] = round(_seconds(upload), 3)

@@ -46,7 +46,7 @@ def run() -> dict:
     feats = uncertainty.features_of(tm, one)
 
     batched = best_of(lambda: uncertainty.mc_dropout_head(tm, feats, SAMPLES), REPEATS)
-    looped = _best_of(lambda: [uncertainty.mc_dropout_head(tm, feats, 1) for _ in range(SAMPLES)])
+    looped = best_of(lambda: [uncertainty.mc_dropout_head(tm, feats, 1) for _ in range(SAMPLES)], REPEATS)
     mc_one_image = best_of(lambda: uncertainty.mc_dropout_predict(tm, one, SAMPLES), REPEATS)
     whole_network = best_of(lambda: uncertainty.mc_dropout_predict(tm, one, SAMPLES, head_only=False), 3)
     forward_batch = best_of(lambda: predict_proba(tm.classifier, images, batch_size=SAMPLES), REPEATS)

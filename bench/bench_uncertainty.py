@@ -22,23 +22,24 @@ REPEATS = 5
 
 
 def run() -> dict:
-    from lifelens import explain, scoring, ui_support
+    from lifelens import cases, explain, scoring
+    from lifelens.uncertainty import case_prediction
     from lifelens.models import ensemble_proba, load_task_model, predict_proba
     from lifelens.tasks import get_task
     from lifelens.uncertainty import conformal, shift
 
     spec = get_task(TASK)
     tm = load_task_model(spec)
-    case = ui_support.case_from_sample(spec, ui_support.gallery(spec)[0])
+    case = cases.case_from_sample(spec, cases.gallery(spec)[0])
     calibration = conformal.from_card(tm.card).get("lac")
 
     def shift_lab_update(blur: float) -> None:
         image = shift.apply_shift(case.image, "blur", blur)
         prepared = spec.prepare_image(image)
-        pred = ui_support.predict_case(tm, prepared, "ensemble" if tm.is_ensemble else "mc_dropout", 30)
+        pred = case_prediction.predict_case(tm, prepared, "ensemble" if tm.is_ensemble else "mc_dropout", 30)
         top = int(scoring.predicted_class(spec, pred["mean"][None], tm.card.get("threshold"))[0])
         if calibration is not None:
-            conformal.prediction_sets(calibration, ui_support.shipped_probabilities(tm, prepared, pred), 0.9)
+            conformal.prediction_sets(calibration, case_prediction.shipped_probabilities(tm, prepared, pred), 0.9)
         explain.explain(tm.classifier, prepared, targets=top, method="gradcam")
 
     shift_lab_update(1.0)  # warm: traces and caches

@@ -16,7 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import TASK_IDS
-from lifelens import data, model_formats, ui_support
+from lifelens import cases, data, model_formats
 from lifelens.models import ModelError
 from lifelens.tasks import get_task
 
@@ -105,7 +105,7 @@ def test_gallery_case_shows_both_confidences_and_a_heatmap(task_id):
     url, caption = overlay_of(at)
     assert "Grad-CAM" in caption
     spec = get_task(task_id)
-    case = ui_support.gallery(spec)[1]
+    case = cases.gallery(spec)[1]
     assert any(f"True class: {spec.classes[case.label].name}" in c for img in at.image for c in img.captions)
     assert any("not a diagnostic device" in c.value for c in at.caption)  # the disclaimer beside the prediction
     assert at.get("vega_lite_chart"), "the confidence charts are drawn"
@@ -163,7 +163,7 @@ def test_damaged_upload_shows_one_error_and_the_page_keeps_working():
     at = open_page("plant")
     at.radio(key="plant_source").set_value("Upload").run()
     no_failure(at)
-    real = (get_task("plant").data_dir() / "images" / ui_support.gallery(get_task("plant"))[0].path).read_bytes()
+    real = (get_task("plant").data_dir() / "images" / cases.gallery(get_task("plant"))[0].path).read_bytes()
     at.file_uploader(key="plant_upload").upload("leaf.jpg", real[: len(real) // 3], "image/jpeg").run()
     no_failure(at)
     assert len(at.error) == 1, [e.value for e in at.error]
@@ -197,7 +197,7 @@ def test_an_image_of_another_kind_gets_the_gate_message(task_id):
 def test_camera_photo_is_predicted():
     needs_model("skin")
     spec = get_task("skin")
-    photo = (spec.data_dir() / "images" / ui_support.gallery(spec)[3].path).read_bytes()
+    photo = (spec.data_dir() / "images" / cases.gallery(spec)[3].path).read_bytes()
     at = open_page("skin")
     at.radio(key="skin_source").set_value("Camera").run()
     at.camera_input(key="skin_camera").upload("photo.jpg", photo).run()
@@ -457,7 +457,7 @@ def test_mammography_dicom_upload_is_predicted_without_showing_patient_data():
 
     needs_model("mammo")
     spec = get_task("mammo")
-    film = spec.load_image(spec.data_dir() / "images" / ui_support.gallery(spec)[0].path)[..., 0]
+    film = spec.load_image(spec.data_dir() / "images" / cases.gallery(spec)[0].path)[..., 0]
     at = open_page("mammo")
     at.radio(key="mammo_source").set_value("Upload").run()
     at.file_uploader(key="mammo_upload").upload("film.dcm", dicom_bytes(film), "application/dicom").run()

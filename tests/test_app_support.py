@@ -10,53 +10,54 @@ import pytest
 from PIL import Image
 
 from conftest import TASK_IDS, shipped_model
-from lifelens import charts, data, imaging, report, ui_support
+from lifelens import card_tables, cases, charts, data, imaging, report
+from lifelens.uncertainty import case_prediction
 from lifelens.tasks import DISCLAIMER, get_task
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_gallery_is_our_test_split_with_every_class_early(task_id):
     spec = get_task(task_id)
-    cases = ui_support.gallery(spec)
+    shown = cases.gallery(spec)
     test = data.task_splits(spec)["test"]
-    assert sorted(s.path for s in cases) == sorted(s.path for s in test)
-    first = {s.label for s in cases[: spec.num_classes]}
+    assert sorted(s.path for s in shown) == sorted(s.path for s in test)
+    first = {s.label for s in shown[: spec.num_classes]}
     assert first == {s.label for s in test}, "the first cases show every class of the test split"
 
 
 def test_missing_data_folder_is_said_plainly(monkeypatch, tmp_path):
     monkeypatch.setenv("LIFELENS_DATA", str(tmp_path))
-    message = ui_support.data_status(get_task("plant"))
+    message = cases.data_status(get_task("plant"))
     assert message and str(tmp_path) in message and "upload" in message.lower()
 
 
 def test_gallery_case_matches_the_training_preparation():
     spec = get_task("skin")
-    sample = ui_support.gallery(spec)[0]
-    case = ui_support.case_from_sample(spec, sample)
+    sample = cases.gallery(spec)[0]
+    case = cases.case_from_sample(spec, sample)
     cached = data.load_prepared(spec, [sample])[0]
     assert case.label == sample.label and case.source == "gallery"
     assert np.abs(case.prepared - cached.astype(np.float32)).max() <= 1.0  # uint8 rounding only
-    assert case.display.shape == (ui_support.DISPLAY_SIZE, ui_support.DISPLAY_SIZE, 3)
+    assert case.display.shape == (cases.DISPLAY_SIZE, cases.DISPLAY_SIZE, 3)
 
 
 def test_mammography_lesion_circle_lands_on_the_recorded_lesion():
     spec = get_task("mammo")
-    with_lesion = [s for s in ui_support.gallery(spec) if s.lesions]
+    with_lesion = [s for s in cases.gallery(spec) if s.lesions]
     assert with_lesion, "the mini-MIAS test split has films with a recorded lesion centre"
     sample = with_lesion[0]
-    case = ui_support.case_from_sample(spec, sample)
+    case = cases.case_from_sample(spec, sample)
     assert len(case.marks) == len(sample.lesions)
     film = spec.load_image(spec.data_dir() / "images" / sample.path)[..., 0]
     for (x, y, radius), (col, row, r) in zip(sample.lesions, case.marks):
-        assert 0 <= col < ui_support.DISPLAY_SIZE and 0 <= row < ui_support.DISPLAY_SIZE
+        assert 0 <= col < cases.DISPLAY_SIZE and 0 <= row < cases.DISPLAY_SIZE
         # The mark sits on breast tissue, which is brighter than the film's background.
         rr, cc = int(round(row)), int(round(col))
         assert case.display[rr, cc, 0] > 40
         # Where the MIAS point is on the raw film (y counted from the bottom), the tissue is the same.
         film_value = int(film[film.shape[0] - int(y), int(x)])
         assert abs(int(case.display[rr, cc, 0]) - film_value) < 60
-        assert r == pytest.approx(max(3.0, radius * ui_support.DISPLAY_SIZE / case_geometry_side(spec, film)), rel=1e-6)
+        assert r == pytest.approx(max(3.0, radius * cases.DISPLAY_SIZE / case_geometry_side(spec, film)), rel=1e-6)
     drawn = case.display_with_marks()
     changed = np.argwhere(np.any(drawn != case.display, axis=-1))
     col, row, r = case.marks[0]
@@ -70,11 +71,11 @@ def case_geometry_side(spec, film) -> int:
 
 def test_damaged_upload_raises_a_screen_message():
     spec = get_task("plant")
-    raw = (spec.data_dir() / "images" / ui_support.gallery(spec)[0].path).read_bytes()
+    raw = (spec.data_dir() / "images" / cases.gallery(spec)[0].path).read_bytes()
     with pytest.raises(imaging.InputError, match="leaf.jpg"):
-        ui_support.case_from_bytes(spec, raw[:200], "leaf.jpg")
-    case = ui_support.case_from_bytes(spec, raw, "leaf.jpg")
-    assert case.label is None and case.marks == () and case.digest == ui_support.digest(raw)
+        cases.case_from_bytes(spec, raw[:200], "leaf.jpg")
+    case = cases.case_from_bytes(spec, raw, "leaf.jpg")
+    assert case.label is None and case.marks == () and case.digest == cases.digest(raw)
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
@@ -83,8 +84,8 @@ def test_prediction_has_both_confidences(task_id):
     if not spec.model_path.is_file():
         pytest.skip(f"models/{task_id}.keras is not there yet (still training)")
     tm = shipped_model(task_id)
-    case = ui_support.case_from_sample(spec, ui_support.gallery(spec)[0])
-    pred = ui_support.predict_case(tm, case.prepared, "mc_dropout", samples=40, seed=1)
+    case = cases.case_from_sample(spec, cases.gallery(spec)[0])
+    pred = case_prediction.predict_case(tm, case.prepared, "mc_dropout", samples=40, seed=1)
     k = spec.num_classes
     assert pred["softmax"].shape == pred["mean"].shape == (k,) and pred["samples"].shape == (40, k)
     np.testing.assert_allclose(pred["softmax"].sum(), 1.0, atol=1e-5)
@@ -92,10 +93,10 @@ def test_prediction_has_both_confidences(task_id):
     assert np.all(low <= pred["mean"] + 1e-9) and np.all(pred["mean"] <= high + 1e-9)
     assert 0.0 <= pred["mutual_information"] <= pred["predictive_entropy"] + 1e-9 <= np.log(k) + 1e-6
     # Same seed, same posterior samples; the softmax is deterministic.
-    again = ui_support.predict_case(tm, case.prepared, "mc_dropout", samples=40, seed=1)
+    again = case_prediction.predict_case(tm, case.prepared, "mc_dropout", samples=40, seed=1)
     np.testing.assert_allclose(again["samples"], pred["samples"])
     if tm.variational_head is not None:
-        var = ui_support.predict_case(tm, case.prepared, "variational", samples=40)
+        var = case_prediction.predict_case(tm, case.prepared, "variational", samples=40)
         np.testing.assert_allclose(var["softmax"], pred["softmax"])
         assert not np.allclose(var["samples"], pred["samples"])
 
@@ -107,21 +108,21 @@ def test_warnings_fire_only_past_the_thresholds_measured_on_validation():
                              "rate_test": {"predictive_entropy": 0.05, "mutual_information": 0.04,
                                            "confidence_gap": 0.1}}}
     calm = np.array([[0.9, 0.05, 0.05], [0.86, 0.07, 0.07]])
-    assert ui_support.prediction_warnings(names, np.array([0.9, 0.05, 0.05]), calm, record, "mc_dropout") == []
+    assert case_prediction.prediction_warnings(names, np.array([0.9, 0.05, 0.05]), calm, record, "mc_dropout") == []
     split = np.array([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05]])  # two samples that disagree
-    found = ui_support.prediction_warnings(names, np.array([0.8, 0.15, 0.05]), split, record, "mc_dropout")
+    found = case_prediction.prediction_warnings(names, np.array([0.8, 0.15, 0.05]), split, record, "mc_dropout")
     assert any("two confidences disagree" in w and "1 in 10" in w for w in found) and any("mutual information" in w for w in found)
     flat = np.full((2, 3), 1 / 3)
     assert any("High uncertainty" in w and "1 in 20" in w
-               for w in ui_support.prediction_warnings(names, flat[0], flat, record, "mc_dropout"))
+               for w in case_prediction.prediction_warnings(names, flat[0], flat, record, "mc_dropout"))
     # No thresholds measured for a method (or an uploaded model): no warning, rather than a guessed one.
-    assert ui_support.prediction_warnings(names, flat[0], flat, record, "variational") == []
-    assert ui_support.prediction_warnings(names, flat[0], flat, None, "mc_dropout") == []
+    assert case_prediction.prediction_warnings(names, flat[0], flat, record, "variational") == []
+    assert case_prediction.prediction_warnings(names, flat[0], flat, None, "mc_dropout") == []
 
 
 def _case_report(with_explanations: int = 2) -> report.CaseReport:
     spec = get_task("plant")
-    case = ui_support.case_from_sample(spec, ui_support.gallery(spec)[0])
+    case = cases.case_from_sample(spec, cases.gallery(spec)[0])
     k = spec.num_classes
     soft = np.full(k, 0.02)
     soft[3] = 1 - 0.02 * (k - 1)
@@ -189,6 +190,6 @@ def test_faithfulness_rows_put_chance_first_then_most_faithful():
                "eigencam": {"deletion_auc": 0.5, "insertion_auc": 0.5, "beats_random_share": 0.6},
                "gradcam": {"deletion_auc": 0.3, "insertion_auc": 0.7, "beats_random_share": 0.9},
                "images": 12, "steps": 16}
-    rows = ui_support.faithfulness_rows(summary)
+    rows = card_tables.faithfulness_rows(summary)
     assert [r["method"] for r in rows] == ["random map (chance)", "Grad-CAM", "Eigen-CAM"]
     assert rows[1]["deletion AUC"] == 0.3 and rows[0]["beats random"] is None

@@ -158,11 +158,11 @@ def save_screenshot(page, name: str, max_height: int = 6000) -> Path:
 
 
 def real_upload_file() -> Path:
-    from lifelens import ui_support
+    from lifelens import cases
     from lifelens.tasks import get_task
 
     spec = get_task("plant")
-    return spec.data_dir() / "images" / ui_support.gallery(spec)[2].path
+    return spec.data_dir() / "images" / cases.gallery(spec)[2].path
 
 
 def test_every_page_in_a_real_browser():

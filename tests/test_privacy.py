@@ -114,7 +114,8 @@ def _need_model(task_id: str):
 
 def _analyse_upload(tm, content: bytes, name: str):
     """What the dashboard does with an upload, through the library only."""
-    from lifelens import report, ui_support
+    from lifelens import cases, report
+    from lifelens.uncertainty import case_prediction
     from lifelens.explain import explain
     from lifelens.models import predict_proba
 
@@ -124,8 +125,8 @@ def _analyse_upload(tm, content: bytes, name: str):
     probs = predict_proba(tm.classifier, prepared)
     cam = explain(tm.classifier, prepared, method="gradcam")
     shap = explain(tm.classifier, prepared, method="shap", task=spec.id, nsamples=8, background_size=8)
-    case = ui_support.case_from_bytes(spec, content, name)
-    result = ui_support.predict_case(tm, case.prepared, samples=16)
+    case = cases.case_from_bytes(spec, content, name)
+    result = case_prediction.predict_case(tm, case.prepared, samples=16)
     overlay = imaging.overlay(case.display, cam.maps[0])
     rep = report.CaseReport(
         task_title=spec.title, case_name=name, source="upload", image=case.display, class_names=spec.class_names,
@@ -241,11 +242,12 @@ def test_dicom_patient_data_never_reaches_a_result_message_log_or_warning(capfd,
 
 
 def test_dicom_case_and_report_carry_no_patient_data():
-    from lifelens import report, ui_support
+    from lifelens import cases, report
+    from lifelens.uncertainty import case_prediction
 
     spec = get_task("mammo")
     content = _dicom_with_token()
-    case = ui_support.case_from_bytes(spec, content, "film.dcm")
+    case = cases.case_from_bytes(spec, content, "film.dcm")
     for name, value in vars(case).items():
         if isinstance(value, np.ndarray):
             assert value.dtype != object

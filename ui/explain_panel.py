@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from lifelens import charts, imaging, ui_support
+from lifelens import card_tables, charts, imaging, screen_text
 from lifelens.report import ExplanationPanel
 from ui import common
 
@@ -111,7 +111,7 @@ def controls(key: str, model_key: str, model, class_names: list[str], predicted:
     target = cols[1].selectbox(
         "Explain the class", list(range(len(class_names))), index=int(predicted),
         format_func=lambda i: class_names[i] + (" (predicted)" if i == predicted else ""),
-        key=f"{key}_target", help=ui_support.HELP["target"])
+        key=f"{key}_target", help=screen_text.HELP["target"])
     layers, default_layer = spatial_layers(model_key, model) if any(map(uses_layer, methods)) else ([], None)
     layer = default_layer
     if presenting:
@@ -119,14 +119,14 @@ def controls(key: str, model_key: str, model, class_names: list[str], predicted:
     else:
         if uses_layer(method):
             layer = cols[2].selectbox("Layer", layers, index=layers.index(default_layer) if default_layer in layers else 0,
-                                      key=f"{key}_layer", help=ui_support.HELP["layer"])
+                                      key=f"{key}_layer", help=screen_text.HELP["layer"])
         else:
             cols[2].selectbox("Layer", ["(input pixels)"], key=f"{key}_layer_none", disabled=True,
                               help="This method attributes the score to the input pixels; it has no layer to choose.")
             layer = None
         colormap = cols[3].selectbox("Colormap", list(imaging.COLORMAPS), key=f"{key}_colormap",
                                      help="Colours of the heatmap: low importance at the start of the scale, high at the end.")
-        alpha = cols[4].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_alpha", help=ui_support.HELP["opacity"])
+        alpha = cols[4].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_alpha", help=screen_text.HELP["opacity"])
     fast = _explain_module().METHODS[method].fast
     precise = bool(fast) and not presenting and st.toggle(
         "Precise (slower)", key=f"{key}_precise",
@@ -224,12 +224,12 @@ def _grid_cell(model_key, model, prepared, display, image_digest, class_names, c
                              scores["deletion_auc"], scores["insertion_auc"])
     st.image(panel.overlay, width="stretch", caption=panel.method)
     c1, c2 = st.columns(2)
-    c1.metric("Deletion ↓", ui_support.format_value(panel.deletion_auc, 2),
+    c1.metric("Deletion ↓", card_tables.format_value(panel.deletion_auc, 2),
               f"{panel.deletion_auc - chance['deletion_auc']:+.2f} vs random", delta_color="inverse",
-              help=ui_support.HELP["deletion_auc"] + f" Random map: {chance['deletion_auc']:.2f}.")
-    c2.metric("Insertion ↑", ui_support.format_value(panel.insertion_auc, 2),
+              help=screen_text.HELP["deletion_auc"] + f" Random map: {chance['deletion_auc']:.2f}.")
+    c2.metric("Insertion ↑", card_tables.format_value(panel.insertion_auc, 2),
               f"{panel.insertion_auc - chance['insertion_auc']:+.2f} vs random",
-              help=ui_support.HELP["insertion_auc"] + f" Random map: {chance['insertion_auc']:.2f}.")
+              help=screen_text.HELP["insertion_auc"] + f" Random map: {chance['insertion_auc']:.2f}.")
     return panel, {"method": method_name(method), **scores}
 
 
@@ -254,7 +254,7 @@ def uncertainty_view(key: str, model_key: str, model, prepared: np.ndarray, disp
     top = float(std.max()) or 1.0
     cols[1].image(imaging.overlay(display, std / top, colormap="magma", alpha=0.6), width="stretch",
                   caption=f"Standard deviation across masks (brightest = {top:.3f} on the mean map's 0-1 scale)")
-    st.caption(ui_support.HELP["gradcam_std"] + f" Mean spread over the image: {float(std.mean()):.3f}.")
+    st.caption(screen_text.HELP["gradcam_std"] + f" Mean spread over the image: {float(std.mean()):.3f}.")
     return ExplanationPanel("Grad-CAM, MC-dropout mean", mean_overlay, class_names[result["target"]], result["layer"],
                             note=f"mean over {MC_SAMPLES} dropout masks; mean std {float(std.mean()):.3f}")
 

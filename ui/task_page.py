@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lifelens import charts, report, scoring, ui_support
+from lifelens import cases, charts, report, scoring, screen_text
+from lifelens.uncertainty import case_prediction
 from lifelens.tasks import DISCLAIMER, get_task
 from ui import common, explain_panel
 
@@ -20,28 +21,28 @@ POSTERIOR_SAMPLES = 50
 
 @st.cache_data(show_spinner=False)
 def gallery_cases(task_id: str) -> list:
-    return ui_support.gallery(get_task(task_id))
+    return cases.gallery(get_task(task_id))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def gallery_case(task_id: str, index: int) -> ui_support.Case:
+def gallery_case(task_id: str, index: int) -> cases.Case:
     spec = get_task(task_id)
-    return ui_support.case_from_sample(spec, gallery_cases(task_id)[index])
+    return cases.case_from_sample(spec, gallery_cases(task_id)[index])
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _bytes_case(task_id: str, content: bytes, name: str, source: str) -> ui_support.Case:
-    return ui_support.case_from_bytes(get_task(task_id), content, name, source)
+def _bytes_case(task_id: str, content: bytes, name: str, source: str) -> cases.Case:
+    return cases.case_from_bytes(get_task(task_id), content, name, source)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _prediction(model_key: str, image_digest: str, bayes_method: str, samples: int, _task_model, _prepared) -> dict:
-    return ui_support.predict_case(_task_model, _prepared, bayes_method, samples)
+    return case_prediction.predict_case(_task_model, _prepared, bayes_method, samples)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _shipped_probs(model_key: str, image_digest: str, _task_model, _prepared) -> np.ndarray:
-    return ui_support.shipped_probabilities(_task_model, _prepared)
+    return case_prediction.shipped_probabilities(_task_model, _prepared)
 
 
 @st.cache_resource(show_spinner=False)
@@ -87,8 +88,8 @@ def conformal_section(spec, task_model, case, pred: dict) -> None:
         return
     level = st.segmented_control("Coverage of the prediction set", ["0.8", "0.9", "0.95"], default="0.9",
                                  format_func=lambda v: f"{float(v):.0%}", key=f"{spec.id}_coverage",
-                                 help=ui_support.HELP["conformal"]) or "0.9"
-    probs = (ui_support.shipped_probabilities(task_model, case.prepared, pred) if pred["method"] == "ensemble"
+                                 help=screen_text.HELP["conformal"]) or "0.9"
+    probs = (case_prediction.shipped_probabilities(task_model, case.prepared, pred) if pred["method"] == "ensemble"
              else _shipped_probs(model_key(task_model), case.digest, task_model, case.prepared))
     methods = [m for m in ("ordinal", "lac") if m in calibrations]
     for method in methods:
@@ -99,7 +100,7 @@ def conformal_section(spec, task_model, case, pred: dict) -> None:
             "empty: no class is needed to reach this coverage on images like ours (the model is right more often "
             "than that), and this image is among the least sure; a higher coverage shows its plausible classes")
         st.markdown(f"**{label} at {float(level):.0%}:** {names}",
-                    help=ui_support.HELP["conformal"] + f" Method: {calibrations[method].method.upper()}, "
+                    help=screen_text.HELP["conformal"] + f" Method: {calibrations[method].method.upper()}, "
                     f"calibrated on {calibrations[method].n_calibration} validation images.")
     report = (task_model.card.get("conformal") or {}).get("test", {}).get("lac", {}).get(level)
     if report:
@@ -118,28 +119,28 @@ def _next_case(key: str, count: int) -> None:
     st.session_state[key] = (st.session_state.get(key, 0) + 1) % count
 
 
-def choose_case(spec) -> ui_support.Case | None:
+def choose_case(spec) -> cases.Case | None:
     """The image source picker and the chosen case (None when there is none yet)."""
     key = spec.id
     source = st.radio("Image from", SOURCES, horizontal=True, key=f"{key}_source",
                       help="Gallery: real cases from our TEST split (never used for training). "
                            "Upload or Camera: your own image, kept in memory only.")
     if source == "Gallery":
-        missing = ui_support.data_status(spec)
+        missing = cases.data_status(spec)
         if missing:
             st.info(missing)
             return None
-        cases = gallery_cases(spec.id)
-        if not cases:
+        shown = gallery_cases(spec.id)
+        if not shown:
             st.info("The test split of this task is empty.")
             return None
         pick_key = f"{key}_case"
         cols = st.columns([5, 1])
         index = cols[0].selectbox(
-            f"Case from the test split ({len(cases)} images)", list(range(len(cases))), key=pick_key,
-            format_func=lambda i: ui_support.sample_label(spec, cases[i]),
+            f"Case from the test split ({len(shown)} images)", list(range(len(shown))), key=pick_key,
+            format_func=lambda i: cases.sample_label(spec, shown[i]),
             help="The label shown is the true class recorded in the data set.")
-        cols[1].button("Next case", key=f"{key}_next", on_click=_next_case, args=(pick_key, len(cases)),
+        cols[1].button("Next case", key=f"{key}_next", on_click=_next_case, args=(pick_key, len(shown)),
                        help="Show the next case of the gallery.", width="stretch", icon=":material/arrow_forward:")
         with st.spinner("Reading the image…"):
             return gallery_case(spec.id, int(index))
@@ -158,12 +159,12 @@ def choose_case(spec) -> ui_support.Case | None:
     return _bytes_case(spec.id, shot.getvalue(), "camera photo", "camera")
 
 
-def current_case(spec) -> ui_support.Case | None:
+def current_case(spec) -> cases.Case | None:
     """The image open on this task's page in this session, else the first gallery case (None without data)."""
     case = st.session_state.get(f"current_case_{spec.id}")
     if case is not None:
         return case
-    if ui_support.data_status(spec) or not gallery_cases(spec.id):
+    if cases.data_status(spec) or not gallery_cases(spec.id):
         return None
     return gallery_case(spec.id, 0)
 
@@ -178,7 +179,7 @@ def prediction_section(spec, task_model, case) -> dict:
     bayes_method = default
     if not common.presenter() and len(methods) > 1:
         bayes_method = st.radio("Bayesian confidence from", methods, index=methods.index(default), horizontal=True,
-                                format_func=ui_support.BAYES_METHODS.get, key=f"{spec.id}_bayes",
+                                format_func=case_prediction.BAYES_METHODS.get, key=f"{spec.id}_bayes",
                                 help=f"Deep ensemble: {len(task_model.members)} networks trained from different random "
                                      "starts; their spread is the uncertainty (the shipped prediction is their mean). "
                                      "MC dropout: dropout kept on at prediction time, each pass one sampled network. "
@@ -194,7 +195,7 @@ def prediction_section(spec, task_model, case) -> dict:
     greyed = st.container(key=f"{spec.id}_prediction" + ("" if typical else "_greyed"))
     image_col, result_col = greyed.columns([1, 1.6] if not common.presenter() else [1, 1.2])
     with image_col:
-        caption = (ui_support.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False))
+        caption = (cases.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False))
                    if case.source != "gallery" else f"True class: {names[case.label]}")
         if case.note:
             caption += f" · {case.note}"
@@ -218,21 +219,21 @@ def prediction_section(spec, task_model, case) -> dict:
         row1 = st.columns(2)
         row1[0].metric("Softmax confidence", f"{pred['softmax'][top_softmax]:.0%}",
                        None if top_softmax == top else f"for {names[top_softmax]}", delta_color="off", delta_arrow="off",
-                       help=ui_support.HELP["softmax"] + t_note, border=True)
+                       help=screen_text.HELP["softmax"] + t_note, border=True)
         row1[1].metric("Bayesian confidence", f"{pred['mean'][top]:.0%}", f"95% CI {low:.0%}–{high:.0%}",
                        delta_color="off", delta_arrow="off", border=True,
-                       help=ui_support.HELP["bayesian"] + f" Method: {ui_support.BAYES_METHODS[bayes_method]}.")
+                       help=screen_text.HELP["bayesian"] + f" Method: {case_prediction.BAYES_METHODS[bayes_method]}.")
         row2 = st.columns(2)
-        row2[0].metric("Entropy (nats)", f"{pred['predictive_entropy']:.2f}", help=ui_support.HELP["entropy"], border=True)
+        row2[0].metric("Entropy (nats)", f"{pred['predictive_entropy']:.2f}", help=screen_text.HELP["entropy"], border=True)
         row2[1].metric("Mutual information (nats)", f"{pred['mutual_information']:.3f}",
-                       help=ui_support.HELP["mutual_information"], border=True)
-        warnings = ui_support.prediction_warnings(names, pred["softmax"], pred["samples"],
+                       help=screen_text.HELP["mutual_information"], border=True)
+        warnings = case_prediction.prediction_warnings(names, pred["softmax"], pred["samples"],
                                                   task_model.card.get("warnings"), bayes_method)
         for w in warnings:
             st.warning(w, icon=":material/warning:")
         conformal_section(spec, task_model, case, pred)
         with st.expander("What each confidence promises"):
-            st.markdown("\n".join(f"- {line}" for line in ui_support.PROMISES.values()))
+            st.markdown("\n".join(f"- {line}" for line in screen_text.PROMISES.values()))
         st.caption(f":material/warning: {DISCLAIMER}")
         st.altair_chart(charts.confidence_bars(names, pred["softmax"], pred["mean"], pred["interval"][:, 0],
                                                pred["interval"][:, 1], top=5 if common.presenter() else 6),
@@ -286,30 +287,30 @@ def shift_lab(spec, task_model, case) -> None:
         if amounts[kind] != ident:
             image = shift.apply_shift(image, kind, amounts[kind])
     prepared = spec.prepare_image(image)
-    pred = ui_support.predict_case(task_model, prepared, "ensemble" if task_model.is_ensemble else "mc_dropout", 30)
+    pred = case_prediction.predict_case(task_model, prepared, "ensemble" if task_model.is_ensemble else "mc_dropout", 30)
     names = spec.class_names
     top = int(scoring.predicted_class(spec, pred["mean"][None], task_model.card.get("threshold"))[0])
     gradcam = explain.explain(task_model.classifier, prepared, targets=top, method="gradcam")
     left, right = st.columns([1, 1.3])
-    left.image(explain.overlay_image(gradcam, imaging.as_rgb_uint8(imaging.resize(image, ui_support.DISPLAY_SIZE))
+    left.image(explain.overlay_image(gradcam, imaging.as_rgb_uint8(imaging.resize(image, cases.DISPLAY_SIZE))
                                      if spec.channels == 3 else imaging.as_rgb_uint8(prepared)),
                caption=f"Shifted image, Grad-CAM for {names[top]}", width="stretch")
     with right:
         m = st.columns(2)
         m[0].metric("Softmax", f"{pred['softmax'].max():.0%}", f"for {names[int(np.argmax(pred['softmax']))]}",
-                    delta_color="off", delta_arrow="off", help=ui_support.HELP["softmax"], border=True)
+                    delta_color="off", delta_arrow="off", help=screen_text.HELP["softmax"], border=True)
         low, high = pred["interval"][top]
         m[1].metric("Posterior", f"{pred['mean'][top]:.0%}", f"{names[top]}, 95% CI {low:.0%}–{high:.0%}",
-                    delta_color="off", delta_arrow="off", help=ui_support.HELP["bayesian"], border=True)
+                    delta_color="off", delta_arrow="off", help=screen_text.HELP["bayesian"], border=True)
         m = st.columns(2)
         m[0].metric("Mutual information (nats)", f"{pred['mutual_information']:.3f}",
-                    help=ui_support.HELP["mutual_information"], border=True)
+                    help=screen_text.HELP["mutual_information"], border=True)
         calibrations = conformal.from_card(task_model.card)
         if "lac" in calibrations:
-            probs = ui_support.shipped_probabilities(task_model, prepared, pred)
+            probs = case_prediction.shipped_probabilities(task_model, prepared, pred)
             chosen = conformal.describe_set(conformal.prediction_sets(calibrations["lac"], probs, 0.9), names, probs)
             m[1].metric("90 % conformal set", f"{len(chosen)} of {len(names)}", ", ".join(c["class"] for c in chosen),
-                        delta_color="off", delta_arrow="off", help=ui_support.HELP["conformal"], border=True)
+                        delta_color="off", delta_arrow="off", help=screen_text.HELP["conformal"], border=True)
         st.caption("The conformal guarantee assumes images like the calibration images: under a strong shift it "
                    "may no longer hold, while a useful uncertainty (mutual information, set size) should rise.")
 
@@ -327,8 +328,8 @@ def _provenance(spec, task_model) -> tuple[dict, dict]:
     }
     if metrics.get(key) is not None:
         model["Test-split " + key.replace("_", " ")] = f"{metrics[key]:.3f}"
-    if ui_support.card_temperature(card):
-        model["Temperature"] = f"{ui_support.card_temperature(card):.3f}"
+    if case_prediction.card_temperature(card):
+        model["Temperature"] = f"{case_prediction.card_temperature(card):.3f}"
     data = {"Data set": spec.citation, "Licence": spec.licence, "Modality": spec.modality}
     return model, data
 
@@ -337,11 +338,11 @@ def export_section(spec, task_model, case, pred, panels) -> None:
     names = spec.class_names
     model_info, data_info = _provenance(spec, task_model)
     case_report = report.CaseReport(
-        task_title=spec.title, case_name=ui_support.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False)),
+        task_title=spec.title, case_name=cases.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False)),
         source=case.source, image=case.display_with_marks(),
         class_names=names, softmax=pred["softmax"], bayes_mean=pred["mean"], bayes_low=pred["interval"][:, 0],
         bayes_high=pred["interval"][:, 1], entropy=pred["predictive_entropy"],
-        mutual_information=pred["mutual_information"], bayes_method=ui_support.BAYES_METHODS[pred["method"]],
+        mutual_information=pred["mutual_information"], bayes_method=case_prediction.BAYES_METHODS[pred["method"]],
         true_label=names[case.label] if case.label is not None else None, warnings=pred["warnings"],
         explanations=panels, model=model_info, data=data_info)
     stem = f"lifelens-{spec.id}-{case.digest[:8]}"

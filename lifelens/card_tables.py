@@ -1,0 +1,84 @@
+"""The model cards as rows to show: every compared model (ensemble, one member, the two
+baselines, majority class, chance) per headline metric, whether a gain is clear of the
+interval, and the faithfulness table with the random map first."""
+from __future__ import annotations
+
+COMPARED = (("ensemble", "Deep ensemble"), ("member", "One member"), ("boosted", "Gradient boosting"),
+            ("logistic", "Logistic regression"), ("majority_class", "Majority class"), ("chance", "Chance"))
+
+
+def _compared(card: dict) -> dict:
+    """{who: metrics} for every model the card scores, the references included."""
+    baselines = card.get("baselines") or {}
+    refs = card.get("reference_levels") or {}
+    found = {"ensemble": card.get("metrics"), "member": card.get("single_member_metrics"),
+             "boosted": (baselines.get("boosted") or {}).get("metrics"),
+             "logistic": (baselines.get("logistic") or card.get("baseline") or {}).get("metrics"),
+             "majority_class": refs.get("majority_class"), "chance": refs.get("chance")}
+    return {k: v for k, v in found.items() if v}
+
+
+def headline_names(spec, card: dict) -> list[str]:
+    """The metrics to show, balanced accuracy first when the test classes are skewed
+    (plain accuracy then rewards answering the common class)."""
+    metrics = card.get("metrics") or {}
+    names = list(dict.fromkeys(list(spec.key_metrics) + ["balanced_accuracy", "accuracy", "macro_auc"]))
+    support = [v.get("support", 0) for v in (metrics.get("per_class") or {}).values()]
+    if support and max(support) > 1.5 * sum(support) / len(support):
+        names.remove("balanced_accuracy")
+        names.insert(0, "balanced_accuracy")
+    return [n for n in names if isinstance(metrics.get(n), (int, float))]
+
+
+def comparison_rows(spec, card: dict) -> tuple[list[dict], list[str]]:
+    """One row per model: "value [low, high]" per metric, no empty cells ("—" where a model has
+    no such number); each row keeps its raw numbers under "_values"."""
+    names = headline_names(spec, card)
+    rows = []
+    for who, label in COMPARED:
+        scored = _compared(card).get(who)
+        if not scored:
+            continue
+        row = {"model": label, "_values": {n: scored.get(n) for n in names}}
+        for n in names:
+            value, interval = scored.get(n), (scored.get("intervals95") or {}).get(n)
+            row[n.replace("_", " ")] = ("—" if value is None else f"{value:.3f}"
+                                        + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""))
+        rows.append(row)
+    return rows, names
+
+
+def clear_gain(card: dict, name: str) -> tuple[float | None, bool]:
+    """(the best simpler model's or reference's value, whether the ensemble's 95 % interval lies above it)."""
+    compared = _compared(card)
+    others = [m.get(name) for who, m in compared.items() if who not in ("ensemble", "member")]
+    others = [v for v in others if isinstance(v, (int, float))]
+    if not others or "ensemble" not in compared:
+        return None, False
+    best = max(others)
+    low = ((compared["ensemble"].get("intervals95") or {}).get(name) or [None])[0]
+    return best, low is not None and low > best
+
+
+def format_value(value, digits: int = 3) -> str:
+    """Numbers for tables: None -> '—', floats rounded."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def faithfulness_rows(summary: dict) -> list[dict]:
+    """Rows of a card's ``faithfulness`` summary for a table: the random map first, then the
+    methods from most to least faithful by deletion AUC."""
+    from lifelens.explain.base import METHODS
+
+    methods = sorted((m for m in summary if m in METHODS), key=lambda m: summary[m]["deletion_auc"])
+    rows = []
+    for m in ["random", *methods]:
+        entry = summary.get(m) or {}
+        rows.append({"method": "random map (chance)" if m == "random" else METHODS[m].name,
+                     "deletion AUC": entry.get("deletion_auc"), "insertion AUC": entry.get("insertion_auc"),
+                     "beats random": entry.get("beats_random_share")})
+    return rows

@@ -1,0 +1,68 @@
+"""The words on screen that explain a number: one hover-help line per quantity, and what each
+kind of confidence promises. Used by the pages and the reports alike (plain text with
+Markdown emphasis; the reports strip it)."""
+from __future__ import annotations
+
+# One line each: what a number on screen means. Used as hover help and in reports.
+HELP = {
+    "softmax": "Frequentist confidence: the network's softmax output for one pass with dropout off "
+               "(after temperature scaling when the model card has a temperature).",
+    "bayesian": "Bayesian confidence: the mean class probability over many stochastic passes "
+                "(posterior samples); the bar's whisker is the 95% credible interval.",
+    "conformal": "Conformal prediction set: every class the calibration images cannot rule out. On images like "
+                 "our validation images it holds the true class at least the chosen share of the time "
+                 "(a frequentist guarantee over many images, not a probability for this one).",
+    "tta": "Test-time augmentation: the mean class probability over mirrored and slightly zoomed copies of the "
+           "image; the whisker spans their answers. Not a posterior: it shows how much the answer hangs on such "
+           "nuisances, all a sealed model lets us measure.",
+    "credible_interval": "95% of the posterior samples of this class probability fall inside this range.",
+    "entropy": "Predictive entropy (nats): total uncertainty of the averaged prediction. "
+               "0 = certain; ln(K) = all K classes equally likely.",
+    "mutual_information": "Mutual information (nats): the part of the entropy that comes from the model "
+                          "disagreeing with itself across posterior samples (epistemic uncertainty: "
+                          "more data would reduce it).",
+    "aleatoric": "Expected entropy (nats): uncertainty every posterior sample shares (noise in the image itself).",
+    "deletion_auc": "Deletion AUC: how fast the class score falls as the most highlighted pixels are removed "
+                    "first. Lower = the map found pixels the network really relies on.",
+    "insertion_auc": "Insertion AUC: how fast the class score rises as the most highlighted pixels are "
+                     "added to a blurred image first. Higher = a more faithful map.",
+    "opacity": "How strongly the heatmap covers the image (0 = image only, 1 = heatmap only).",
+    "target": "The class the explanation is computed for; by default the predicted class.",
+    "layer": "The convolutional layer whose activations the map is computed from: early layers give fine, "
+             "edge-like maps, the last layer coarse but class-specific ones.",
+    "gradcam_std": "Spread of Grad-CAM across MC-dropout passes: bright where the explanation itself is unsure.",
+    "accuracy": "Share of test images whose top class is the true class.",
+    "balanced_accuracy": "Mean of the per-class recalls: accuracy that a majority class cannot inflate.",
+    "macro_auc": "Mean over classes of the one-vs-rest ROC AUC (0.5 = chance, 1 = perfect ranking).",
+    "ece": "Expected calibration error: mean gap between confidence and accuracy over confidence bins (lower is better).",
+    "nll": "Negative log-likelihood of the true class (lower is better; punishes confident mistakes).",
+    "melanoma_auc": "ROC AUC of melanoma vs the rest (ISIC 2017 task 3a).",
+    "seborrheic_keratosis_auc": "ROC AUC of seborrheic keratosis vs the rest (ISIC 2017 task 3b).",
+    "isic2017_score": "Mean of the melanoma and seborrheic keratosis AUCs: the ISIC 2017 ranking score.",
+    "quadratic_kappa": "Quadratic weighted kappa: agreement with the true grade, with far-off grades "
+                       "penalised more (0 = chance, 1 = perfect).",
+    "referable_auc": "ROC AUC of referable retinopathy (grade 2 or worse) vs not.",
+    "referable_accuracy": "Accuracy of the referable (grade >= 2) vs not decision.",
+    "abnormal_auc": "ROC AUC of abnormal vs normal films.",
+    "sensitivity": "Share of abnormal films called abnormal at the chosen threshold.",
+    "specificity": "Share of normal films called normal at the chosen threshold.",
+    "temperature": "Temperature T fitted on the validation split: softmax(logits / T). T > 1 softens "
+                   "over-confident outputs.",
+    "ood_auroc": "How well a score separates in-distribution test images from out-of-distribution ones "
+                 "(ROC AUC; 0.5 = cannot tell them apart).",
+}
+
+
+
+def metric_help(name: str) -> str:
+    return HELP.get(name, name.replace("_", " "))
+
+
+PROMISES = {
+    "softmax": "Softmax: one network's score, temperature-scaled so that on images like ours '80 %' is right "
+               "about 80 % of the time; it promises nothing for a single image.",
+    "conformal": "Conformal set: contains the true class for the chosen share of images like our validation "
+                 "images, whatever the network; the promise breaks when the image is unlike them.",
+    "posterior": "Posterior: averages plausible networks; its spread (interval, mutual information) is what the "
+                 "model does not know; it is only as good as the approximation of the posterior.",
+}
