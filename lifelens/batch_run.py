@@ -1,6 +1,6 @@
 """Run one per-batch function over folders of any size: streamed, resumable, serial or on Ray.
 
-    job = PredictJob(ModelTarget(task="retina"), samples=30, seed=0)
+    job = PredictJob(ModelTarget(task=TASK_ID), samples=30, seed=0)
     run(job, image_paths(["archive/"]), JsonLines("out/predictions.jsonl"), engine="serial")
 
 * Images are read batch by batch inside the job (never all in memory); the driver holds

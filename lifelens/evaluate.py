@@ -91,24 +91,14 @@ def _macro_auc(y: np.ndarray, p: np.ndarray, k: int) -> float | None:
                                                                          multi_class="ovr"))
 
 
-def evaluate_opened_folder(opened, class_names: list[str], data_dir: Path, on_error=None,
-                           batch_size: int = 64) -> dict:
-    """A user's model (:class:`lifelens.model_formats.OpenedModel`) on a labelled folder
-    (``images/`` + ``labels.csv`` with ``path,label``; labels are class names), streamed in
-    batches. Returns accuracy with its 95 % Wilson interval, balanced accuracy, macro AUC,
-    NLL, ECE, per-class recall and the confusion matrix."""
+def _predict_labelled_folder(opened, class_names: list[str], folder: Path, on_error, batch_size: int):
+    """(labels list, probabilities (N, K)) of a labelled folder, read and predicted in batches."""
     import csv
-
-    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, log_loss
 
     from lifelens import imaging
     from lifelens.model_formats import prepare_for_model
-    from lifelens.uncertainty.frequentist import wilson_interval
-    from lifelens.uncertainty.metrics import expected_calibration_error
 
-    folder = Path(data_dir)
     index = {name.lower(): i for i, name in enumerate(class_names)}
-    t0 = time.time()
     labels, probs, batch, batch_labels = [], [], [], []
     with open(folder / "labels.csv", newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -135,7 +125,25 @@ def evaluate_opened_folder(opened, class_names: list[str], data_dir: Path, on_er
         labels += batch_labels
     if not labels:
         raise ValueError("no readable labelled images")
-    y, p = np.array(labels), np.concatenate(probs).astype(np.float64)
+    return labels, np.concatenate(probs)
+
+
+def evaluate_opened_folder(opened, class_names: list[str], data_dir: Path, on_error=None,
+                           batch_size: int = 64) -> dict:
+    """A user's model (:class:`lifelens.model_formats.OpenedModel`) on a labelled folder
+    (``images/`` + ``labels.csv`` with ``path,label``; labels are class names), streamed in
+    batches. Returns accuracy with its 95 % Wilson interval, balanced accuracy, macro AUC,
+    NLL, ECE, per-class recall and the confusion matrix."""
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, log_loss
+
+    from lifelens.uncertainty.frequentist import wilson_interval
+    from lifelens.uncertainty.metrics import expected_calibration_error
+
+    folder = Path(data_dir)
+    t0 = time.time()
+    labels, probs = _predict_labelled_folder(opened, class_names, folder, on_error, batch_size)
+    y, p = np.array(labels), np.asarray(probs, np.float64)
+    p = p / p.sum(axis=1, keepdims=True)  # float32 outputs sum to 1 only within rounding
     k = len(class_names)
     correct = int((p.argmax(axis=1) == y).sum())
     result = {

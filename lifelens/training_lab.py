@@ -33,7 +33,7 @@ RUNS_KEPT = 4  # per session, drawn side by side
 class LabSettings:
     """Every knob of one run."""
 
-    task: str = "plant"
+    task: str = field(default_factory=lambda: next(iter(_tasks())))  # the registry's first task
     train_images: int = 500
     input_size: int = 48
     blocks: int = 3
@@ -59,6 +59,12 @@ class LabSettings:
             raise ValueError("dropout in [0, 1), pooling global or flatten, optimiser adam or sgd")
         if not 0 < self.learning_rate <= 10 or not 1 <= self.batch_size <= 512 or not 1 <= self.epochs <= 100:
             raise ValueError("learning rate in (0, 10], batch size 1-512, 1-100 epochs")
+
+
+def _tasks():
+    from lifelens.tasks import TASKS
+
+    return TASKS
 
 
 KNOB_NAMES = {"task": "task", "train_images": "training images", "input_size": "input size", "blocks": "conv blocks",

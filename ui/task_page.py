@@ -171,20 +171,50 @@ def current_case(spec) -> cases.Case | None:
 
 # ----------------------------------------------------------------------------- prediction
 
-def prediction_section(spec, task_model, case) -> dict:
-    """Image beside both confidences, uncertainty and warnings; returns the prediction."""
+def bayes_method_choice(spec, task_model) -> str:
+    """Which posterior the page shows (the ensemble when there is one, in presenter mode always)."""
     methods = ((["ensemble"] if task_model.is_ensemble else []) + ["mc_dropout"]
                + (["variational"] if task_model.variational_head is not None else []))
-    default = methods[0]
-    bayes_method = default
-    if not common.presenter() and len(methods) > 1:
-        bayes_method = st.radio("Bayesian confidence from", methods, index=methods.index(default), horizontal=True,
-                                format_func=case_prediction.BAYES_METHODS.get, key=f"{spec.id}_bayes",
-                                help=f"Deep ensemble: {len(task_model.members)} networks trained from different random "
-                                     "starts; their spread is the uncertainty (the shipped prediction is their mean). "
-                                     "MC dropout: dropout kept on at prediction time, each pass one sampled network. "
-                                     "Variational head: a last layer whose weights are probability distributions, "
-                                     "trained by Bayes by Backprop.")
+    if common.presenter() or len(methods) == 1:
+        return methods[0]
+    return st.radio("Bayesian confidence from", methods, index=0, horizontal=True,
+                    format_func=case_prediction.BAYES_METHODS.get, key=f"{spec.id}_bayes",
+                    help=f"Deep ensemble: {len(task_model.members)} networks trained from different random "
+                         "starts; their spread is the uncertainty (the shipped prediction is their mean). "
+                         "MC dropout: dropout kept on at prediction time, each pass one sampled network. "
+                         "Variational head: a last layer whose weights are probability distributions, "
+                         "trained by Bayes by Backprop.")
+
+
+def case_image(spec, case) -> None:
+    """The case's image with what is known about it underneath."""
+    caption = (cases.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False))
+               if case.source != "gallery" else f"True class: {spec.class_names[case.label]}")
+    if case.note:
+        caption += f" · {case.note}"
+    if case.marks:
+        caption += " · green circle: the lesion recorded in the data"
+    st.image(case.display_with_marks(), caption=caption, width="stretch")
+
+
+def reading_the_uncertainty(names: list[str], pred: dict) -> None:
+    """The posterior histogram beside what each uncertainty number means for this image."""
+    c1, c2 = st.columns([1.4, 1])
+    c1.altair_chart(charts.posterior_histogram(names, pred["samples"], top=3), width="stretch")
+    c2.markdown(
+        "**Reading the uncertainty**\n\n"
+        f"- **Entropy {pred['predictive_entropy']:.2f} nats** — total uncertainty (0 = sure, "
+        f"{np.log(len(names)):.2f} = all {len(names)} classes equally likely).\n"
+        f"- **Mutual information {pred['mutual_information']:.3f} nats** — the sampled networks disagreeing "
+        "with each other: uncertainty from not knowing (epistemic).\n"
+        f"- **Expected entropy {pred['expected_entropy']:.2f} nats** — uncertainty every sampled network "
+        "shares: an ambiguous image (aleatoric).\n"
+        "- **Histogram** — each posterior sample is one version of the network; a narrow peak means they agree.")
+
+
+def prediction_section(spec, task_model, case) -> dict:
+    """Image beside both confidences, uncertainty and warnings; returns the prediction."""
+    bayes_method = bayes_method_choice(spec, task_model)
     typical = input_gate_message(spec, task_model, case)
     with st.spinner("Predicting…"):
         pred = _prediction(model_key(task_model), case.digest, bayes_method, POSTERIOR_SAMPLES, task_model, case.prepared)
@@ -195,13 +225,7 @@ def prediction_section(spec, task_model, case) -> dict:
     greyed = st.container(key=f"{spec.id}_prediction" + ("" if typical else "_greyed"))
     image_col, result_col = greyed.columns([1, 1.6] if not common.presenter() else [1, 1.2])
     with image_col:
-        caption = (cases.shown_name(case, st.session_state.get(common.FILE_NAMES_KEY, False))
-                   if case.source != "gallery" else f"True class: {names[case.label]}")
-        if case.note:
-            caption += f" · {case.note}"
-        if case.marks:
-            caption += " · green circle: the lesion recorded in the data"
-        st.image(case.display_with_marks(), caption=caption, width="stretch")
+        case_image(spec, case)
     with result_col:
         verdict = f"### Most likely: **{names[top]}**"
         if case.label is not None:
@@ -239,17 +263,7 @@ def prediction_section(spec, task_model, case) -> dict:
                                                pred["interval"][:, 1], top=5 if common.presenter() else 6),
                         width="stretch")
     if not common.presenter():
-        c1, c2 = st.columns([1.4, 1])
-        c1.altair_chart(charts.posterior_histogram(names, pred["samples"], top=3), width="stretch")
-        c2.markdown(
-            "**Reading the uncertainty**\n\n"
-            f"- **Entropy {pred['predictive_entropy']:.2f} nats** — total uncertainty (0 = sure, "
-            f"{np.log(len(names)):.2f} = all {len(names)} classes equally likely).\n"
-            f"- **Mutual information {pred['mutual_information']:.3f} nats** — the sampled networks disagreeing "
-            "with each other: uncertainty from not knowing (epistemic).\n"
-            f"- **Expected entropy {pred['expected_entropy']:.2f} nats** — uncertainty every sampled network "
-            "shares: an ambiguous image (aleatoric).\n"
-            "- **Histogram** — each posterior sample is one version of the network; a narrow peak means they agree.")
+        reading_the_uncertainty(names, pred)
     pred["warnings"] = warnings
     pred["top"] = top
     pred["in_domain"] = typical

@@ -15,7 +15,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import json
     import sys
     from pathlib import Path
 
@@ -50,15 +49,11 @@ def run(args) -> int:
     except (ValueError, KeyError) as exc:
         print(f"lifelens: {folder / 'labels.csv'}: {exc}", file=sys.stderr)
         return 2
-    text = json.dumps(result, indent=1, default=float)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    _print_result(result, args.out)
     return failures.exit_code
 
 
 def _evaluate_model_file(args) -> int:
-    import json
     import sys
     from pathlib import Path
 
@@ -78,8 +73,16 @@ def _evaluate_model_file(args) -> int:
     except (ValueError, KeyError) as exc:
         print(f"lifelens: {Path(args.data) / 'labels.csv'}: {exc}", file=sys.stderr)
         return 2
+    _print_result(result, args.out)
+    return failures.exit_code
+
+
+def _print_result(result: dict, out: str | None) -> None:
+    """The JSON on stdout, and in ``out`` when given."""
+    import json
+    from pathlib import Path
+
     text = json.dumps(result, indent=1, default=float)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return failures.exit_code
+    if out:
+        Path(out).write_text(text)

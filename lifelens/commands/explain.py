@@ -96,20 +96,13 @@ def stem_for(path: str, repeated: frozenset) -> str:
     return f"{stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:6]}" if stem in repeated else stem
 
 
-def _explain_image(loaded, is_task: bool, names: list[str], settings: ExplainSettings, path, prepared, stem, out,
-                   errors: list) -> dict:
-    """Every method's map of one image, written as PNGs; returns the image's JSON record.
-
-    Task models: the prediction is the shipped one (the ensemble, at the card's threshold);
-    a map is the mean of the members' maps for that class (``--single``: the first member's
-    alone), and its deletion/insertion AUC is measured on the first member. A user's model
-    (``--model``): its own prediction and maps, with every method its format allows.
-    """
+def _prediction(loaded, is_task: bool, names: list[str], settings: ExplainSettings, path, prepared):
+    """(the image's record with its prediction, the model scored, the members explained or None,
+    the explained class). Task models: the shipped prediction (the ensemble, at the card's
+    threshold); a user's model (``--model``): its own."""
     import numpy as np
 
-    from lifelens import imaging, scoring
-    from lifelens.explain import METHODS, deletion_auc, explain, explain_ensemble, insertion_auc
-    from lifelens.explain.render import overlay_image
+    from lifelens import scoring
     from lifelens.tasks import DISCLAIMER
 
     batch = prepared[None]
@@ -119,16 +112,12 @@ def _explain_image(loaded, is_task: bool, names: list[str], settings: ExplainSet
         spec, model = loaded.spec, loaded.classifier
         probs = ensemble_proba(loaded, batch)[0]
         top = int(scoring.predicted_class(spec, probs[None], loaded.card.get("threshold"))[0])
-        members = [model] if settings.single else loaded.members
-        ids = spec.class_ids
+        members, ids = ([model] if settings.single else loaded.members), spec.class_ids
         record = {"file": str(path), "image": str(path), "task": spec.id, "ensemble_members": len(loaded.members)}
     else:
-        from lifelens.model_formats import method_options
-
         model = loaded.explainable
         probs = loaded.predict(batch)[0]
-        top = int(np.argmax(probs))
-        members, ids = None, names
+        top, members, ids = int(np.argmax(probs)), None, names
         record = {"file": str(path), "image": str(path), "model": loaded.name, "format": loaded.format}
     chosen = top if settings.target is None else settings.target
     record.update({
@@ -137,18 +126,33 @@ def _explain_image(loaded, is_task: bool, names: list[str], settings: ExplainSet
                        "probabilities": {c: round(float(p), 6) for c, p in zip(names, probs)}},
         "explained_class": names[chosen], "methods": {},
     })
+    return record, model, members, chosen
+
+
+def _explain_image(loaded, is_task: bool, names: list[str], settings: ExplainSettings, path, prepared, stem, out,
+                   errors: list) -> dict:
+    """Every method's map of one image, written as PNGs; returns the image's JSON record.
+
+    A task model's map is the mean of the members' maps for the explained class (``--single``:
+    the first member's alone), its deletion/insertion AUC measured on the first member; a
+    user's model is explained with every method its format allows.
+    """
+    from lifelens import imaging
+    from lifelens.explain import METHODS, deletion_auc, explain, explain_ensemble, insertion_auc
+    from lifelens.explain.render import overlay_image
+    from lifelens.model_formats import method_options
+
+    record, model, members, chosen = _prediction(loaded, is_task, names, settings, path, prepared)
+    batch = prepared[None]
+    auc = {"steps": settings.auc_steps, "baseline": settings.auc_baseline}
     for method in settings.methods:
         info = METHODS[method]
         layer = settings.layer if info.uses_layer else None
-        options = dict(settings.options[method])
-        if not is_task:
-            options = {**method_options(method, prepared), **options}
+        options = dict(settings.options[method]) if is_task else {**method_options(method, prepared),
+                                                                   **settings.options[method]}
         try:
-            if members is not None:
-                result = explain_ensemble(members, batch, chosen, method=method, layer=layer, **options)
-            else:
-                result = explain(model, batch, chosen, method=method, layer=layer, **options)
-            auc = {"steps": settings.auc_steps, "baseline": settings.auc_baseline}
+            result = (explain_ensemble(members, batch, chosen, method=method, layer=layer, **options) if members
+                      else explain(model, batch, chosen, method=method, layer=layer, **options))
             deletion = float(deletion_auc(model, batch, result.maps, result.targets, **auc)[0])
             insertion = float(insertion_auc(model, batch, result.maps, result.targets, **auc)[0])
         except ValueError as exc:

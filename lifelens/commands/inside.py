@@ -65,24 +65,32 @@ def run(args) -> int:
         titles = [f"ch {c} +{spec.class_names[int(np.argmax(votes[c]))][:11]}" for c in result.channels]
     write(f"{spec.id}_actmax_{layer}.png", inside.actmax_grid(result, columns=8, titles=titles))
 
-    index = inside.task_patch_index(model, spec)  # only if precomputed: never a long search here
-    if index is not None and layer in index.layers:
-        from lifelens.inside import figures
-
-        rows = []
-        typical = index.layers[layer].mean_activation
-        for channel in result.channels[:4]:
-            found = inside.top_patches(index, spec, layer, int(channel))
-            if found:
-                grid = inside.patches_grid(found, cell=64)
-                title = (f"{layer} channel {channel}: the training-image patches that excite it most "
-                         f"(typical level {typical[channel]:.2f})")
-                rows.append(figures.vstack([figures.text_block(title, grid.shape[1]), grid], gap=0))
-        if rows:
-            write(f"{spec.id}_patches_{layer}.png", figures.vstack(rows, gap=12))
+    _write_patches(spec, model, layer, result.channels, write)
 
     failures = FileFailures()
     for path, _, prepared in read_images(spec, args.image, failures):
         levels = inside.feature_hierarchy(model, prepared, top=args.top, task_id=spec.id)
         write(f"{spec.id}_hierarchy_{path.stem}.png", inside.hierarchy_figure(prepared, levels))
     return failures.exit_code
+
+
+def _write_patches(spec, model, layer: str, channels, write) -> None:
+    """The training-image patches that excite the first four channels most (only when the
+    patch index is precomputed: never a long search here)."""
+    from lifelens import inside
+    from lifelens.inside import figures
+
+    index = inside.task_patch_index(model, spec)
+    if index is None or layer not in index.layers:
+        return
+    rows = []
+    typical = index.layers[layer].mean_activation
+    for channel in channels[:4]:
+        found = inside.top_patches(index, spec, layer, int(channel))
+        if found:
+            grid = inside.patches_grid(found, cell=64)
+            title = (f"{layer} channel {channel}: the training-image patches that excite it most "
+                     f"(typical level {typical[channel]:.2f})")
+            rows.append(figures.vstack([figures.text_block(title, grid.shape[1]), grid], gap=0))
+    if rows:
+        write(f"{spec.id}_patches_{layer}.png", figures.vstack(rows, gap=12))

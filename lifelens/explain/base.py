@@ -76,7 +76,20 @@ class BlackBoxModel:
         self.name = name
 
 
-class PredictionHandle:
+class _Handle:
+    """What every handle has: the model, held weakly (``model_ref``)."""
+
+    model_ref: weakref.ref
+
+    @property
+    def model(self):
+        model = self.model_ref()
+        if model is None:
+            raise RuntimeError("the model behind this explanation handle no longer exists")
+        return model
+
+
+class PredictionHandle(_Handle):
     """The handle of a :class:`BlackBoxModel`: probabilities only; no layers, no gradients."""
 
     needs_met = ("predictions",)
@@ -88,13 +101,6 @@ class PredictionHandle:
         self.input_shape = model.input_shape
         self.num_classes = model.num_classes
         self.single_sigmoid = False
-
-    @property
-    def model(self):
-        model = self.model_ref()
-        if model is None:
-            raise RuntimeError("the model behind this explanation handle no longer exists")
-        return model
 
     def probs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         predict = self.model.predict_proba
@@ -137,7 +143,7 @@ def tracing_counts() -> dict[str, int]:
     return counts
 
 
-class ModelHandle:
+class ModelHandle(_Handle):
     """Per-model compiled pieces: tap models per layer, probability and gradient functions.
 
     Holds the model only weakly; every tf.function has a fixed input signature (any batch
@@ -183,13 +189,6 @@ class ModelHandle:
         if found is None:
             found = self._layer_paths[key] = graph.resolve_layer(self.model, layer)
         return found
-
-    @property
-    def model(self):
-        model = self.model_ref()
-        if model is None:
-            raise RuntimeError("the model behind this explanation handle no longer exists")
-        return model
 
     @property
     def image_spec(self):

@@ -37,12 +37,7 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
 
     # 1. temperature on OUR validation split
     val_features, val_labels = split["val"]
-    logits = frequentist.head_logits(task_model.full.get_layer("probs"), val_features)
-    temperature = frequentist.fit_temperature(logits, val_labels)
-    fit = {"split": "val", "images": int(len(val_labels)), "method": "minimise NLL (bounded scalar search on log T)",
-           "nll_before": metrics.negative_log_likelihood(frequentist.softmax(logits), val_labels),
-           "nll_after": metrics.negative_log_likelihood(frequentist.softmax(logits, temperature), val_labels)}
-    log(f"[{spec.id}] temperature {temperature:.3f}: validation NLL {fit['nll_before']:.4f} -> {fit['nll_after']:.4f}")
+    temperature, fit = validation_temperature(task_model, val_features, val_labels, log)
 
     # 2. the variational head on frozen TRAIN features, attached in place
     details = task_model.card.get("variational_head")
@@ -90,6 +85,18 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
     update_card(spec, **entries)
     log(f"[{spec.id}] calibrated in {time.time() - t0:.0f}s")
     return entries
+
+
+def validation_temperature(task_model, val_features, val_labels, log=print) -> tuple[float, dict]:
+    """(T, the card's ``temperature_fit`` record): the temperature that minimises the validation NLL."""
+    logits = frequentist.head_logits(task_model.full.get_layer("probs"), val_features)
+    temperature = frequentist.fit_temperature(logits, val_labels)
+    fit = {"split": "val", "images": int(len(val_labels)), "method": "minimise NLL (bounded scalar search on log T)",
+           "nll_before": metrics.negative_log_likelihood(frequentist.softmax(logits), val_labels),
+           "nll_after": metrics.negative_log_likelihood(frequentist.softmax(logits, temperature), val_labels)}
+    log(f"[{task_model.spec.id}] temperature {temperature:.3f}: validation NLL {fit['nll_before']:.4f} -> "
+        f"{fit['nll_after']:.4f}")
+    return temperature, fit
 
 
 def fit_input_gate(task_model, split: dict, ood_sets: dict, log=print) -> dict:
