@@ -171,12 +171,13 @@ def inside_section():
                     "feature maps cannot be shown.")
             return
         model = opened.keras_model
-        with st.expander("First-layer filters", expanded=False):
+        # Toggles, not expanders: an expander's content is computed even while it is closed.
+        if st.toggle("First-layer filters", key="byo_filters"):
             tiles = inside.filter_tiles(inside.first_layer_filters(model), cell=48)
             columns = st.columns(12)
             for i, tile in enumerate(tiles[:48]):
                 columns[i % 12].image(tile, caption=f"#{i}", width="stretch")
-        with st.expander("Feature hierarchy for this image", expanded=False):
+        if st.toggle("Feature hierarchy for this image", key="byo_hierarchy"):
             try:
                 levels = inside.feature_hierarchy(model, prepared, top=6)
             except ValueError as exc:
@@ -187,7 +188,7 @@ def inside_section():
                 cols = st.columns(len(level.maps))
                 for col, mp, ch, mean in zip(cols, level.maps, level.channels, level.mean_activation):
                     col.image(imaging.colorize(mp, "inferno"), caption=f"ch {ch} · mean {mean:.2f}", width="stretch")
-        with st.expander("Architecture", expanded=False):
+        if st.toggle("Architecture", key="byo_architecture"):
             rows = inside.architecture_table(model)
             st.dataframe([{"layer": r["name"], "type": r["type"], "output shape": str(r["output_shape"]),
                            "parameters": r["params"], "receptive field (px)": r["receptive_field"]} for r in rows],

@@ -14,13 +14,18 @@ DEFAULT_BINS = 15  # as lifelens.evaluate, so the app shows one kind of ECE
 
 def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
     """Mean of -log p(true class); 0 is perfect, log K is a uniform guess (probs clipped at 1e-12)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    p_true = probs[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)]
-    return float(-np.mean(np.log(np.clip(p_true, EPS, 1.0))))
+    from sklearn.metrics import log_loss
+
+    probs = np.clip(np.asarray(probs, dtype=np.float64), EPS, 1.0)
+    probs /= probs.sum(axis=1, keepdims=True)  # sklearn wants rows that sum to 1; float32 outputs do within rounding
+    return float(log_loss(np.asarray(labels, dtype=np.int64), probs, labels=list(range(probs.shape[1]))))
 
 
 def brier_score(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean over images of sum_k (p_k - onehot_k)^2; in [0, 2], 0 is perfect."""
+    """Mean over images of sum_k (p_k - onehot_k)^2; in [0, 2], 0 is perfect.
+
+    Written out rather than ``sklearn.metrics.brier_score_loss``: for two classes sklearn
+    scores the positive class alone (half of this sum), and the cards compare across tasks."""
     probs = np.asarray(probs, dtype=np.float64)
     onehot = np.zeros_like(probs)
     onehot[np.arange(len(labels)), np.asarray(labels, dtype=np.int64)] = 1.0
@@ -62,8 +67,9 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 def entropy(probs: np.ndarray, axis: int = -1) -> np.ndarray:
     """Shannon entropy in nats along ``axis``; in [0, log K]."""
-    probs = np.asarray(probs, dtype=np.float64)
-    return -np.sum(probs * np.log(np.clip(probs, EPS, 1.0)), axis=axis)
+    from scipy.stats import entropy as shannon
+
+    return np.asarray(shannon(np.asarray(probs, dtype=np.float64), axis=axis), dtype=np.float64)
 
 
 def uncertainty_decomposition(samples: np.ndarray) -> dict:
