@@ -449,3 +449,21 @@ def test_fast_settings_are_real_options_and_keep_the_map(load_shipped, real_imag
         fast = explain(tm.classifier, x, method=method, **METHODS[method].fast).maps
         for p, f in zip(precise, fast):
             assert rank_correlation(p, f) >= floor, method
+
+
+def test_ensemble_map_is_the_members_mean_for_the_ensembles_class(load_shipped, real_images):
+    """Asked for a class or not, the ensemble explanation is the mean of its members' maps for
+    one class (the ensemble's own when none is asked), and its probabilities the members' mean."""
+    from lifelens.explain import explain, explain_ensemble
+
+    tm = load_shipped("plant")
+    _, x = real_images("plant", 2)
+    free = explain_ensemble(tm.members, x, None, method="gradcam")
+    mean_probs = np.mean([explain(m, x, method="gradcam").probs for m in tm.members], axis=0)
+    np.testing.assert_array_equal(free.targets, mean_probs.argmax(axis=1))
+    asked = explain_ensemble(tm.members, x, free.targets, method="gradcam")
+    np.testing.assert_allclose(asked.maps, free.maps, atol=1e-6)
+    np.testing.assert_allclose(asked.probs, mean_probs, atol=1e-6)
+    maps = np.stack([explain(m, x, free.targets, method="gradcam").maps for m in tm.members])
+    np.testing.assert_allclose(free.maps, maps.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(free.extra["std"], maps.std(axis=0), atol=1e-6)

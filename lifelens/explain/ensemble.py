@@ -26,9 +26,11 @@ def explain_ensemble(members: list, images, targets=None, method: str = "gradcam
         return explain(members[0], images, targets, method=method, layer=layer, **options)
     handle = handle_for(members[0])
     batch = as_images(images, handle.input_shape)
-    probs = np.mean([handle_for(m).probs(batch) for m in members], axis=0)
-    chosen = resolve_targets(as_targets(targets, len(batch), handle.num_classes), probs)
+    chosen = as_targets(targets, len(batch), handle.num_classes)
+    if (chosen < 0).any():  # the ensemble's own class: one forward pass of every member first
+        chosen = resolve_targets(chosen, np.mean([handle_for(m).probs(batch) for m in members], axis=0))
     each = [explain(m, batch, chosen, method=method, layer=layer, **options) for m in members]
+    probs = np.mean([e.probs for e in each], axis=0)  # every method returns its member's probabilities
     maps = np.stack([e.maps for e in each])
     signed = None if each[0].signed is None else np.mean([e.signed for e in each], axis=0).astype(np.float32)
     return Explanation(each[0].method, maps.mean(axis=0).astype(np.float32), chosen, probs.astype(np.float32),
