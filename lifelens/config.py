@@ -36,20 +36,41 @@ _DEVICE_LOGGED = False
 
 
 def compute_device() -> str:
-    """Configure TensorFlow once and return the device the models run on ("GPU:0" or "CPU")."""
+    """Configure the Keras backend once and return the device the models run on ("GPU:0" or "CPU").
+
+    TensorFlow is the app's backend; training may also run with ``KERAS_BACKEND=torch`` on a
+    GPU machine (CUDA through PyTorch), and its ``.keras`` files load and predict the same
+    under TensorFlow (tests/test_backends.py).
+    """
     global _DEVICE_LOGGED
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    import keras
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus and not _DEVICE_LOGGED:
-        for gpu in gpus:
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError:  # already initialised; harmless
-                pass
-    device = "GPU:0" if gpus else "CPU"
+    if keras.backend.backend() == "torch":
+        import torch
+
+        device = "GPU:0" if torch.cuda.is_available() else "CPU"
+        name, version = "PyTorch", torch.__version__
+    else:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if gpus and not _DEVICE_LOGGED:
+            for gpu in gpus:
+                try:
+                    tf.config.experimental.set_memory_growth(gpu, True)
+                except RuntimeError:  # already initialised; harmless
+                    pass
+        device = "GPU:0" if gpus else "CPU"
+        name, version = "TensorFlow", tf.__version__
     if not _DEVICE_LOGGED:
-        log.info("LifeLens models run on %s (TensorFlow %s)", device, tf.__version__)
+        log.info("LifeLens models run on %s (%s %s)", device, name, version)
         _DEVICE_LOGGED = True
     return device
+
+
+def keras_backend() -> str:
+    """"tensorflow" or "torch": what Keras runs on in this process."""
+    import keras
+
+    return keras.backend.backend()

@@ -339,7 +339,10 @@ def predict_proba(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 3:
         images = images[None]
-    out = [np.asarray(model(images[i:i + batch_size], training=False)) for i in range(0, len(images), batch_size)]
+    from keras import ops
+
+    # convert_to_numpy, not np.asarray: a PyTorch-backend output carries autograd state
+    out = [ops.convert_to_numpy(model(images[i:i + batch_size], training=False)) for i in range(0, len(images), batch_size)]
     probs = np.concatenate(out, axis=0) if out else np.zeros((0, model.output_shape[-1]), np.float32)
     return classifier_output(probs)
 

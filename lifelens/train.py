@@ -34,7 +34,8 @@ def augmenter(kind: str, seed: int):
     rotation = {"natural": 0.5, "dermoscopy": 0.5, "fundus": 0.5, "film": 0.03}[kind]
     zoom = {"natural": 0.15, "dermoscopy": 0.15, "fundus": 0.08, "film": 0.1}[kind]
     fill = "constant" if kind == "fundus" else "reflect"  # a fundus photo has a black surround
-    geo = keras.Sequential([
+    # A Pipeline, not a Sequential: in tf.data it runs on TensorFlow whatever the Keras backend (PyTorch on a GPU machine)
+    geo = keras.layers.Pipeline([
         keras.layers.RandomRotation(rotation, fill_mode=fill, seed=seed),
         keras.layers.RandomZoom((-zoom, zoom), fill_mode=fill, seed=seed + 1),
     ])
@@ -217,7 +218,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         "size_bytes": target.stat().st_size, "training_seconds": round(state["seconds"], 1),
         "selected_epoch": state.get("best_epoch"), "epochs": epochs,
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
-        "training_device": config.compute_device(),
+        "training_device": config.compute_device(), "keras_backend": config.keras_backend(),
     }
     ensemble = card.setdefault("ensemble", {"members": []})
     ensemble["members"] = sorted([m for m in ensemble["members"] if m["member"] != member] + [row],
@@ -241,7 +242,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
             },
             "history": state["history"],
             "training_seconds": round(state["seconds"], 1),
-            "training_device": config.compute_device(),
+            "training_device": config.compute_device(), "keras_backend": config.keras_backend(),
             "sha256": row["sha256"],
             "size_bytes": row["size_bytes"],
             "citation": spec.citation,
@@ -353,7 +354,7 @@ def recalibrate_batchnorm(model, images: np.ndarray, batch_size: int = 64) -> No
         probe = keras.Model(model.inputs[0], bn.input)
         total, total_sq, count = 0.0, 0.0, 0
         for i in range(0, len(images), batch_size):
-            a = np.asarray(probe(images[i:i + batch_size].astype(np.float32), training=False), dtype=np.float64)
+            a = keras.ops.convert_to_numpy(probe(images[i:i + batch_size].astype(np.float32), training=False)).astype(np.float64)
             a = a.reshape(-1, a.shape[-1])
             total = total + a.sum(axis=0)
             total_sq = total_sq + (a * a).sum(axis=0)
