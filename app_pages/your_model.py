@@ -17,9 +17,9 @@ st.markdown(
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def opened_model(model_digest: str, name: str, value_range: str, channel_order: str, _content: bytes):
+def opened_model(model_digest: str, name: str, value_range: str, channel_order: str, size: int, _content: bytes):
     """The uploaded model opened once per (file, declared preprocessing)."""
-    return model_formats.open_model(_content, name, None, Preprocessing(value_range, channel_order))
+    return model_formats.open_model(_content, name, None, Preprocessing(value_range, channel_order, size))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -45,7 +45,7 @@ model_file = c1.file_uploader("Your model", type=["keras", "h5", "hdf5", "zip", 
 names_text = c2.text_area("Class names, in output order", key="byo_names", height=120,
                           placeholder="one per line, or separated by commas",
                           help="Leave empty to call them class 0, class 1, …")
-p1, p2 = st.columns(2)
+p1, p2, p3 = st.columns([2, 2, 1])
 value_range = p1.selectbox("Input values the network was trained on", list(VALUE_RANGES), key="byo_range",
                            format_func=lambda k: f"{k}: {VALUE_RANGES[k]}",
                            help="A model file does not say how its images were scaled. LifeLens's own models take 0–255; "
@@ -53,6 +53,9 @@ value_range = p1.selectbox("Input values the network was trained on", list(VALUE
 channel_order = p2.selectbox("Channel order", list(CHANNEL_ORDERS), key="byo_channels",
                              format_func=lambda k: f"{k.upper()}: {CHANNEL_ORDERS[k]}",
                              help="Networks trained on images read with OpenCV see BGR.")
+declared_size = p3.number_input("Input size (px)", min_value=8, max_value=1024, value=224, step=1, key="byo_size",
+                                help="Used only when the file leaves the image size open (e.g. an ONNX export with "
+                                     "dynamic height and width): the size the network was trained at.")
 if model_file is None:
     st.info("Upload a model file to begin. Try one of LifeLens's own models from the `models/` folder.")
     common.disclaimer()
@@ -62,7 +65,8 @@ opened = None
 with common.guarded("Your model"):
     model_digest = upload_digest(model_file)
     with st.spinner("Opening the model…"):
-        opened = opened_model(model_digest, model_file.name, value_range, channel_order, model_file.getvalue())
+        opened = opened_model(model_digest, model_file.name, value_range, channel_order, int(declared_size),
+                              model_file.getvalue())
     names = model_formats.parse_class_names(names_text) or None
     if names is not None and len(names) != opened.num_classes:
         st.error(f"The model has {opened.num_classes} outputs but {len(names)} class names were given; "
@@ -71,7 +75,7 @@ with common.guarded("Your model"):
 if opened is None:
     st.stop()
 class_names = names or [f"class {i}" for i in range(opened.num_classes)]
-mkey = f"upload:{model_digest}:{value_range}:{channel_order}"
+mkey = f"upload:{model_digest}:{value_range}:{channel_order}:{opened.input_size}"
 st.success(f"`{model_file.name}` ({FORMATS[opened.format]}): input {opened.input_size} × {opened.input_size} × "
            f"{opened.channels}, {opened.num_classes} classes"
            + (f", {len(opened.conv_layers)} convolution layers" if opened.conv_layers else "")

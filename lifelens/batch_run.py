@@ -100,6 +100,7 @@ class ModelTarget:
     classes: tuple[str, ...] | None = None
     value_range: str = "0-255"
     channel_order: str = "rgb"
+    input_size: int | None = None
 
     def load(self):
         """The TaskModel, or the OpenedModel; loaded once per process."""
@@ -114,7 +115,7 @@ class ModelTarget:
 
                 path = Path(self.model)
                 _LOADED[self] = open_model(path.read_bytes(), path.name, list(self.classes) if self.classes else None,
-                                           Preprocessing(self.value_range, self.channel_order))
+                                           Preprocessing(self.value_range, self.channel_order, self.input_size))
         return _LOADED[self]
 
     def class_names(self) -> list[str]:

@@ -60,8 +60,11 @@ class Preprocessing:
 
     value_range: str = "0-255"
     channel_order: str = "rgb"
+    input_size: int | None = None  # used only when the file leaves the image size open
 
     def __post_init__(self):
+        if self.input_size is not None and not 8 <= int(self.input_size) <= 1024:
+            raise ValueError(f"input size {self.input_size}: between 8 and 1024 pixels")
         if self.value_range not in VALUE_RANGES:
             raise ValueError(f"value range {self.value_range!r}: choose one of {', '.join(VALUE_RANGES)}")
         if self.channel_order not in CHANNEL_ORDERS:
@@ -393,8 +396,9 @@ def dropout_layer(model) -> str | None:
     return found
 
 
-def _image_input(shape, name: str) -> tuple[int, int]:
-    """(S, C) of a (None, S, S, C) input; ModelError saying why not."""
+def _image_input(shape, name: str, declared: int | None = None) -> tuple[int, int]:
+    """(S, C) of a (None, S, S, C) input, S from ``declared`` where the file leaves it open;
+    ModelError saying why not."""
     if len(shape) != 4:
         raise ModelError(f"{name}: the model's input has shape {tuple(shape[1:])}: not an image "
                          "(expected height x width x channels).")
@@ -402,7 +406,11 @@ def _image_input(shape, name: str) -> tuple[int, int]:
     if c not in (1, 3):
         raise ModelError(f"{name}: the model's input has {c} channels; LifeLens feeds greyscale (1) or colour (3) images.")
     if h is None or w is None:
-        raise ModelError(f"{name}: the model's input size is not fixed; save it with a fixed height and width.")
+        if declared is None:
+            raise ModelError(f"{name}: the model's input size is not fixed in the file; declare the size its network "
+                             "was trained at (the input size field, or --input-size).")
+        h = h or int(declared)
+        w = w or int(declared)
     if h != w:
         raise ModelError(f"{name}: the model's input is {h} x {w}; LifeLens prepares square images only.")
     return int(h), int(c)
@@ -413,7 +421,8 @@ def _open_keras(model, fmt: str, name: str, preprocessing: Preprocessing) -> Ope
 
     if len(model.inputs) != 1:
         raise ModelError(f"{name}: the model has {len(model.inputs)} inputs; LifeLens explains models with one image input.")
-    size, channels = _image_input(tuple(model.inputs[0].shape), name)
+    size, channels = _image_input(tuple(model.inputs[0].shape), name, preprocessing.input_size)
+    open_size = None in tuple(model.inputs[0].shape)[1:3]
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
         raise ModelError(f"{name}: the model must have one output of class scores (batch x classes).")
     units = int(model.outputs[0].shape[-1])
@@ -421,7 +430,9 @@ def _open_keras(model, fmt: str, name: str, preprocessing: Preprocessing) -> Ope
     if fmt != "savedmodel" and not conv:
         raise ModelError(f"{name}: the model has no Conv2D layer: the explanation and inside views need "
                          "convolutional feature maps.")
-    wrapped = model if preprocessing.identity else _with_preprocessing(model, preprocessing, size, channels)
+    # Wrapped when there is preprocessing to apply, or a size to fix (explanations need one).
+    wrapped = model if preprocessing.identity and not open_size else _with_preprocessing(model, preprocessing, size,
+                                                                                         channels)
     return OpenedModel(fmt, name, size, channels, 2 if units == 1 else units, preprocessing, wrapped, wrapped,
                        conv, dropout_layer(model), int(model.count_params()))
 
@@ -440,6 +451,10 @@ def _with_preprocessing(model, preprocessing: Preprocessing, size: int, channels
 
 
 # ----------------------------------------------------------------------------- ONNX
+
+ONNX_INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+                    "tensor(uint8)": np.uint8}
+
 
 def _open_onnx(content: bytes, name: str, preprocessing: Preprocessing) -> OpenedModel:
     """An ONNX graph in onnxruntime (CPU, from memory) as a BlackBoxModel."""
@@ -461,14 +476,19 @@ def _open_onnx(content: bytes, name: str, preprocessing: Preprocessing) -> Opene
     if len(shape) != 4:
         raise ModelError(f"{name}: the ONNX input has shape {inputs[0].shape}: not an image batch.")
     channels_first = shape[1] in (1, 3) and shape[3] not in (1, 3)
-    size, channels = _image_input([None, shape[2], shape[3], shape[1]] if channels_first else shape, name)
+    size, channels = _image_input([None, shape[2], shape[3], shape[1]] if channels_first else shape, name,
+                                  preprocessing.input_size)
     input_name, output_name = inputs[0].name, outputs[0].name
     layout = "NCHW" if channels_first else "NHWC"
+    dtype = ONNX_INPUT_TYPES.get(inputs[0].type)
+    if dtype is None:
+        raise ModelError(f"{name}: the ONNX input is {inputs[0].type}; LifeLens feeds float or 8-bit images.")
 
     def raw(images: np.ndarray) -> np.ndarray:
         x = preprocessing.apply(images)
         if channels_first:
-            x = np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2)))
+            x = np.transpose(x, (0, 3, 1, 2))
+        x = np.ascontiguousarray(np.clip(np.rint(x), 0, 255) if dtype == np.uint8 else x, dtype=dtype)
         return np.asarray(session.run([output_name], {input_name: x})[0], np.float32).reshape(len(x), -1)
 
     probe = raw(np.full((2, size, size, channels), 127.0, np.float32))

@@ -49,7 +49,8 @@ def build(folder: str) -> dict:
 
     Returns {"reference": tf.keras model, "images": test images (0..255), "h5": bytes,
     "h5_lambda": bytes (a Lambda layer), "savedmodel": zip bytes, "onnx": bytes,
-    "onnx_nchw": bytes}.
+    "onnx_nchw": bytes, "keras_open_size" / "onnx_open_size": the same network with its
+    image size left open}.
     """
     import tensorflow as tf
     import tf_keras as k2
@@ -80,11 +81,26 @@ def build(folder: str) -> dict:
     as_keras3.predict(np.zeros((1, SIZE, SIZE, 3), np.float32), verbose=0)
     as_keras3.export(str(out / "leaf.onnx"), format="onnx", verbose=False)
     onnx_bytes = (out / "leaf.onnx").read_bytes()
+    # The same network with its image size left open, as fully convolutional exports often are.
+    dynamic = keras.Sequential([
+        keras.Input((None, None, 3)),
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv1"),
+        keras.layers.Conv2D(16, 3, activation="relu", name="conv2"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dropout(0.3, name="dropout"),
+        keras.layers.Dense(2, activation="softmax", name="probs"),
+    ], name="open_size_leaf_cnn")
+    dynamic.set_weights(as_keras3.get_weights())
+    dynamic.save(out / "open_size.keras")
+    dynamic.predict(np.zeros((1, SIZE, SIZE, 3), np.float32), verbose=0)
+    dynamic.export(str(out / "open_size.onnx"), format="onnx", verbose=False)
     test_x, _ = plant_thumbnails(16, "test")
     return {"reference": model, "images": test_x, "h5": (out / "leaf.h5").read_bytes(),
             "h5_lambda": (out / "lambda.h5").read_bytes(),
             "savedmodel": _folder_zip(out / "leaf_savedmodel", "leaf_savedmodel"),
-            "onnx": onnx_bytes, "onnx_nchw": nchw_variant(onnx_bytes)}
+            "onnx": onnx_bytes, "onnx_nchw": nchw_variant(onnx_bytes),
+            "keras_open_size": (out / "open_size.keras").read_bytes(),
+            "onnx_open_size": (out / "open_size.onnx").read_bytes()}
 
 
 def nchw_variant(onnx_bytes: bytes) -> bytes:
@@ -101,6 +117,29 @@ def nchw_variant(onnx_bytes: bytes) -> bytes:
                                               ["batch", dims[3], dims[1], dims[2]])
     transpose = helper.make_node("Transpose", [new_name], [old.name], perm=[0, 2, 3, 1], name="to_nhwc")
     graph.node.insert(0, transpose)
+    graph.input.remove(old)
+    graph.input.insert(0, new_input)
+    onnx.checker.check_model(graph_model)
+    return graph_model.SerializeToString()
+
+
+def uint8_variant(onnx_bytes: bytes) -> bytes:
+    """The same graph taking uint8 pixels 0..255 (a Cast and a division by 255 in front), as
+    exports that bake their preprocessing in do."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph_model = onnx.load_from_string(onnx_bytes)
+    graph = graph_model.graph
+    old = graph.input[0]
+    dims = [d.dim_value if d.HasField("dim_value") else "batch" for d in old.type.tensor_type.shape.dim]
+    new_input = helper.make_tensor_value_info("pixels_uint8", TensorProto.UINT8, dims)
+    scale = helper.make_tensor("scale_255", TensorProto.FLOAT, [], [255.0])
+    graph.initializer.append(scale)
+    cast = helper.make_node("Cast", ["pixels_uint8"], ["pixels_float"], to=TensorProto.FLOAT, name="to_float")
+    divide = helper.make_node("Div", ["pixels_float", "scale_255"], [old.name], name="to_unit_range")
+    graph.node.insert(0, divide)
+    graph.node.insert(0, cast)
     graph.input.remove(old)
     graph.input.insert(0, new_input)
     onnx.checker.check_model(graph_model)

@@ -156,6 +156,18 @@ def test_damaged_files_of_every_format_get_one_clear_message(built):
         open_model(empty_zip.getvalue(), "other.zip")
 
 
+@pytest.mark.parametrize("key, name", [("keras_open_size", "open.keras"), ("onnx_open_size", "open.onnx")])
+def test_a_model_that_leaves_its_size_open_takes_the_declared_size(built, key, name):
+    with pytest.raises(ModelError, match="input size is not fixed"):
+        open_model(built[key], name, CLASSES, Preprocessing("0-1"))
+    opened = open_model(built[key], name, CLASSES, Preprocessing("0-1", input_size=foreign_models.SIZE))
+    assert opened.input_size == foreign_models.SIZE
+    reference = built["reference"].predict(built["images"] / 255.0, verbose=0)
+    np.testing.assert_allclose(opened.predict(built["images"]), reference, atol=1e-5)
+    method = "gradcam" if key.startswith("keras") else "occlusion"
+    assert explain(opened.explainable, built["images"][:1], method=method).maps.shape == (1, 48, 48)
+
+
 def test_wrong_number_of_class_names_is_refused(built):
     with pytest.raises(ModelError, match="2 outputs but 3 class names"):
         open_model(built["onnx"], "leaf.onnx", ["a", "b", "c"])
@@ -242,3 +254,10 @@ def test_cli_evaluates_any_format_on_a_labelled_folder(model_files, built, tmp_p
         low, high = result["accuracy_interval_95"]
         assert low <= result["accuracy"] <= high and 0 <= result["macro_auc"] <= 1
         assert sum(map(sum, result["confusion_matrix"])) == 20
+
+
+def test_an_onnx_graph_taking_8_bit_pixels_gets_them(built):
+    """An export with its preprocessing baked in takes uint8 0..255: LifeLens feeds that type."""
+    opened = open_model(foreign_models.uint8_variant(built["onnx"]), "pixels.onnx", CLASSES, Preprocessing("0-255"))
+    reference = built["reference"].predict(built["images"] / 255.0, verbose=0)
+    np.testing.assert_allclose(opened.predict(built["images"]), reference, atol=1e-5)

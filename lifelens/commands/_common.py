@@ -24,6 +24,8 @@ def add_model_arguments(p) -> None:
                    help="with --model: the pixel values the network was trained on (default 0-255)")
     p.add_argument("--channel-order", default="rgb", choices=list(CHANNEL_ORDERS),
                    help="with --model: rgb (default) or bgr")
+    p.add_argument("--input-size", type=int,
+                   help="with --model: the image size the network takes, where the file leaves it open")
 
 
 def add_run_arguments(p) -> None:
@@ -45,7 +47,7 @@ def model_target(args):
         print("lifelens: --classes goes with --model (a task names its own classes)", file=sys.stderr)
         return None
     target = ModelTarget(task=args.task, model=args.model, classes=classes, value_range=args.input_range,
-                         channel_order=args.channel_order)
+                         channel_order=args.channel_order, input_size=args.input_size)
     try:
         target.load()
     except KeyError as exc:
