@@ -300,7 +300,51 @@ def load_h5_bytes(content: bytes, name: str = "model.h5"):
                              f"({', '.join(unknown[:5])}); LifeLens does not run custom code from a model file.")
         from keras.src.legacy.saving import legacy_h5_format
 
-        return _loaded(lambda: legacy_h5_format.load_model_from_hdf5(handle, compile=False, safe_mode=True), name)
+        if not _keras3_compatible(config):
+            handle = _with_config(handle, config)  # an in-memory copy whose configuration Keras 3 reads
+        nested = sum(c.get("class_name") in _SAFE_CONTAINERS for c in config.get("config", {}).get("layers", [])
+                     if isinstance(c, dict))
+        hint = (" The model nests another model (e.g. a tf.keras.applications backbone), which Keras 3 often cannot "
+                "rebuild from a tf.keras 2 .h5: upload it as a zipped SavedModel or an ONNX export instead."
+                if nested else "")
+        return _loaded(lambda: legacy_h5_format.load_model_from_hdf5(handle, compile=False, safe_mode=True), name, hint)
+
+
+def _keras3_compatible(config) -> bool:
+    """Rewrite, in place, what tf.keras 2 wrote that Keras 3 misreads; False if anything changed.
+
+    tf.keras 2 saves BatchNormalization's ``axis`` as a list (``[3]``) and DepthwiseConv2D
+    with a ``groups`` argument, both of which Keras 3's legacy loader refuses (every
+    tf.keras.applications backbone has such layers)."""
+    unchanged = True
+    if isinstance(config, dict):
+        layer = config.get("config") if isinstance(config.get("config"), dict) else {}
+        if config.get("class_name") == "BatchNormalization" and isinstance(layer.get("axis"), list) \
+                and len(layer["axis"]) == 1:
+            layer["axis"] = int(layer["axis"][0])
+            unchanged = False
+        if config.get("class_name") == "DepthwiseConv2D" and "groups" in layer:
+            del layer["groups"]
+            unchanged = False
+        for value in config.values():
+            unchanged &= _keras3_compatible(value)
+    elif isinstance(config, list):
+        for value in config:
+            unchanged &= _keras3_compatible(value)
+    return unchanged
+
+
+def _with_config(handle, config):
+    """An in-memory HDF5 copy of ``handle`` with ``config`` as its model configuration."""
+    import h5py
+
+    copy = h5py.File(io.BytesIO(), "w")
+    for key in handle:
+        handle.copy(handle[key], copy, name=key)
+    for key, value in handle.attrs.items():
+        copy.attrs[key] = value
+    copy.attrs["model_config"] = json.dumps(config)
+    return copy
 
 
 def load_savedmodel_zip(content: bytes, name: str, keep: list):
@@ -355,7 +399,7 @@ def load_savedmodel_zip(content: bytes, name: str, keep: list):
     return keras.Model(inputs, out, name=Path(name).stem.replace(" ", "_") or "savedmodel")
 
 
-def _loaded(load, name: str):
+def _loaded(load, name: str, hint: str = ""):
     try:
         return load()
     except ModelError:
@@ -363,7 +407,8 @@ def _loaded(load, name: str):
     except Exception as exc:  # Keras raises many types for a damaged or unsafe file
         message = str(exc).splitlines()[0][:200] if str(exc) else ""
         raise ModelError(f"{name}: the model could not be loaded ({type(exc).__name__}: {message}). "
-                         "LifeLens loads models in safe mode: Lambda layers and custom code are refused.") from None
+                         + (hint.strip() or "LifeLens loads models in safe mode: Lambda layers and custom code "
+                                            "are refused.")) from None
 
 
 def classifier_view(model):

@@ -261,3 +261,23 @@ def test_an_onnx_graph_taking_8_bit_pixels_gets_them(built):
     opened = open_model(foreign_models.uint8_variant(built["onnx"]), "pixels.onnx", CLASSES, Preprocessing("0-255"))
     reference = built["reference"].predict(built["images"] / 255.0, verbose=0)
     np.testing.assert_allclose(opened.predict(built["images"]), reference, atol=1e-5)
+
+
+def test_a_tf_keras_applications_network_opens_from_h5(tmp_path):
+    """tf.keras 2 writes BatchNormalization's axis as a list and DepthwiseConv2D with groups,
+    which Keras 3 refuses: LifeLens rewrites both in memory. A backbone nested inside another
+    model gets one message saying which formats to use instead."""
+    import tf_keras as k2
+
+    x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
+    flat = k2.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=True, weights=None, alpha=0.35, classes=3)
+    flat.save(tmp_path / "mobilenet.h5")
+    opened = open_model((tmp_path / "mobilenet.h5").read_bytes(), "mobilenet.h5", ["a", "b", "c"])
+    np.testing.assert_allclose(opened.predict(x), flat.predict(x, verbose=0), atol=1e-5)
+    assert explain(opened.explainable, x[:1], method="gradcam").layer.endswith("out_relu")
+    nested = k2.Sequential([k2.layers.Input((96, 96, 3)), flat, k2.layers.Dense(2, activation="softmax")])
+    nested.save(tmp_path / "nested.h5")
+    try:
+        open_model((tmp_path / "nested.h5").read_bytes(), "nested.h5")
+    except ModelError as exc:  # one clear message naming what to do instead
+        assert "SavedModel" in str(exc) and "ONNX" in str(exc) and "\n" not in str(exc)
