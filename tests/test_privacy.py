@@ -37,17 +37,18 @@ WRITE_EVENTS = {"os.rename", "os.replace", "os.link", "os.symlink", "os.truncate
 _WATCH = {"active": False, "writes": []}
 
 
-def _audit(event, args):
-    if not _WATCH["active"]:
+def _audit(event, args, watch=_WATCH):
+    # ``watch`` is bound at definition: at interpreter shutdown the module's globals are None already.
+    if not watch["active"]:
         return
     if event == "open":
         path, mode, flags = (tuple(args) + (None, None))[:3]
         writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
             isinstance(flags, int) and flags & WRITE_FLAGS)
         if writing and not isinstance(path, int):
-            _WATCH["writes"].append((event, str(path), mode))
+            watch["writes"].append((event, str(path), mode))
     elif event in WRITE_EVENTS:
-        _WATCH["writes"].append((event, str(args[0]) if args else "", None))
+        watch["writes"].append((event, str(args[0]) if args else "", None))
 
 
 sys.addaudithook(_audit)  # audit hooks cannot be removed; it only records while a watch is on
