@@ -43,6 +43,19 @@ def plant_thumbnails(n: int = 96, split: str = "train") -> tuple[np.ndarray, np.
     return images, np.array([0] * len(healthy) + [1] * len(sick))
 
 
+def leaf_cnn(library, size: int | None, name: str):
+    """The test network in ``library`` (tf_keras or keras); ``size`` None leaves it open."""
+    layers = library.layers
+    return library.Sequential([
+        layers.Input((size, size, 3)),
+        layers.Conv2D(8, 3, strides=2, activation="relu", name="conv1"),
+        layers.Conv2D(16, 3, activation="relu", name="conv2"),
+        layers.GlobalAveragePooling2D(),
+        layers.Dropout(0.3, name="dropout"),
+        layers.Dense(2, activation="softmax", name="probs"),
+    ], name=name)
+
+
 @lru_cache(maxsize=1)
 def build(folder: str) -> dict:
     """Train the tf.keras 2 model once and write every format into ``folder``.
@@ -59,14 +72,7 @@ def build(folder: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     x, y = plant_thumbnails(96, "train")
     k2.utils.set_random_seed(0)
-    model = k2.Sequential([
-        k2.layers.Input((SIZE, SIZE, 3)),
-        k2.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv1"),
-        k2.layers.Conv2D(16, 3, activation="relu", name="conv2"),
-        k2.layers.GlobalAveragePooling2D(),
-        k2.layers.Dropout(0.3, name="dropout"),
-        k2.layers.Dense(2, activation="softmax", name="probs"),
-    ], name="tfkeras_leaf_cnn")
+    model = leaf_cnn(k2, SIZE, "tfkeras_leaf_cnn")
     model.compile(optimizer=k2.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
     model.fit(x / 255.0, y, epochs=25, batch_size=16, verbose=0)
     model.save(out / "leaf.h5")
@@ -82,14 +88,7 @@ def build(folder: str) -> dict:
     as_keras3.export(str(out / "leaf.onnx"), format="onnx", verbose=False)
     onnx_bytes = (out / "leaf.onnx").read_bytes()
     # The same network with its image size left open, as fully convolutional exports often are.
-    dynamic = keras.Sequential([
-        keras.Input((None, None, 3)),
-        keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv1"),
-        keras.layers.Conv2D(16, 3, activation="relu", name="conv2"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dropout(0.3, name="dropout"),
-        keras.layers.Dense(2, activation="softmax", name="probs"),
-    ], name="open_size_leaf_cnn")
+    dynamic = leaf_cnn(keras, None, "open_size_leaf_cnn")
     dynamic.set_weights(as_keras3.get_weights())
     dynamic.save(out / "open_size.keras")
     dynamic.predict(np.zeros((1, SIZE, SIZE, 3), np.float32), verbose=0)

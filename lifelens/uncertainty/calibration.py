@@ -23,13 +23,9 @@ from lifelens.uncertainty.report import OOD_PER_SOURCE, confidence_report, ood_a
 
 def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_per_source: int = OOD_PER_SOURCE,
               seed: int = 0, retrain_head: bool = False, log=print) -> dict:
-    """Steps 1, 2, 4, 5 above for one task; returns the card entries written (``temperature``,
-    ``temperature_fit``, ``variational_head``, ``confidence``, ``ood_auroc``).
-
-    A variational head already attached and recorded in the card for this very CNN
-    (same trunk weights) is kept unless ``retrain_head``, so a re-run does not rewrite
-    the model file; a retrained CNN always gets a new head.
-    """
+    """The steps above for one task; returns the card entries written. A variational head already
+    attached for this very CNN (same trunk weights) is kept unless ``retrain_head``, so a re-run
+    does not rewrite the model file; a retrained CNN always gets a new head."""
     t0 = time.time()
     task_model = load_task_model(spec)
     trunk = features.trunk_digest(task_model)
@@ -58,10 +54,7 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
     members = {k: member_probabilities(task_model, data.load_prepared(spec, data.task_splits(spec)[k]).astype(np.float32))
                for k in ("val", "test")}
     test_features, test_labels = split["test"]
-    sets = conformal.card_entry(members["val"].mean(0), val_labels, members["test"].mean(0), test_labels,
-                                spec.class_ids, spec.ordinal)
-    log(f"[{spec.id}] conformal LAC at 0.9: test coverage {sets['test']['lac']['0.9']['coverage']:.3f}, "
-        f"mean set size {sets['test']['lac']['0.9']['mean_set_size']:.2f}")
+    sets = conformal_entry(spec, members, val_labels, test_labels, log)
     alarms = warning_thresholds(task_model, split["val"][0], test_features, members, temperature, samples, seed)
 
     # 3b. the input gate on the pooled features
@@ -85,6 +78,15 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
     update_card(spec, **entries)
     log(f"[{spec.id}] calibrated in {time.time() - t0:.0f}s")
     return entries
+
+
+def conformal_entry(spec: TaskSpec, members: dict, val_labels, test_labels, log=print) -> dict:
+    """The card's ``conformal`` record: sets calibrated on the ensemble's validation outputs."""
+    sets = conformal.card_entry(members["val"].mean(0), val_labels, members["test"].mean(0), test_labels,
+                                spec.class_ids, spec.ordinal)
+    lac = sets["test"]["lac"]["0.9"]
+    log(f"[{spec.id}] conformal LAC at 0.9: test coverage {lac['coverage']:.3f}, mean set size {lac['mean_set_size']:.2f}")
+    return sets
 
 
 def validation_temperature(task_model, val_features, val_labels, log=print) -> tuple[float, dict]:
