@@ -29,13 +29,13 @@ def prediction(model_key: str, image_digest: str, _opened, _prepared):
     return predict_with_uncertainty(_opened, _prepared)
 
 
-def upload_digest(upload) -> str:
-    """One hash per upload: remembered by the uploader's file id, so a rerun does not hash again."""
-    seen = st.session_state.setdefault("byo_digests", {})
-    if upload.file_id not in seen:
-        seen.clear()
-        seen[upload.file_id] = cases.digest(upload.getvalue())
-    return seen[upload.file_id]
+def upload_digest(upload, slot: str) -> str:
+    """One hash per upload: remembered per uploader (``slot``) by the file id, so a rerun does not hash again."""
+    seen = st.session_state.setdefault("byo_digests", {})  # {slot: (file id, digest)}
+    kept = seen.get(slot)
+    if kept is None or kept[0] != upload.file_id:
+        kept = seen[slot] = (upload.file_id, cases.digest(upload.getvalue()))
+    return kept[1]
 
 
 c1, c2 = st.columns([1, 1])
@@ -63,7 +63,7 @@ if model_file is None:
 
 opened = None
 with common.guarded("Your model"):
-    model_digest = upload_digest(model_file)
+    model_digest = upload_digest(model_file, "model")
     with st.spinner("Opening the model…"):
         opened = opened_model(model_digest, model_file.name, value_range, channel_order, int(declared_size),
                               model_file.getvalue())
@@ -101,7 +101,7 @@ with common.guarded("The image"):
                               type=["jpg", "jpeg", "png", "tif", "tiff", "bmp", "pgm", "dcm"])
         if up is not None:
             image = imaging.decode_image(up.getvalue(), channels=3, name=up.name)
-            image_digest, image_name = upload_digest(up), "your image"
+            image_digest, image_name = upload_digest(up, "image"), "your image"
     else:
         t1, t2 = st.columns(2)
         task_id = t1.selectbox("Task", list(TASKS), format_func=lambda t: TASKS[t].title, key="byo_task")

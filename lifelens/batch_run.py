@@ -170,7 +170,6 @@ class Progress:
     total: int
     label: str = "images"
     skipped: int = 0
-    failed: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self):

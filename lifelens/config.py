@@ -68,9 +68,3 @@ def compute_device() -> str:
         _DEVICE_LOGGED = True
     return device
 
-
-def keras_backend() -> str:
-    """"tensorflow" or "torch": what Keras runs on in this process."""
-    import keras
-
-    return keras.backend.backend()

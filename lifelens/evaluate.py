@@ -15,7 +15,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from lifelens import data
-from lifelens.scoring import headline_metrics, predicted_class, safe_auc
+from lifelens.scoring import headline_metrics, macro_auc, predicted_class, safe_auc
 from lifelens.tasks import TaskSpec
 from lifelens.uncertainty.frequentist import wilson_interval
 from lifelens.uncertainty.metrics import expected_calibration_error, negative_log_likelihood
@@ -81,16 +81,6 @@ def predict_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None,
     return kept, np.array([s.label for s in kept], dtype=int), out
 
 
-def _macro_auc(y: np.ndarray, p: np.ndarray, k: int) -> float | None:
-    """One-vs-rest ROC AUC averaged over classes; None unless every class is present."""
-    from sklearn.metrics import roc_auc_score
-
-    if len(np.unique(y)) < k:
-        return None
-    return float(roc_auc_score(y, p[:, 1]) if k == 2 else roc_auc_score(y, p / p.sum(axis=1, keepdims=True),
-                                                                         multi_class="ovr"))
-
-
 def _predict_labelled_folder(opened, class_names: list[str], folder: Path, on_error, batch_size: int):
     """(labels list, probabilities (N, K)) of a labelled folder, read and predicted in batches."""
     import csv
@@ -134,28 +124,23 @@ def evaluate_opened_folder(opened, class_names: list[str], data_dir: Path, on_er
     (``images/`` + ``labels.csv`` with ``path,label``; labels are class names), streamed in
     batches. Returns accuracy with its 95 % Wilson interval, balanced accuracy, macro AUC,
     NLL, ECE, per-class recall and the confusion matrix."""
-    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, log_loss
-
-    from lifelens.uncertainty.frequentist import wilson_interval
-    from lifelens.uncertainty.metrics import expected_calibration_error
-
     folder = Path(data_dir)
     t0 = time.time()
     labels, probs = _predict_labelled_folder(opened, class_names, folder, on_error, batch_size)
     y, p = np.array(labels), np.asarray(probs, np.float64)
     p = p / p.sum(axis=1, keepdims=True)  # float32 outputs sum to 1 only within rounding
-    k = len(class_names)
-    correct = int((p.argmax(axis=1) == y).sum())
+    k, pred = len(class_names), p.argmax(axis=1)
+    correct = int((pred == y).sum())
     result = {
         "data": str(folder), "model": opened.name, "format": opened.format, "n": len(y),
         "accuracy": correct / len(y), "accuracy_interval_95": list(wilson_interval(correct, len(y))),
-        "balanced_accuracy": float(balanced_accuracy_score(y, p.argmax(axis=1))),
-        "macro_auc": _macro_auc(y, p, k),
-        "nll": float(log_loss(y, np.clip(p, 1e-12, 1), labels=list(range(k)))),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, pred)),
+        "macro_auc": macro_auc(y, p),
+        "nll": negative_log_likelihood(p, y),
         "ece": float(expected_calibration_error(p, y)),
-        "per_class_recall": {name: None if not (y == i).any() else float((p.argmax(axis=1)[y == i] == i).mean())
+        "per_class_recall": {name: None if not (y == i).any() else float((pred[y == i] == i).mean())
                              for i, name in enumerate(class_names)},
-        "confusion_matrix": confusion_matrix(y, p.argmax(axis=1), labels=list(range(k))).tolist(),
+        "confusion_matrix": skm.confusion_matrix(y, pred, labels=list(range(k))).tolist(),
         "class_names": class_names, "seconds": round(time.time() - t0, 1),
     }
     return result

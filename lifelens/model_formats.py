@@ -379,14 +379,14 @@ def load_savedmodel_zip(content: bytes, name: str, keep: list):
     import tensorflow as tf
 
     try:
-        signatures = list(tf.saved_model.load(str(saved_dir)).signatures)
+        signatures = tf.saved_model.load(str(saved_dir)).signatures  # read once for its endpoints and input
     except Exception as exc:  # TensorFlow raises many types for a damaged SavedModel
         raise ModelError(f"{name}: the SavedModel could not be loaded ({type(exc).__name__}).") from None
-    endpoint = next((e for e in ("serving_default", "serve") if e in signatures), signatures[0] if signatures else None)
+    endpoint = next((e for e in ("serving_default", "serve") if e in signatures), next(iter(signatures), None))
     if endpoint is None:
         raise ModelError(f"{name}: the SavedModel has no serving signature to call.")
+    spec = next(iter(signatures[endpoint].structured_input_signature[1].values()))
     layer = keras.layers.TFSMLayer(str(saved_dir), call_endpoint=endpoint)
-    spec = next(iter(tf.saved_model.load(str(saved_dir)).signatures[endpoint].structured_input_signature[1].values()))
     shape = tuple(spec.shape)
     if len(shape) != 4:
         raise ModelError(f"{name}: the SavedModel's input has shape {shape[1:]}: not an image.")

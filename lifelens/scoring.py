@@ -19,6 +19,12 @@ def safe_auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
     return float(skm.roc_auc_score(y_true, score))
 
 
+def macro_auc(labels: np.ndarray, probs: np.ndarray) -> float | None:
+    """Mean over classes of the one-vs-rest ROC AUC of (N, K) ``probs``; None unless every class is present."""
+    aucs = [safe_auc(np.asarray(labels) == i, np.asarray(probs)[:, i]) for i in range(np.shape(probs)[1])]
+    return float(np.mean(aucs)) if all(a is not None for a in aucs) else None
+
+
 @dataclass(frozen=True)
 class MeanOfClassAUCs:
     """One-vs-rest AUC of the named classes and their mean (ISIC 2017's challenge score)."""
@@ -79,12 +85,11 @@ def headline_metrics(spec, labels: np.ndarray, probs: np.ndarray, threshold: flo
     labels = np.asarray(labels, dtype=int)
     probs = np.asarray(probs, dtype=np.float64)
     pred = predicted_class(spec, probs, threshold)  # the call the screen makes, at the task's threshold
-    aucs = [safe_auc(labels == i, probs[:, i]) for i in range(spec.num_classes)]
     out = {
         "n": int(len(labels)),
         "accuracy": float((pred == labels).mean()) if len(labels) else None,
         "balanced_accuracy": float(skm.balanced_accuracy_score(labels, pred)) if len(labels) else None,
-        "macro_auc": float(np.mean(aucs)) if all(a is not None for a in aucs) else None,
+        "macro_auc": macro_auc(labels, probs),
     }
     for score in spec.scores:
         out.update(score(labels, probs, threshold))

@@ -211,6 +211,8 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
     """Member 0 owns the card's training keys; every member owns its row of ``ensemble.members``."""
     import dataclasses
 
+    import keras
+
     card_path = out_dir / f"{spec.id}.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
     row = {
@@ -218,7 +220,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         "size_bytes": target.stat().st_size, "training_seconds": round(state["seconds"], 1),
         "selected_epoch": state.get("best_epoch"), "epochs": epochs,
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
-        "training_device": config.compute_device(), "keras_backend": config.keras_backend(),
+        "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
     }
     ensemble = card.setdefault("ensemble", {"members": []})
     ensemble["members"] = sorted([m for m in ensemble["members"] if m["member"] != member] + [row],
@@ -242,7 +244,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
             },
             "history": state["history"],
             "training_seconds": round(state["seconds"], 1),
-            "training_device": config.compute_device(), "keras_backend": config.keras_backend(),
+            "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
             "sha256": row["sha256"],
             "size_bytes": row["size_bytes"],
             "citation": spec.citation,

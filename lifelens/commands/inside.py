@@ -20,14 +20,16 @@ def run(args) -> int:
     import numpy as np
 
     from lifelens import inside
-    from lifelens.commands._common import FileFailures, read_images
+    from lifelens.batch_run import ModelTarget, read_batch
+    from lifelens.commands._common import FileFailures
     from lifelens.imaging import encode_png
-    from lifelens.models import ModelError, load_task_model
+    from lifelens.models import ModelError
     from lifelens.tasks import get_task
 
     try:
         spec = get_task(args.task)
-        task_model = load_task_model(spec)
+        target = ModelTarget(task=spec.id)
+        task_model = target.load()
     except (KeyError, ValueError, ModelError) as exc:
         print(f"lifelens: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 1
@@ -68,9 +70,13 @@ def run(args) -> int:
     _write_patches(spec, model, layer, result.channels, write)
 
     failures = FileFailures()
-    for path, _, prepared in read_images(spec, args.image, failures):
-        levels = inside.feature_hierarchy(model, prepared, top=args.top, task_id=spec.id)
-        write(f"{spec.id}_hierarchy_{path.stem}.png", inside.hierarchy_figure(prepared, levels))
+    for path in args.image:  # one at a time: a bad file is reported in order and the rest carries on
+        good, _, prepared, errors = read_batch(target, [path])
+        for error in errors:
+            failures.report(error["file"], error["error"])
+        for x in prepared:
+            levels = inside.feature_hierarchy(model, x, top=args.top, task_id=spec.id)
+            write(f"{spec.id}_hierarchy_{Path(path).stem}.png", inside.hierarchy_figure(x, levels))
     return failures.exit_code
 
 

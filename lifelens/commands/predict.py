@@ -97,28 +97,25 @@ def records(task_model, paths: list, prepared, temperature: float | None, sample
 
 def opened_records(target, opened, paths: list, prepared, samples: int, seed: int | None):
     """One JSON-able record per prepared image of a user's model (``--model``)."""
-    from lifelens.tasks import DISCLAIMER
-    from lifelens.uncertainty.tta import predict_with_uncertainty
-
-    names = target.class_names()
-    for path, x in zip(paths, prepared):
-        pred = predict_with_uncertainty(opened, x, samples=samples, seed=0 if seed is None else seed)
-        top = int(pred["top_class"])
-        yield {
-            "file": str(path), "model": Path(target.model).name, "format": opened.format, "class_names": names,
-            "prediction": names[int(pd_argmax(pred["softmax"]))], "probabilities": _rounded(pred["softmax"]),
-            "uncertainty": {"method": pred["method"], "note": pred["method_note"], "mean": _rounded(pred["mean"]),
-                            "interval": _rounded(pred["interval"]), "top_class": names[top],
-                            "entropy": round(pred["predictive_entropy"], 6),
-                            "mutual_information": round(pred["mutual_information"], 6)},
-            "disclaimer": DISCLAIMER,
-        }
-
-
-def pd_argmax(values) -> int:
     import numpy as np
 
-    return int(np.argmax(values))
+    from lifelens.tasks import DISCLAIMER
+    from lifelens.uncertainty import bayesian_summary
+    from lifelens.uncertainty.tta import posterior_draws
+
+    names = target.class_names()
+    softmax, draws, method, note = posterior_draws(opened, np.stack(prepared), samples, 0 if seed is None else seed)
+    for i, path in enumerate(paths):
+        s = bayesian_summary(draws[:, i], softmax[i])
+        yield {
+            "file": str(path), "model": Path(target.model).name, "format": opened.format, "class_names": names,
+            "prediction": names[int(np.argmax(softmax[i]))], "probabilities": _rounded(softmax[i]),
+            "uncertainty": {"method": method, "note": note, "mean": _rounded(s["mean"]),
+                            "interval": _rounded(s["interval"]), "top_class": names[s["top_class"]],
+                            "entropy": round(s["predictive_entropy"], 6),
+                            "mutual_information": round(s["mutual_information"], 6)},
+            "disclaimer": DISCLAIMER,
+        }
 
 
 @dataclass(frozen=True)

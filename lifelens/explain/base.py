@@ -93,9 +93,9 @@ class PredictionHandle(_Handle):
     """The handle of a :class:`BlackBoxModel`: probabilities only; no layers, no gradients."""
 
     needs_met = ("predictions",)
-    functions: dict = {}
 
     def __init__(self, model: BlackBoxModel):
+        self.functions: dict = {}  # nothing is compiled for a black box; tracing_counts reads it
         self.model_ref = weakref.ref(model)
         self.name = model.name
         self.input_shape = model.input_shape

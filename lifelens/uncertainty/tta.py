@@ -40,24 +40,32 @@ def tta_draws(predict, images: np.ndarray) -> np.ndarray:
     return probs.reshape(v, n, -1)
 
 
+def posterior_draws(opened, images: np.ndarray, samples: int = 30, seed: int = 0) -> tuple:
+    """(softmax (N, K), draws (D, N, K), method, note) for prepared images (N, S, S, C) of an
+    OpenedModel: MC dropout where the model has dropout layers it can reach (one seeded run
+    per image, so an image's draws do not depend on the batch it came in), TTA otherwise (the
+    whole batch in one call; its first view is the image itself, so it is the softmax too)."""
+    from lifelens.uncertainty.mc_dropout import mc_dropout_predict
+
+    x = np.asarray(images, np.float32)
+    reason = opened.method_support("mc_dropout")
+    if reason is None:
+        softmax = opened.predict(x)
+        draws = np.concatenate([mc_dropout_predict(opened.keras_model, x[i:i + 1], samples=samples, seed=seed)
+                                for i in range(len(x))], axis=1)
+        return softmax, draws, "mc_dropout", f"{len(draws)} networks sampled by the model's own dropout"
+    draws = tta_draws(opened.predict, x)
+    return draws[0], draws, "tta", f"{reason} The spread shown is over {len(draws)} test-time views instead."
+
+
 def predict_with_uncertainty(opened, prepared: np.ndarray, samples: int = 30, seed: int = 0) -> dict:
     """Both confidences for one prepared image (S, S, C) in [0, 255] of an OpenedModel.
 
     Returns {"softmax": (K,), "method": "mc_dropout" or "tta", "method_note": why this one,
     plus :func:`~lifelens.uncertainty.metrics.bayesian_summary` of the draws (mean, interval,
-    mutual information ...)}. MC dropout where the model has dropout layers it can reach,
-    TTA spread otherwise.
+    mutual information ...)} (:func:`posterior_draws`).
     """
-    from lifelens.uncertainty.mc_dropout import mc_dropout_predict
     from lifelens.uncertainty.metrics import bayesian_summary
 
-    x = np.asarray(prepared, np.float32)[None]
-    softmax = opened.predict(x)[0]
-    reason = opened.method_support("mc_dropout")
-    if reason is None:
-        draws = mc_dropout_predict(opened.keras_model, x, samples=samples, seed=seed)[:, 0, :]
-        method, note = "mc_dropout", f"{len(draws)} networks sampled by the model's own dropout"
-    else:
-        draws = tta_draws(opened.predict, x)[:, 0, :]
-        method, note = "tta", f"{reason} The spread shown is over {len(draws)} test-time views instead."
-    return {"softmax": softmax, "method": method, "method_note": note, **bayesian_summary(draws, softmax)}
+    softmax, draws, method, note = posterior_draws(opened, np.asarray(prepared, np.float32)[None], samples, seed)
+    return {"softmax": softmax[0], "method": method, "method_note": note, **bayesian_summary(draws[:, 0], softmax[0])}
