@@ -2,9 +2,9 @@
 what it is for and what it must not be used for."""
 import streamlit as st
 
-from lifelens import card_tables, charts, models, screen_text
+from lifelens import card_tables, charts, models
 from lifelens.tasks import DISCLAIMER, get_task
-from ui import common
+from ui import common, screen_text
 
 st.title(":material/badge: Model cards")
 st.caption("Everything here is read from models/<task>.json, written when the model was trained and evaluated.")

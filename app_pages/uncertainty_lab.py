@@ -2,10 +2,10 @@
 out-of-distribution detection, read from the model cards."""
 import streamlit as st
 
-from lifelens import charts, models, screen_text
+from lifelens import charts, models
 from lifelens.uncertainty import case_prediction
 from lifelens.tasks import TASKS, get_task
-from ui import common
+from ui import common, screen_text
 
 METHOD_NAMES = {
     "softmax": "Softmax",

@@ -3,10 +3,10 @@ opened with the explanation, confidence and inside-the-network views its format 
 import numpy as np
 import streamlit as st
 
-from lifelens import cases, charts, imaging, inside, model_formats, screen_text
+from lifelens import cases, charts, imaging, inside, model_formats
 from lifelens.model_formats import CHANNEL_ORDERS, FORMATS, VALUE_RANGES, Preprocessing
 from lifelens.tasks import TASKS, get_task
-from ui import common, explain_panel, task_page
+from ui import common, explain_panel, screen_text, task_page
 
 st.title(":material/upload_file: Bring your own model")
 st.markdown(

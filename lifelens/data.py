@@ -58,7 +58,8 @@ def training_splits(spec: TaskSpec, data_dir: Path | None = None) -> dict[str, l
     val, test = spec.recipe.split_fractions
     for source in spec.extra_sources:
         for part, items in split_samples(spec.source_samples(source), val, test).items():
-            out[part].extend(items)
+            if source.trains or part == "test":
+                out[part].extend(items)
     return out
 
 

@@ -15,17 +15,10 @@ import numpy as np
 from sklearn import metrics as skm
 
 from lifelens import data
-from lifelens.scoring import headline_metrics, macro_auc, predicted_class, safe_auc
+from lifelens.scoring import DECISION_RULES, fit_decision_rule, headline_metrics, macro_auc, predicted_class, safe_auc
 from lifelens.tasks import TaskSpec
 from lifelens.uncertainty.frequentist import wilson_interval
 from lifelens.uncertainty.metrics import expected_calibration_error, negative_log_likelihood
-
-def choose_threshold(labels: np.ndarray, score: np.ndarray) -> float:
-    """The operating point maximising Youden's J (sensitivity + specificity - 1)."""
-    fpr, tpr, thresholds = skm.roc_curve(labels, score)
-    best = int(np.argmax(tpr - fpr))
-    return float(min(thresholds[best], 1.0))
-
 
 def classification_metrics(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray,
                            threshold: float | None = None) -> dict:
@@ -267,10 +260,12 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
     members = {k: temper(v, ensemble_t).mean(axis=0) for k, v in raw.items()}
     single = {k: temper(v[0], member_ts[0]) for k, v in raw.items()}
     entries, thresholds = {"tta": tta, "_test_probs": members["test"]}, {}
-    if spec.num_classes == 2:
-        entries["threshold"] = thresholds["ensemble"] = choose_threshold(ys["val"], members["val"][:, 1])
-        thresholds["member"] = choose_threshold(ys["val"], single["val"][:, 1])
-        entries["threshold_rule"] = "maximum Youden J on the validation split"
+    rule = fit_decision_rule(spec, ys["val"], members["val"])
+    if rule is not None:
+        entries["threshold"] = thresholds["ensemble"] = rule
+        thresholds["member"] = fit_decision_rule(spec, ys["val"], single["val"])
+        entries["threshold_rule"] = DECISION_RULES["ordinal" if spec.ordinal else "binary"]
+        log(f"[{spec.id}] decision rule on validation: {rule}")
     entries["metrics"] = _scored(spec, ys["test"], members["test"], thresholds.get("ensemble"))
     entries["metrics"]["split"] = "our test split (never used for training or model selection)"
     entries["metrics"]["ensemble_members"] = len(task_model.members)
@@ -289,9 +284,7 @@ def _baseline_entries(spec: TaskSpec, x_train, y_train, xs: dict, ys: dict, log)
 
     out = {}
     for fitted in (simple.fit_logistic(x_train, y_train), simple.fit_boosted(x_train, y_train)):
-        threshold = None
-        if spec.num_classes == 2:
-            threshold = choose_threshold(ys["val"], fitted.predict_proba(xs["val"])[:, 1])
+        threshold = fit_decision_rule(spec, ys["val"], fitted.predict_proba(xs["val"]))
         out[fitted.kind] = _scored(spec, ys["test"], fitted.predict_proba(xs["test"]), threshold, fitted.description)
         log(f"[{spec.id}] baseline {fitted.kind} fitted on {len(y_train)} training images")
     return out

@@ -144,6 +144,8 @@ class OpenedModel:
                 return "MC dropout needs the network's dropout layers; a SavedModel's serving function has them switched off."
             return None if self.dropout_layer else "MC dropout needs dropout layers, and this model has none."
         needs = METHODS[method_id].needs
+        if needs in self.has and METHODS[method_id].needs_dropout and not self.dropout_layer:
+            return f"{METHODS[method_id].name} needs dropout layers, and this model has none."
         if needs in self.has:
             return None
         why = {"onnx": "an ONNX graph gives LifeLens its predictions only",

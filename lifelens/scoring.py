@@ -43,12 +43,16 @@ class MeanOfClassAUCs:
 @dataclass(frozen=True)
 class OrdinalGrades:
     """Quadratic-weighted kappa of an ordered grade, and the AUC/accuracy of "grade >=
-    ``referable_from``" scored by the summed probability of those grades."""
+    ``referable_from``" scored by the summed probability of those grades.
+
+    The grade called is the argmax, or, given ``threshold`` as K-1 increasing cut points,
+    the expected grade ``probs @ [0..K-1]`` cut at them (:func:`fit_grade_cut_points`).
+    """
 
     referable_from: int
 
     def __call__(self, labels, probs, threshold=None) -> dict:
-        pred = probs.argmax(axis=1)
+        pred = decode_grades(probs, threshold)
         referable = labels >= self.referable_from
         kappa = skm.cohen_kappa_score(labels, pred, weights="quadratic") if len(np.unique(labels)) > 1 else None
         return {
@@ -56,6 +60,36 @@ class OrdinalGrades:
             "referable_auc": safe_auc(referable, probs[:, self.referable_from:].sum(axis=1)),
             "referable_accuracy": float(((pred >= self.referable_from) == referable).mean()) if len(labels) else None,
         }
+
+
+def decode_grades(probs: np.ndarray, cut_points=None) -> np.ndarray:
+    """(N, K) probabilities -> (N,) grades: the argmax without cut points, else the expected
+    grade cut at the K-1 increasing ``cut_points``."""
+    probs = np.asarray(probs)
+    if cut_points is None or np.isscalar(cut_points):
+        return probs.argmax(axis=1)
+    expected = probs @ np.arange(probs.shape[1])
+    return np.digitize(expected, np.asarray(cut_points, dtype=np.float64))
+
+
+def fit_grade_cut_points(labels: np.ndarray, probs: np.ndarray) -> list[float]:
+    """The K-1 cut points on the expected grade that maximise quadratic kappa on
+    (``labels``, ``probs``), the validation split (as APTOS 2019 entries did): Nelder-Mead
+    from the midpoints 0.5, 1.5, ... A search on the kappa itself, which is flat in places,
+    so the start matters less than for a smooth loss; the cut points are kept sorted."""
+    from scipy.optimize import minimize
+
+    labels = np.asarray(labels, dtype=int)
+    k = probs.shape[1]
+    expected = np.asarray(probs) @ np.arange(k)
+
+    def loss(cuts):
+        return -skm.cohen_kappa_score(labels, np.digitize(expected, np.sort(cuts)), weights="quadratic")
+
+    start = np.arange(k - 1) + 0.5
+    found = minimize(loss, start, method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-6, "maxiter": 2000})
+    best = found.x if found.fun <= loss(start) else start
+    return [round(float(c), 4) for c in np.sort(best)]
 
 
 @dataclass(frozen=True)
@@ -96,15 +130,38 @@ def headline_metrics(spec, labels: np.ndarray, probs: np.ndarray, threshold: flo
     return out
 
 
-def predicted_class(spec, probs: np.ndarray, threshold: float | None) -> np.ndarray:
-    """(N, K) probabilities -> (N,) the class each image is called: the task's operating
-    threshold on the positive class where it has one (binary tasks), else the argmax."""
+def predicted_class(spec, probs: np.ndarray, threshold) -> np.ndarray:
+    """(N, K) probabilities -> (N,) the class each image is called by the card's decision
+    rule (``card["threshold"]``, chosen on validation): a threshold on the positive class
+    for a binary task, cut points on the expected grade for ordered grades, else the argmax."""
     probs = np.asarray(probs)
+    if threshold is None:
+        return probs.argmax(axis=1)
+    if spec.ordinal and not np.isscalar(threshold):
+        return decode_grades(probs, threshold)
     point = spec.operating_point
-    if point is None or threshold is None:
+    if point is None:
         return probs.argmax(axis=1)
     other = 1 - point.positive
     return np.where(probs[:, point.positive] >= threshold, point.positive, other)
+
+
+def fit_decision_rule(spec, labels: np.ndarray, probs: np.ndarray):
+    """The card's ``threshold`` fitted on validation (labels, probs): the maximum-Youden-J
+    threshold of a binary task, the grade cut points of an ordinal one, else None."""
+    if spec.operating_point is not None:
+        fpr, tpr, thresholds = skm.roc_curve(labels, np.asarray(probs)[:, spec.operating_point.positive])
+        return float(min(thresholds[int(np.argmax(tpr - fpr))], 1.0))
+    if spec.ordinal:
+        return fit_grade_cut_points(labels, probs)
+    return None
+
+
+DECISION_RULES = {
+    "binary": "maximum Youden J on the validation split",
+    "ordinal": ("expected grade (probability-weighted mean grade) cut at the points that maximise quadratic "
+                "kappa on the validation split"),
+}
 
 
 def selection_score(spec, probs: np.ndarray, labels: np.ndarray) -> float:

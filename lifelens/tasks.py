@@ -48,6 +48,8 @@ class ExtraSource:
     folder: str
     label_column: str
     group_column: str  # the unit that must not straddle splits (lesion, patient)
+    # False: a shifted evaluation set only (its test share is scored by source, nothing trains on it)
+    trains: bool = True
 
 
 @dataclass(frozen=True)
@@ -391,12 +393,15 @@ RETINA = TaskSpec(
     hierarchy_examples=("vessel edges, the rim of the eye", "the grain of the retina, thin vessels",
                         "red dots (microaneurysms, haemorrhages), bright flecks (exudates)",
                         "clusters of lesions, the optic disc, larger vessels"),
-    # EyePACS is contrast-enhanced upstream; the local-average colour subtraction applied to
-    # every input (training and app) makes both sources look alike, so both train the model.
-    extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient"),),
+    # EyePACS is contrast-enhanced upstream and still unlike APTOS after the local-average
+    # subtraction; members trained on both scored quadratic kappa 0.67-0.69 on APTOS
+    # validation against 0.82 for one trained on APTOS alone, so it is a shifted test set.
+    extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient", trains=False),),
     # At 0.02 the gate let 15 % of dermoscopy images in; at 0.05, 1 fundus photo in 20 like ours is flagged.
     gate_alpha=0.05,
-    recipe=TrainingRecipe(epochs=10, class_weighting="sqrt"),
+    # Plain stages with a full-resolution first block: small lesions keep their pixels.
+    recipe=TrainingRecipe(epochs=24, class_weighting="sqrt", stages=((32, 1), (64, 1), (128, 2), (192, 2)),
+                          architecture="plain"),
 )
 
 TASKS: dict[str, TaskSpec] = {t.id: t for t in (PLANT, SKIN, MAMMO, RETINA)}

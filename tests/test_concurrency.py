@@ -39,7 +39,7 @@ def _uploads(samples) -> list[tuple[bytes, bytes]]:
 
 def _requests(images, uploads):
     """kind -> request(i) on image i, as the dashboard makes them."""
-    from lifelens.explain import explain, gradcam_uncertainty
+    from lifelens.explain import explain
     from lifelens.models import predict_proba
     from lifelens.uncertainty import mc_dropout_predict
 
@@ -58,7 +58,7 @@ def _requests(images, uploads):
         "gradcam": lambda i: explain(model, images[i:i + 1], method="gradcam").maps,
         "shap": lambda i: explain(model, images[i:i + 1], method="shap", task=TASK, **SHAP_OPTIONS).signed,
         "mc_dropout": lambda i: mc_dropout_predict(tm, images[i:i + 1], samples=16, seed=3),
-        "gradcam_mc": lambda i: gradcam_uncertainty(model, images[i:i + 1], samples=8),
+        "gradcam_mc": lambda i: explain(model, images[i:i + 1], method="gradcam_mc", samples=8),
     }
 
 

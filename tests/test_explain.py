@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lifelens import cli, data
-from lifelens.explain import (METHODS, Method, agreement, deletion_auc, explain, gradcam_uncertainty,
+from lifelens.explain import (METHODS, Method, agreement, deletion_auc, explain,
                               insertion_auc, random_maps, randomisation_check, rank_correlation, tracing_counts)
 from lifelens.explain import graph
 from lifelens.explain.faithfulness import faithfulness_summary, perturbation_curves
@@ -38,7 +38,7 @@ def classifier(load_shipped, task_id: str):
 def cheap_options(method: str) -> dict:
     return {"shap": {"nsamples": 4, "background_size": 4}, "integrated_gradients": {"steps": 4},
             "occlusion": {"window": 32, "stride": 32}, "rise": {"masks": 64},
-            "shap_partition": {"max_evals": 64}}.get(method, {})
+            "shap_partition": {"max_evals": 64}, "gradcam_mc": {"samples": 4}}.get(method, {})
 
 
 # ----------------------------------------------------------------------------- every model, every method
@@ -247,7 +247,7 @@ def test_grad_cam_under_mc_dropout(load_shipped, real_images):
     model = classifier(load_shipped, "plant")
     _, images = real_images("plant", 2, per_class=True)
     plain = explain(model, images, method="gradcam")
-    mc = gradcam_uncertainty(model, images, samples=32)
+    mc = explain(model, images, method="gradcam_mc", samples=32)
     std = mc.extra["std"]
     assert mc.maps.shape == std.shape == (2, 128, 128)
     assert mc.maps.max() == pytest.approx(1.0) and mc.maps.min() >= 0
@@ -335,7 +335,7 @@ def test_model_nested_inside_another():
     np.testing.assert_allclose(result.maps, reference, atol=1e-4)
     assert explain(model, images, layer="relu_a").layer == "backbone/relu_a"
     _every_method_works(model, images, background=images[::-1])
-    assert gradcam_uncertainty(model, images, samples=8).extra["std"].max() > 0
+    assert explain(model, images, method="gradcam_mc", samples=8).extra["std"].max() > 0
     check = randomisation_check(model, images, "gradcam")
     assert check.layers == ["probs", "backbone/conv_b", "backbone/conv_a"] and not check.flagged
 
@@ -375,7 +375,7 @@ def test_caches_do_not_keep_a_model_alive():
     for method in ("gradcam", "scorecam", "shap", "occlusion"):
         options = {"background": images, "nsamples": 4} if method == "shap" else {}
         explain(model, images, method=method, **options)
-    gradcam_uncertainty(model, images, samples=4)
+    explain(model, images, method="gradcam_mc", samples=4)
     randomisation_check(model, images, depth=1)
     gone, key = weakref.ref(model), id(model)
     assert key in _HANDLES

@@ -54,7 +54,7 @@ def _rss_mb() -> float:
 def test_500_explanations_keep_memory_flat_and_never_retrace():
     if not get_task(TASK).model_path.is_file():
         pytest.skip(f"models/{TASK}.keras is not there yet")
-    from lifelens.explain import explain, gradcam_uncertainty, tracing_counts
+    from lifelens.explain import explain, tracing_counts
 
     model = conftest.shipped_model(TASK).classifier
     _, images = conftest.test_images(TASK, 12, per_class=True)
@@ -63,7 +63,7 @@ def test_500_explanations_keep_memory_flat_and_never_retrace():
     def run(kind, start, batch):
         x = padded[start:start + batch]
         if kind == "gradcam_mc":
-            result = gradcam_uncertainty(model, x, samples=8)
+            result = explain(model, x, method="gradcam_mc", samples=8)
         elif kind == "shap":
             result = explain(model, x, method="shap", **SHAP_OPTIONS)
         elif kind == "integrated_gradients":

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from lifelens import card_tables, charts, imaging, screen_text
+from lifelens import card_tables, charts, imaging
 from lifelens.report import ExplanationPanel
-from ui import common
+from ui import common, screen_text
 
 # One of each family (a CAM, SHAP, a path gradient, perturbation), not four near-identical CAMs.
 DEFAULT_COMPARISON = ("gradcam", "shap", "integrated_gradients", "occlusion")
 GRID_COLUMNS = 4
+MC_SAMPLES = 32  # dropout masks of the Grad-CAM uncertainty view
 
 
 def _explain_module():
@@ -244,8 +245,9 @@ def uncertainty_view(key: str, model_key: str, model, prepared: np.ndarray, disp
         return None
     layer = choice.layer or spatial_layers(model_key, model)[1]
     with st.spinner("Running Grad-CAM under MC dropout…"):
-        result = gradcam_mc(model_key, image_digest, choice.target, layer, MC_SAMPLES, dropout, model, prepared)
-    std = result["std"]
+        result = explanation(model_key, image_digest, "gradcam_mc", choice.target, layer, model, prepared,
+                             _options={"samples": MC_SAMPLES, "dropout": dropout}, precise=True)
+    std = result["extra"]["std"]
     cols = st.columns(2)
     mean_overlay = colour_map(result, display, choice.colormap, choice.alpha)
     cols[0].image(mean_overlay, width="stretch",
@@ -257,16 +259,3 @@ def uncertainty_view(key: str, model_key: str, model, prepared: np.ndarray, disp
     st.caption(screen_text.HELP["gradcam_std"] + f" Mean spread over the image: {float(std.mean()):.3f}.")
     return ExplanationPanel("Grad-CAM, MC-dropout mean", mean_overlay, class_names[result["target"]], result["layer"],
                             note=f"mean over {MC_SAMPLES} dropout masks; mean std {float(std.mean()):.3f}")
-
-
-MC_SAMPLES = 32
-
-
-@st.cache_data(show_spinner=False, max_entries=256)
-def gradcam_mc(model_key: str, image_digest: str, target: int, layer: str, samples: int, dropout: str,
-               _model, _prepared: np.ndarray) -> dict:
-    """Grad-CAM mean/std over dropout masks: {"map", "std" (H, W) on the mean's 0-1 scale, "layer", "target"}."""
-    result = _explain_module().gradcam_uncertainty(_model, np.asarray(_prepared, np.float32), int(target),
-                                                   samples=samples, layer=layer, dropout=dropout)
-    return {"map": result.maps[0], "std": np.asarray(result.extra["std"])[0], "signed": None,
-            "layer": result.layer, "target": int(result.targets[0])}

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lifelens import cases, charts, report, scoring, screen_text
+from lifelens import cases, charts, report, scoring
 from lifelens.uncertainty import case_prediction
 from lifelens.tasks import DISCLAIMER, get_task
-from ui import common, explain_panel
+from ui import common, explain_panel, screen_text
 
 SOURCES = ("Gallery", "Upload", "Camera")
 GREYED_CSS = "<style>[class*='_prediction_greyed'] {opacity: 0.45; filter: grayscale(1);}</style>"
@@ -227,16 +227,22 @@ def prediction_section(spec, task_model, case) -> dict:
     with image_col:
         case_image(spec, case)
     with result_col:
-        verdict = f"### Most likely: **{names[top]}**"
+        point, threshold = spec.operating_point, task_model.card.get("threshold")
+        verdict = f"### {'Called' if spec.ordinal and threshold is not None else 'Most likely'}: **{names[top]}**"
         if case.label is not None:
             verdict += (" :green[:material/check_circle: correct]" if case.label == top
                         else f" :red[:material/cancel: wrong — true: {names[case.label]}]")
         st.markdown(verdict)
-        point, threshold = spec.operating_point, task_model.card.get("threshold")
         if point is not None and threshold is not None:
             st.caption(f"Called **{names[point.positive]}** when its probability is at least {threshold:.3f}: the "
                        f"operating point chosen on validation images ({task_model.card.get('threshold_rule', '')}), "
                        "the same threshold the model card's sensitivity and specificity use.")
+        elif spec.ordinal and threshold is not None:
+            expected = float(pred["mean"] @ np.arange(len(names)))
+            st.caption(f"Grade called from the expected grade {expected:.2f} (the probability-weighted mean grade), "
+                       f"cut at {', '.join(f'{c:.2f}' for c in threshold)}: points chosen on validation images to "
+                       "maximise quadratic kappa, the rule the model card's kappa uses. It can differ from the most "
+                       "probable grade when the probability is spread over neighbouring grades.")
         low, high = pred["interval"][top]
         t_note = f" Temperature {pred['temperature']:.2f} applied." if pred.get("temperature") else ""
         top_softmax = int(np.argmax(pred["softmax"]))

@@ -77,7 +77,8 @@ def records(task_model, paths: list, prepared, temperature: float | None, sample
             # The shipped answer: the deep ensemble's mean, called at the card's threshold where the task has one.
             "prediction": spec.class_names[int(called[i])],
             "probabilities": _rounded(shipped[i]),
-            "threshold": task_model.card.get("threshold") if spec.operating_point else None,
+            # The card's decision rule: a probability threshold (binary) or grade cut points (ordinal).
+            "threshold": task_model.card.get("threshold") if spec.operating_point or spec.ordinal else None,
             # Sets of classes that hold the true one 90 % of the time on images like ours.
             "conformal": conformal.image_sets(calibrations, shipped[i], spec.class_names, level)
             if calibrations else None,

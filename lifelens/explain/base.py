@@ -363,6 +363,7 @@ class Method:
     uses_layer: bool = False  # explains an inner layer (``layer=`` applies)
     # What of the model the method reads: "predictions" (black-box), "gradients" or "layers".
     needs: str = "gradients"
+    needs_dropout: bool = False  # samples the network's dropout layers (MC dropout)
     defaults: dict = {}
     # Options for an answer within about a second on 2 cores (the dashboard's default); the
     # defaults are the precise setting the cards and the command line use.
@@ -392,13 +393,19 @@ class Method:
 
     def __call__(self, images: np.ndarray, targets: np.ndarray) -> Explanation:
         """images: validated float32 (N, H, W, C); targets: int32 (N,), -1 = predicted."""
-        probs = self.handle.probs(images)
-        targets = resolve_targets(targets, probs)
+        probs, targets = self.predictions(images, targets)
         maps, signed, extra = self.attribute(images, targets)
         return Explanation(self.id, maps, targets, probs, signed, self.layer_name, dict(self.options), extra)
 
+    def predictions(self, images: np.ndarray, targets: np.ndarray):
+        """-> (probs float32 (N, K), targets int (N,) with -1 replaced by the predicted class):
+        one forward pass. A method whose own compiled pass yields both overrides it."""
+        probs = self.handle.probs(images)
+        return probs, resolve_targets(targets, probs)
+
     def attribute(self, images: np.ndarray, targets: np.ndarray):
-        """-> (maps float32 (N, H, W) in [0, 1], signed (N, H, W) or None, extra dict)."""
+        """targets: resolved class indices (N,) -> (maps float32 (N, H, W) in [0, 1],
+        signed (N, H, W) or None, extra dict)."""
         raise NotImplementedError
 
 

@@ -68,17 +68,24 @@ class BaseCAM(Method):
         masked images through the model in a graph of its own."""
         return self.channel_weights(activations, grads, images, targets)
 
-    def __call__(self, images: np.ndarray, targets: np.ndarray):
+    def predictions(self, images: np.ndarray, targets: np.ndarray):
+        # The shared pass yields the probabilities and the predicted class along with the
+        # activations and gradients: one run of the network per call, kept for attribute().
+        activations, grads, probs, targets = self._activations_and_gradients()(images, targets)
+        self._pass = (images, activations, grads)
+        return probs.numpy(), targets.numpy()
+
+    def attribute(self, images: np.ndarray, targets: np.ndarray):
         import tensorflow as tf
 
-        from lifelens.explain.base import Explanation
-
-        activations, grads, probs, targets = self._activations_and_gradients()(images, targets)
+        seen, activations, grads = getattr(self, "_pass", None) or (None, None, None)
+        if seen is not images:  # called on its own, not after predictions()
+            activations, grads, _, _ = self._activations_and_gradients()(images, np.asarray(targets, np.int32))
+        targets = tf.convert_to_tensor(np.asarray(targets, np.int32))
         weights = self.weights(activations, grads, tf.convert_to_tensor(images), targets)
         height, width = self.handle.input_shape[:2]
         maps = upsample_and_normalise(self.combine(activations, weights), height, width)
-        return Explanation(self.id, maps.numpy(), targets.numpy(), probs.numpy(), None,
-                           self.layer_name, dict(self.options), {})
+        return maps.numpy(), None, {}
 
 
 def upsample_and_normalise(raw, height: int, width: int):

@@ -1,9 +1,8 @@
 """The words on screen that explain a number: one hover-help line per quantity, and what each
-kind of confidence promises. Used by the pages and the reports alike (plain text with
-Markdown emphasis; the reports strip it)."""
+kind of confidence promises, for the pages (Markdown emphasis allowed)."""
 from __future__ import annotations
 
-# One line each: what a number on screen means. Used as hover help and in reports.
+# One line each: what a number on screen means, as hover help.
 HELP = {
     "softmax": "Frequentist confidence: the network's softmax output for one pass with dropout off "
                "(after temperature scaling when the model card has a temperature).",
