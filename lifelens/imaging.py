@@ -341,29 +341,23 @@ def dicom_rendering(data: bytes) -> str | None:
 
 
 def _dicom_window(values: np.ndarray, ds) -> np.ndarray | None:
-    """The first VOI window of ``ds`` applied to ``values``, in [0, 1] (PS3.3 C.11.2.1.2),
-    or None when the dataset has no usable window."""
+    """pydicom's ``apply_windowing`` (the first VOI window, PS3.3 C.11.2.1.2) on ``values``,
+    scaled to [0, 1], or None when the dataset has no usable window."""
+    from pydicom.pixels import apply_windowing
+
     if "WindowCenter" not in ds or "WindowWidth" not in ds:
         return None
     try:
-        center, width = _first_number(ds.WindowCenter), _first_number(ds.WindowWidth)
-        function = str(ds.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR"
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            shown = apply_windowing(values, ds)
+            # The output range pydicom maps to (from the bit depth and rescale), read back from
+            # the two extremes rather than computed again here.
+            low, high = apply_windowing(np.array([-1e300, 1e300]), ds)
     except Exception:
         return None
-    if not (np.isfinite(center) and np.isfinite(width)) or width <= 0:
+    if not (np.isfinite(low) and np.isfinite(high)) or high == low or not np.all(np.isfinite(shown)):
         return None
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if function == "SIGMOID":
-            shown = 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
-        elif function == "LINEAR_EXACT":
-            shown = (values - center) / width + 0.5
-        elif width < 1:
-            return None  # LINEAR needs a width of at least 1
-        elif width == 1:
-            shown = (values > center - 0.5).astype(np.float64)
-        else:
-            shown = (values - (center - 0.5)) / (width - 1) + 0.5
-    return np.clip(shown, 0.0, 1.0)
+    return np.clip((shown - low) / (high - low), 0.0, 1.0)
 
 
 def _dicom_voi_lut(values: np.ndarray, ds) -> np.ndarray | None:
@@ -387,14 +381,6 @@ def _dicom_voi_lut(values: np.ndarray, ds) -> np.ndarray | None:
         return None
     index = np.clip(np.nan_to_num(np.rint(values)) - first, 0, lut.size - 1).astype(np.int64)
     return np.clip(lut[index] / float(2 ** bits - 1), 0.0, 1.0)
-
-
-def _first_number(value) -> float:
-    """A DICOM DS value that may hold several alternatives (e.g. two windows) -> the first."""
-    try:
-        return float(value)
-    except TypeError:
-        return float(value[0])
 
 
 def to_channels(image: np.ndarray, channels: int) -> np.ndarray:
