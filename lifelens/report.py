@@ -7,7 +7,6 @@ as base64 PNG and loads nothing from the network; the PNG is drawn with Pillow.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -63,9 +62,11 @@ class CaseReport:
     disclaimer: str = DISCLAIMER
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
+    called: str | None = None  # the class the card's decision rule calls (threshold, grade cut points)
+
     @property
     def predicted(self) -> str:
-        return self.class_names[int(np.argmax(self.bayes_mean))]
+        return self.called or self.class_names[int(np.argmax(self.bayes_mean))]
 
 
 def _plain(text: str) -> str:
@@ -220,64 +221,25 @@ def _data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(imaging.encode_png(imaging.as_rgb_uint8(image))).decode("ascii")
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
-.muted{color:#666;font-size:.9em} .disclaimer{border-left:4px solid #b00020;background:#fff4f4;padding:.6em 1em;margin:1em 0}
-.warning{border-left:4px solid #e08a00;background:#fff8ec;padding:.5em 1em;margin:.4em 0}
-.grid{display:flex;flex-wrap:wrap;gap:14px} figure{margin:0;width:260px} figure img{width:260px;height:260px;image-rendering:auto;border:1px solid #ccc}
-figcaption{font-size:.85em} table{border-collapse:collapse;margin:.5em 0} td,th{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}
-.bar{height:9px;display:block} .f{background:#4c78a8} .b{background:#f58518} .track{width:260px;background:#f3f3f3;position:relative}
-.ci{position:absolute;top:13px;height:3px;background:#222} dt{font-weight:600} dd{margin:0 0 .5em 0}
-"""
-
-
 def render_html(report: CaseReport) -> str:
-    """The case as one self-contained HTML page (images inlined as base64 PNG, no external resources)."""
-    e = html.escape
+    """The case as one self-contained HTML page (images inlined as base64 PNG, no external
+    resources), from ``templates/report.html.j2`` with every value autoescaped."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             autoescape=True, keep_trailing_newline=True)
     rows = []
     for i in np.argsort(-np.asarray(report.bayes_mean)):
-        f, b = float(report.softmax[i]), float(report.bayes_mean[i])
         lo, hi = float(report.bayes_low[i]), float(report.bayes_high[i])
-        rows.append(
-            f"<tr><td>{e(report.class_names[i])}</td><td>{f:.1%}</td><td>{b:.1%}</td><td>{lo:.1%} – {hi:.1%}</td>"
-            f"<td><div class='track'><span class='bar f' style='width:{f * 100:.1f}%'></span>"
-            f"<span class='bar b' style='width:{b * 100:.1f}%;margin-top:2px'></span>"
-            f"<span class='ci' style='left:{lo * 100:.1f}%;width:{max(hi - lo, 0.002) * 100:.1f}%'></span></div></td></tr>")
-    figures = [f"<figure><img alt='input image' src='{_data_uri(report.image)}'><figcaption>Input: {e(report.case_name)}"
-               + (f"<br>true class: {e(report.true_label)}" if report.true_label else "") + "</figcaption></figure>"]
+        rows.append({"name": report.class_names[i], "f": float(report.softmax[i]), "b": float(report.bayes_mean[i]),
+                     "lo": lo, "hi": hi, "width": max(hi - lo, 0.002)})
+    panels = []
     for p in unique_panels(report.explanations):
-        scores = []
-        if p.deletion_auc is not None:
-            scores.append(f"deletion AUC {p.deletion_auc:.3f} (lower is better)")
-        if p.insertion_auc is not None:
-            scores.append(f"insertion AUC {p.insertion_auc:.3f} (higher is better)")
+        scores = ([f"deletion AUC {p.deletion_auc:.3f} (lower is better)"] if p.deletion_auc is not None else []) + (
+            [f"insertion AUC {p.insertion_auc:.3f} (higher is better)"] if p.insertion_auc is not None else [])
         detail = " · ".join(x for x in (f"class {p.target}" if p.target else "", f"layer {p.layer}" if p.layer else "") if x)
-        figures.append(
-            f"<figure><img alt='{e(p.method)} explanation' src='{_data_uri(p.overlay)}'><figcaption><b>{e(p.method)}</b>"
-            + (f"<br>{e(detail)}" if detail else "") + (f"<br>{e('; '.join(scores))}" if scores else "")
-            + (f"<br>{e(p.note)}" if p.note else "") + "</figcaption></figure>")
-    warnings = "".join(f"<div class='warning'>{e(_plain(w))}</div>" for w in report.warnings)
-    model = "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in report.model.items())
-    data = "".join(f"<dt>{e(str(k))}</dt><dd>{e(str(v))}</dd>" for k, v in report.data.items())
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>LifeLens report · {e(report.task_title)} · {e(report.case_name)}</title>
-<style>{_CSS}</style></head><body>
-<h1>LifeLens · {e(report.task_title)}</h1>
-<p class="muted">{e(report.case_name)} ({e(report.source)}) · exported {e(report.created)}</p>
-<div class="disclaimer">{e(report.disclaimer)}</div>
-<h2>Prediction</h2>
-<p>Most likely: <b>{e(report.predicted)}</b> · predictive entropy {report.entropy:.3f} nats (total uncertainty) ·
-mutual information {report.mutual_information:.3f} nats (the model disagreeing with itself)</p>
-{warnings}
-<table><thead><tr><th>class</th><th>softmax (one pass)</th><th>Bayesian mean ({e(report.bayes_method)})</th><th>95% credible interval</th><th></th></tr></thead>
-<tbody>{''.join(rows)}</tbody></table>
-<p class="muted">Softmax: the network's output for one deterministic pass. Bayesian mean: the average over posterior
-samples; the interval holds 95% of them.</p>
-<h2>Image and explanations</h2>
-<div class="grid">{''.join(figures)}</div>
-<h2>Model</h2><dl>{model}</dl>
-<h2>Data</h2><dl>{data}</dl>
-<div class="disclaimer">{e(report.disclaimer)}</div>
-</body></html>
-"""
+        panels.append({"method": p.method, "uri": _data_uri(p.overlay),
+                       "lines": [x for x in (detail, "; ".join(scores), p.note) if x]})
+    return env.get_template("report.html.j2").render(
+        r=report, rows=rows, panels=panels, image_uri=_data_uri(report.image),
+        warnings=[_plain(w) for w in report.warnings])

@@ -158,7 +158,7 @@ def test_png_figure_holds_every_panel_once_and_is_a_real_png():
 def test_html_report_is_self_contained_and_escaped():
     page = report.render_html(_case_report(2))
     assert page.startswith("<!DOCTYPE html>")
-    sources = re.findall(r"src='([^']+)'", page)
+    sources = re.findall(r"src=[\"']([^\"']+)[\"']", page)
     assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in page and "https://" not in page  # nothing loaded from the network
     assert "<b>&amp; co</b>" not in page and "&lt;b&gt;" in page  # user text is escaped
