@@ -100,34 +100,45 @@ def _datasets(spec: TaskSpec, x, y, vx, vy, seed: int):
     return train_ds, val_ds
 
 
-def _epoch_checkpoint(spec, run_dir: Path, state: dict, scorer, x_val, y_val, epochs: int, log):
-    """A callback that times each epoch, scores it on whole validation images, saves
-    ``last.keras`` (resume) and ``best.keras`` (selection) and the run state."""
+def _epoch_callbacks(spec, run_dir: Path, state: dict, scorer, x_val, y_val, epochs: int, log) -> list:
+    """Keras callbacks for one epoch: score it on whole validation images (``val_score`` in
+    the logs), save ``best.keras`` by that score and ``last.keras`` (resume) with Keras's
+    ModelCheckpoint, then write the run state (history, seconds, best epoch)."""
     import keras
 
     state_path = run_dir / "state.json"
+    scores = [r["val_score"] for r in state["history"]]
 
-    class EpochCheckpoint(keras.callbacks.Callback):
+    class ScoreAndRecord(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.t0 = time.time()
 
         def on_epoch_end(self, epoch, logs=None):
-            state["seconds"] += time.time() - self.t0
-            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
+            # Runs before the checkpoints (list order), which read val_score from the same logs.
             if scorer is not self.model:  # patch training: copy the weights into the full-size network
                 scorer.set_weights(self.model.get_weights())
-            row["val_score"] = selection_score(spec, scorer, x_val, y_val)
+            logs["val_score"] = selection_score(spec, scorer, x_val, y_val)
+
+    class WriteState(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            state["seconds"] += time.time() - timer.t0
+            row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
             state["history"].append(row)
-            self.model.save(run_dir / "last.keras")
-            if row["val_score"] >= max(r["val_score"] for r in state["history"]):
-                self.model.save(run_dir / "best.keras")
-                state["best_epoch"] = epoch + 1
+            history = [r["val_score"] for r in state["history"]]
+            state["best_epoch"] = int(np.argmax(history)) + 1  # the first best, as ModelCheckpoint keeps it
             state_path.write_text(json.dumps(state, indent=1))
             log(f"[{spec.id}] epoch {epoch + 1}/{epochs} loss {row['loss']:.3f} acc {row['accuracy']:.3f} "
                 f"val_loss {row['val_loss']:.3f} val_acc {row['val_accuracy']:.3f} "
                 f"val_score {row['val_score']:.3f} ({state['seconds']:.0f}s)")
 
-    return EpochCheckpoint()
+    timer = ScoreAndRecord()
+    return [
+        timer,
+        keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor="val_score", mode="max", save_best_only=True,
+                                        initial_value_threshold=max(scores) if scores else None),
+        keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
+        WriteState(),
+    ]
 
 
 def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log):
@@ -174,7 +185,7 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
         train_ds, val_ds = _datasets(spec, fx, fy, fvx, fvy, seed * 1000 + done)
         weights = data.class_weights(fy, spec.num_classes, spec.recipe.class_weighting)
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done, class_weight=weights,
-                  callbacks=[_epoch_checkpoint(spec, run_dir, state, scorer, x_val, y_val, epochs, log)], verbose=0)
+                  callbacks=_epoch_callbacks(spec, run_dir, state, scorer, x_val, y_val, epochs, log), verbose=0)
     final, bn_note = _final_model(spec, run_dir, seed, x_train, x_val, y_val, log)
     target = Path(out_dir) / member_file(spec, member)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -65,8 +65,10 @@ def test_training_splits_keep_the_own_split_and_group_every_source(task_id):
         assert [s for s in everything[part] if not s.source] == own[part]  # the headline split is unchanged
     groups = {part: {s.group for s in everything[part] if s.source} for part in everything}
     assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["val"])
-    sources = {s.source for s in everything["train"]}
-    assert sources == {""} | {src.folder for src in spec.extra_sources}
+    # A source that only tests (a shifted set) is in the test split alone.
+    assert {s.source for s in everything["train"]} == {""} | {src.folder for src in spec.extra_sources if src.trains}
+    assert {s.source for s in everything["val"]} == {""} | {src.folder for src in spec.extra_sources if src.trains}
+    assert {s.source for s in everything["test"]} == {""} | {src.folder for src in spec.extra_sources}
     for s in everything["test"][:: max(1, len(everything["test"]) // 5)]:
         assert spec.image_path(s).is_file()
 
