@@ -5,6 +5,22 @@ from __future__ import annotations
 import sys
 
 
+def log(message: str) -> None:
+    """Progress and errors go to stderr; stdout carries the command's result."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def task_spec(task_id: str):
+    """The registered :class:`~lifelens.tasks.TaskSpec`, or None after one line naming the tasks."""
+    from lifelens.tasks import get_task
+
+    try:
+        return get_task(task_id)
+    except KeyError as exc:
+        log(f"lifelens: {exc.args[0]}")
+        return None
+
+
 def add_model_arguments(p) -> None:
     """--task, or --model FILE --classes a,b with the declared preprocessing."""
     from lifelens.model_formats import CHANNEL_ORDERS, FORMATS, VALUE_RANGES

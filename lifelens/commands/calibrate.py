@@ -13,19 +13,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    import sys
-
     from lifelens.models import ModelError
-    from lifelens.tasks import get_task
+    from lifelens.commands._common import log, task_spec
     from lifelens.uncertainty.calibration import calibrate, summary_lines
 
-    def log(message):
-        print(message, file=sys.stderr, flush=True)
-
-    try:
-        spec = get_task(args.task)
-    except KeyError as exc:
-        log(f"lifelens: {exc.args[0]}")
+    spec = task_spec(args.task)
+    if spec is None:
         return 2
     try:
         entries = calibrate(spec, args.samples, args.epochs, args.ood_per_source, args.seed,

@@ -19,19 +19,16 @@ def run(args) -> int:
     from pathlib import Path
 
     from lifelens import evaluate
-    from lifelens.commands._common import FileFailures
+    from lifelens.commands._common import FileFailures, log, task_spec
     from lifelens.models import ModelError, load_task_model
-    from lifelens.tasks import get_task
 
     if args.model:
         return _evaluate_model_file(args)
-    try:
-        spec = get_task(args.task)
-    except KeyError as exc:
-        print(f"lifelens: {exc.args[0]}", file=sys.stderr)
+    spec = task_spec(args.task)
+    if spec is None:
         return 2
     if args.card:
-        evaluate.write_card_metrics(spec, log=lambda m: print(m, file=sys.stderr))
+        evaluate.write_card_metrics(spec, log=log)
         return 0
     folder = Path(args.data) if args.data else spec.data_dir()
     if not (folder / "labels.csv").is_file():

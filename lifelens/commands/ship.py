@@ -22,19 +22,13 @@ def _defaults(command, task_id: str):
 
 
 def run(args) -> int:
-    import sys
     from pathlib import Path
 
     from lifelens.models import ModelError, promote_members
-    from lifelens.tasks import get_task
+    from lifelens.commands._common import log, task_spec
 
-    def log(message):
-        print(message, file=sys.stderr, flush=True)
-
-    try:
-        spec = get_task(args.task)
-    except KeyError as exc:
-        log(f"lifelens: {exc.args[0]}")
+    spec = task_spec(args.task)
+    if spec is None:
         return 2
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
