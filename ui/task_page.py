@@ -212,6 +212,21 @@ def reading_the_uncertainty(names: list[str], pred: dict) -> None:
         "- **Histogram** — each posterior sample is one version of the network; a narrow peak means they agree.")
 
 
+def decision_rule_caption(spec, card: dict, mean: np.ndarray) -> None:
+    """How the shown class is called from the probabilities, when the card has a rule."""
+    names, point, threshold = spec.class_names, spec.operating_point, card.get("threshold")
+    if point is not None and threshold is not None:
+        st.caption(f"Called **{names[point.positive]}** when its probability is at least {threshold:.3f}: the "
+                   f"operating point chosen on validation images ({card.get('threshold_rule', '')}), "
+                   "the same threshold the model card's sensitivity and specificity use.")
+    elif spec.ordinal and threshold is not None:
+        expected = float(mean @ np.arange(len(names)))
+        st.caption(f"Grade called from the expected grade {expected:.2f} (the probability-weighted mean grade), "
+                   f"cut at {', '.join(f'{c:.2f}' for c in threshold)}: points chosen on validation images to "
+                   "maximise quadratic kappa, the rule the model card's kappa uses. It can differ from the most "
+                   "probable grade when the probability is spread over neighbouring grades.")
+
+
 def prediction_section(spec, task_model, case) -> dict:
     """Image beside both confidences, uncertainty and warnings; returns the prediction."""
     bayes_method = bayes_method_choice(spec, task_model)
@@ -227,22 +242,13 @@ def prediction_section(spec, task_model, case) -> dict:
     with image_col:
         case_image(spec, case)
     with result_col:
-        point, threshold = spec.operating_point, task_model.card.get("threshold")
+        threshold = task_model.card.get("threshold")
         verdict = f"### {'Called' if spec.ordinal and threshold is not None else 'Most likely'}: **{names[top]}**"
         if case.label is not None:
             verdict += (" :green[:material/check_circle: correct]" if case.label == top
                         else f" :red[:material/cancel: wrong — true: {names[case.label]}]")
         st.markdown(verdict)
-        if point is not None and threshold is not None:
-            st.caption(f"Called **{names[point.positive]}** when its probability is at least {threshold:.3f}: the "
-                       f"operating point chosen on validation images ({task_model.card.get('threshold_rule', '')}), "
-                       "the same threshold the model card's sensitivity and specificity use.")
-        elif spec.ordinal and threshold is not None:
-            expected = float(pred["mean"] @ np.arange(len(names)))
-            st.caption(f"Grade called from the expected grade {expected:.2f} (the probability-weighted mean grade), "
-                       f"cut at {', '.join(f'{c:.2f}' for c in threshold)}: points chosen on validation images to "
-                       "maximise quadratic kappa, the rule the model card's kappa uses. It can differ from the most "
-                       "probable grade when the probability is spread over neighbouring grades.")
+        decision_rule_caption(spec, task_model.card, pred["mean"])
         low, high = pred["interval"][top]
         t_note = f" Temperature {pred['temperature']:.2f} applied." if pred.get("temperature") else ""
         top_softmax = int(np.argmax(pred["softmax"]))

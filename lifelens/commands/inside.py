@@ -53,21 +53,11 @@ def run(args) -> int:
 
     layer = args.layer or inside.block_output_layers(model)[-1]
     try:
-        channels = inside.cached_layers(model, inside.actmax_cache_path(spec)).get(layer)
-        channels = channels or inside.showcase_channels(model, layer, 16)
-        result = inside.activation_maximisation(
-            model, layer, channels, cache_path=inside.actmax_cache_path(spec),
-            progress=lambda done, total: print(f"\ractivation maximisation {done}/{total}", end="", file=sys.stderr))
+        channels = _write_actmax(spec, model, layer, write)
     except ValueError as exc:
         print(f"lifelens: {exc}", file=sys.stderr)
         return 1
-    titles = None
-    votes = inside.class_votes(model)
-    if votes is not None and layer == inside.block_output_layers(model)[-1]:
-        titles = [f"ch {c} +{spec.class_names[int(np.argmax(votes[c]))][:11]}" for c in result.channels]
-    write(f"{spec.id}_actmax_{layer}.png", inside.actmax_grid(result, columns=8, titles=titles))
-
-    _write_patches(spec, model, layer, result.channels, write)
+    _write_patches(spec, model, layer, channels, write)
 
     failures = FileFailures()
     for path in args.image:  # one at a time: a bad file is reported in order and the rest carries on
@@ -78,6 +68,27 @@ def run(args) -> int:
             levels = inside.feature_hierarchy(model, x, top=args.top, task_id=spec.id)
             write(f"{spec.id}_hierarchy_{Path(path).stem}.png", inside.hierarchy_figure(x, levels))
     return failures.exit_code
+
+
+def _write_actmax(spec, model, layer: str, write) -> list[int]:
+    """The images that excite ``layer``'s showcase channels, as one grid PNG; returns the channels."""
+    import sys
+
+    import numpy as np
+
+    from lifelens import inside
+
+    channels = inside.cached_layers(model, inside.actmax_cache_path(spec)).get(layer)
+    channels = channels or inside.showcase_channels(model, layer, 16)
+    result = inside.activation_maximisation(
+        model, layer, channels, cache_path=inside.actmax_cache_path(spec),
+        progress=lambda done, total: print(f"\ractivation maximisation {done}/{total}", end="", file=sys.stderr))
+    titles = None
+    votes = inside.class_votes(model)
+    if votes is not None and layer == inside.block_output_layers(model)[-1]:
+        titles = [f"ch {c} +{spec.class_names[int(np.argmax(votes[c]))][:11]}" for c in result.channels]
+    write(f"{spec.id}_actmax_{layer}.png", inside.actmax_grid(result, columns=8, titles=titles))
+    return list(result.channels)
 
 
 def _write_patches(spec, model, layer: str, channels, write) -> None:
