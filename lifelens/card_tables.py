@@ -82,3 +82,24 @@ def faithfulness_rows(summary: dict) -> list[dict]:
                      "deletion AUC": entry.get("deletion_auc"), "insertion AUC": entry.get("insertion_auc"),
                      "beats random": entry.get("beats_random_share")})
     return rows
+
+
+def versus_boosted(spec, card: dict) -> str | None:
+    """One sentence: does the deep ensemble beat the gradient-boosted baseline on each key
+    metric of our test split, and where not, by how much (None when the card lacks either)."""
+    compared = _compared(card)
+    ensemble, boosted = compared.get("ensemble"), compared.get("boosted")
+    if not ensemble or not boosted:
+        return None
+    lower_is_better = {"nll", "ece", "brier"}
+    wins, losses = [], []
+    for name in spec.key_metrics:
+        a, b = ensemble.get(name), boosted.get(name)
+        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+            continue
+        better = a < b if name in lower_is_better else a > b
+        (wins if better else losses).append(f"{name.replace('_', ' ')} {a:.3f} vs {b:.3f}")
+    if not losses:
+        return "The deep ensemble beats the gradient-boosted baseline on every key metric (" + "; ".join(wins) + ")."
+    return ("The deep ensemble does NOT beat the gradient-boosted baseline on " + "; ".join(losses)
+            + (" (it does on " + "; ".join(wins) + ")" if wins else "") + ", on our test split.")

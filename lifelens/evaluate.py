@@ -234,6 +234,9 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["dataset"] = {"folder": spec.data_folder, "extra_sources": [s.folder for s in spec.extra_sources],
                           "citation": spec.citation, "licence": spec.licence, "modality": spec.modality}
     entries["goals"] = goal_status(spec, entries["metrics"])
+    from lifelens.card_tables import versus_boosted
+
+    entries["ensemble_vs_boosted"] = versus_boosted(spec, entries)
     write_member_cards(spec, update_card(spec, **entries))
     key = spec.key_metrics[0]
     log(f"[{spec.id}] test {key}: ensemble {entries['metrics'].get(key)} vs member "
