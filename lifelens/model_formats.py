@@ -434,13 +434,10 @@ def all_layers(model):
 
 def dropout_layer(model) -> str | None:
     """The name of the model's last dropout layer (what MC dropout samples), or None."""
-    import keras
+    from lifelens.explain import graph
 
-    found = None
-    for layer in all_layers(model):
-        if isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)):
-            found = layer.name
-    return found
+    path = graph.dropout_path(model)
+    return None if path is None else path[-1]
 
 
 def _image_input(shape, name: str, declared: int | None = None) -> tuple[int, int]:

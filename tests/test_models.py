@@ -194,3 +194,29 @@ def test_baseline_features_describe_real_images():
     assert (fitted.predict_proba(x).argmax(axis=1) == labels).mean() > 0.5  # it learns from these features
     grey = colour_texture_features(data.load_prepared(get_task("mammo"), data.task_splits(get_task("mammo"))["test"][:3]))
     assert grey.shape == (3, 16 + 5 + 2 + 16 + 64)
+
+
+def test_retina_grade_is_called_by_cut_points_chosen_on_validation():
+    """The card's decision rule for ordered grades: cut points on the expected grade, fitted
+    on the validation split, that raise quadratic kappa there over the argmax; the card's
+    kappa, the page and `predict` all call grades by them."""
+    from lifelens.scoring import decode_grades, fit_grade_cut_points, predicted_class
+    from sklearn.metrics import cohen_kappa_score
+
+    spec = get_task("retina")
+    tm = shipped_model("retina")
+    cuts = tm.card["threshold"]
+    assert len(cuts) == spec.num_classes - 1 and cuts == sorted(cuts) and "kappa" in tm.card["threshold_rule"]
+    samples, x = test_images("retina", 120, split="val", per_class=True)
+    labels = np.array([s.label for s in samples])
+    probs = ensemble_proba(tm, x)
+    called = predicted_class(spec, probs, cuts)
+    np.testing.assert_array_equal(called, np.digitize(probs @ np.arange(5), cuts))
+    np.testing.assert_array_equal(decode_grades(probs, None), probs.argmax(axis=1))
+    # On validation images the fitted points do at least as well as the argmax they replace.
+    kappa = lambda pred: cohen_kappa_score(labels, pred, weights="quadratic")  # noqa: E731
+    assert kappa(decode_grades(probs, fit_grade_cut_points(labels, probs))) >= kappa(probs.argmax(axis=1))
+    # The card's kappa is the one of this rule: recomputed from the card's own confusion matrix.
+    m = classification_metrics(spec, labels, probs, cuts)
+    assert m["quadratic_kappa"] == pytest.approx(kappa(called))
+    assert np.array(m["confusion_matrix"]).sum() == len(labels)

@@ -64,6 +64,15 @@ def walk(model, prefix: LayerPath = ()) -> Iterator[tuple[LayerPath, object, tup
             yield path, op, tuple(node.outputs[0].shape) if node.outputs else ()
 
 
+def dropout_path(model) -> LayerPath | None:
+    """The path of the network's last dropout layer (what MC dropout samples), or None."""
+    import keras
+
+    kinds = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
+    found = [path for path, op, _ in walk(model) if isinstance(op, kinds)]
+    return found[-1] if found else None
+
+
 def path_name(path: LayerPath) -> str:
     return "/".join(path)
 

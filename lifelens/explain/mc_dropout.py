@@ -1,8 +1,8 @@
 """Grad-CAM under model uncertainty: mean and spread over Monte-Carlo dropout samples.
 
 The conv activations are computed once; only the head after the target layer is sampled
-``samples`` times in one batch, with the dropout layer (``head_dropout`` in LifeLens
-models) called with ``training=True`` and every other layer (BatchNorm included) in
+``samples`` times in one batch, with the dropout layer (the network's last one:
+``head_dropout`` in LifeLens models) called with ``training=True`` and every other layer (BatchNorm included) in
 inference mode. The whole model is never run with ``training=True``.
 """
 from __future__ import annotations
@@ -12,9 +12,6 @@ import numpy as np
 from lifelens.explain import graph
 from lifelens.explain.base import Method, register
 from lifelens.explain.gradcam import GradCAM
-
-DROPOUT_LAYER = "head_dropout"
-
 
 @register
 class GradCAMUncertainty(Method):
@@ -29,20 +26,23 @@ class GradCAMUncertainty(Method):
     uses_layer = True
     needs = "layers"
     needs_dropout = True
-    defaults = {"samples": 32, "dropout": DROPOUT_LAYER}
+    defaults = {"samples": 32, "dropout": None}  # None: the network's last dropout layer
     fast = {"samples": 16}
 
     def __init__(self, model, layer=None, **options):
         super().__init__(model, layer=layer, **options)
         if int(self.options["samples"]) < 2:
             raise ValueError("samples must be at least 2 to measure a spread")
+        wanted = self.options["dropout"]
         try:
-            self.dropout_path = graph.resolve_layer(self.model, self.options["dropout"])
+            self.dropout_path = graph.resolve_layer(self.model, wanted) if wanted else graph.dropout_path(self.model)
         except (KeyError, ValueError):
-            raise ValueError(f"{self.name} needs a dropout layer {self.options['dropout']!r}; this model has none.") from None
+            self.dropout_path = None
+        if self.dropout_path is None:
+            raise ValueError(f"{self.name} needs a dropout layer{f' {wanted!r}' if wanted else ''}; this model has none.")
         order = [p for p, _, _ in graph.walk(self.model)]
         if order.index(self.dropout_path) < order.index(self.layer_path):
-            raise ValueError(f"The dropout layer {self.options['dropout']!r} comes before {self.layer_name!r}; "
+            raise ValueError(f"The dropout layer {graph.path_name(self.dropout_path)!r} comes before {self.layer_name!r}; "
                              "it cannot vary the map.")
 
     def _compiled(self):
