@@ -213,9 +213,11 @@ def test_retina_grade_is_called_by_cut_points_chosen_on_validation():
     called = predicted_class(spec, probs, cuts)
     np.testing.assert_array_equal(called, np.digitize(probs @ np.arange(5), cuts))
     np.testing.assert_array_equal(decode_grades(probs, None), probs.argmax(axis=1))
-    # On validation images the fitted points do at least as well as the argmax they replace.
     kappa = lambda pred: cohen_kappa_score(labels, pred, weights="quadratic")  # noqa: E731
-    assert kappa(decode_grades(probs, fit_grade_cut_points(labels, probs))) >= kappa(probs.argmax(axis=1))
+    # The search moves every cut away from the plain midpoints and does better than them on
+    # the images it was fitted to (validation images here, as in the card).
+    fitted = fit_grade_cut_points(labels, probs)
+    assert fitted == sorted(fitted) and kappa(decode_grades(probs, fitted)) > kappa(decode_grades(probs, [0.5, 1.5, 2.5, 3.5]))
     # The card's kappa is the one of this rule: recomputed from the card's own confusion matrix.
     m = classification_metrics(spec, labels, probs, cuts)
     assert m["quadratic_kappa"] == pytest.approx(kappa(called))
