@@ -88,26 +88,27 @@ def text_block(text: str, width: int, scale: float = 0.45, colour=(0, 0, 0)) -> 
 
 def hstack(images: list[np.ndarray], gap: int = 8) -> np.ndarray:
     """Side by side, top-aligned, white gaps."""
-    images = [as_rgb_uint8(im) for im in images]
-    height = max(im.shape[0] for im in images)
-    parts = []
-    for i, im in enumerate(images):
-        if i:
-            parts.append(np.full((height, gap, 3), BACKGROUND, np.uint8))
-        parts.append(np.concatenate([im, np.full((height - im.shape[0], im.shape[1], 3), BACKGROUND, np.uint8)], axis=0))
-    return np.concatenate(parts, axis=1)
+    return _stack(images, gap, axis=1)
 
 
 def vstack(images: list[np.ndarray], gap: int = 8) -> np.ndarray:
     """One above the other, left-aligned, white gaps."""
+    return _stack(images, gap, axis=0)
+
+
+def _stack(images: list[np.ndarray], gap: int, axis: int) -> np.ndarray:
+    """Concatenate along ``axis`` (1: columns, 0: rows), padding the other side at its end."""
     images = [as_rgb_uint8(im) for im in images]
-    width = max(im.shape[1] for im in images)
+    other = 1 - axis
+    span = max(im.shape[other] for im in images)
     parts = []
     for i, im in enumerate(images):
         if i:
-            parts.append(np.full((gap, width, 3), BACKGROUND, np.uint8))
-        parts.append(np.concatenate([im, np.full((im.shape[0], width - im.shape[1], 3), BACKGROUND, np.uint8)], axis=1))
-    return np.concatenate(parts, axis=0)
+            parts.append(np.full((span, gap, 3) if axis == 1 else (gap, span, 3), BACKGROUND, np.uint8))
+        pad = list(im.shape)
+        pad[other] = span - im.shape[other]
+        parts.append(np.concatenate([im, np.full(pad, BACKGROUND, np.uint8)], axis=other))
+    return np.concatenate(parts, axis=axis)
 
 
 def _ascii(text: str) -> str:
