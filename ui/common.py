@@ -76,9 +76,29 @@ FILE_NAMES_KEY = "show_file_names"
 LAST_TASK_KEY = "last_task_page"  # the Inside page opens on the task the user came from
 
 
+def keep_keras_state_between_runs() -> None:
+    """Stop Streamlit calling ``keras.backend.clear_session()`` after every script run.
+
+    Streamlit does so for apps that build models in the script (its ``_clean_problem_modules``).
+    Here it cost every click about 0.8 s on 2 cores: the call runs a full garbage collection
+    with TensorFlow loaded, and it empties TensorFlow's kernel caches, so each member's
+    compiled pass took 50-70 ms instead of 6 ms on its first call of the next run. LifeLens
+    loads its models once per process (``st.cache_resource``) and never builds one in the
+    script, so there is nothing to clear. Streamlit internals: if they move, nothing breaks,
+    the clicks are only slower again (``bench/bench_app.py`` shows it).
+    """
+    try:
+        from streamlit.runtime.scriptrunner import script_runner
+
+        script_runner._clean_problem_modules = lambda: None
+    except (ImportError, AttributeError):  # pragma: no cover - a Streamlit without the hook
+        pass
+
+
 def frame() -> None:
     """What every page has around it: the presenter and privacy switches (at the top in
     presenter mode, where the sidebar is hidden) and the presenter style."""
+    keep_keras_state_between_runs()
     with st.container() if presenter() else st.sidebar:
         st.toggle("Presenter mode", key=PRESENTER_KEY,
                   help="Larger type, fewer controls, no sidebar and one case per screen: for a projector or a class.")
