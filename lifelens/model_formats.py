@@ -424,14 +424,6 @@ def classifier_view(model):
     return keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_first_output")
 
 
-def all_layers(model):
-    """Every layer of a Keras model, nested models' layers included, in order."""
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):  # nested Sequential / functional blocks
-            yield from all_layers(layer)
-
-
 def dropout_layer(model) -> str | None:
     """The name of the model's last dropout layer (what MC dropout samples), or None."""
     from lifelens.explain import graph
@@ -463,6 +455,8 @@ def _image_input(shape, name: str, declared: int | None = None) -> tuple[int, in
 def _open_keras(model, fmt: str, name: str, preprocessing: Preprocessing) -> OpenedModel:
     import keras
 
+    from lifelens.explain import graph
+
     if len(model.inputs) != 1:
         raise ModelError(f"{name}: the model has {len(model.inputs)} inputs; LifeLens explains models with one image input.")
     size, channels = _image_input(tuple(model.inputs[0].shape), name, preprocessing.input_size)
@@ -470,7 +464,7 @@ def _open_keras(model, fmt: str, name: str, preprocessing: Preprocessing) -> Ope
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
         raise ModelError(f"{name}: the model must have one output of class scores (batch x classes).")
     units = int(model.outputs[0].shape[-1])
-    conv = tuple(layer.name for layer in all_layers(model) if isinstance(layer, keras.layers.Conv2D))
+    conv = tuple(path[-1] for path, layer, _ in graph.walk(model) if isinstance(layer, keras.layers.Conv2D))
     if fmt != "savedmodel" and not conv:
         raise ModelError(f"{name}: the model has no Conv2D layer: the explanation and inside views need "
                          "convolutional feature maps.")
