@@ -58,8 +58,8 @@ with common.guarded("The metrics"):
                    f"{card_tables.format_value((card.get('single_member_metrics') or {}).get('nll'))}. "
                    + (card.get("ensemble_vs_member") or {}).get("verdict", "").replace("ensemble NLL", "Ensemble NLL")
                    + ".")
-        if card_tables.versus_boosted(spec, card):
-            st.caption(card_tables.versus_boosted(spec, card))
+        if card.get("ensemble_vs_boosted"):
+            st.caption(card["ensemble_vs_boosted"])
         chart_rows = [{"metric": n.replace("_", " "), "model": r["model"], "value": r["_values"][n],
                        "meaning": screen_text.metric_help(n)}
                       for r in rows for n in names if isinstance(r["_values"].get(n), (int, float))]

@@ -109,10 +109,7 @@ def _epoch_callbacks(spec, run_dir: Path, state: dict, scorer, x_val, y_val, epo
     state_path = run_dir / "state.json"
     scores = [r["val_score"] for r in state["history"]]
 
-    class ScoreAndRecord(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t0 = time.time()
-
+    class Score(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             # Runs before the checkpoints (list order), which read val_score from the same logs.
             if scorer is not self.model:  # patch training: copy the weights into the full-size network
@@ -120,8 +117,11 @@ def _epoch_callbacks(spec, run_dir: Path, state: dict, scorer, x_val, y_val, epo
             logs["val_score"] = selection_score(spec, scorer, x_val, y_val)
 
     class WriteState(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.time()
+
         def on_epoch_end(self, epoch, logs=None):
-            state["seconds"] += time.time() - timer.t0
+            state["seconds"] += time.time() - self.t0
             row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"}}
             state["history"].append(row)
             history = [r["val_score"] for r in state["history"]]
@@ -131,9 +131,8 @@ def _epoch_callbacks(spec, run_dir: Path, state: dict, scorer, x_val, y_val, epo
                 f"val_loss {row['val_loss']:.3f} val_acc {row['val_accuracy']:.3f} "
                 f"val_score {row['val_score']:.3f} ({state['seconds']:.0f}s)")
 
-    timer = ScoreAndRecord()
     return [
-        timer,
+        Score(),
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor="val_score", mode="max", save_best_only=True,
                                         initial_value_threshold=max(scores) if scores else None),
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),

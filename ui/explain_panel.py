@@ -246,7 +246,7 @@ def uncertainty_view(key: str, model_key: str, model, prepared: np.ndarray, disp
     layer = choice.layer or spatial_layers(model_key, model)[1]
     with st.spinner("Running Grad-CAM under MC dropout…"):
         result = explanation(model_key, image_digest, "gradcam_mc", choice.target, layer, model, prepared,
-                             _options={"samples": MC_SAMPLES, "dropout": dropout}, precise=True)
+                             _options={"samples": MC_SAMPLES}, precise=True)
     std = result["extra"]["std"]
     cols = st.columns(2)
     mean_overlay = colour_map(result, display, choice.colormap, choice.alpha)

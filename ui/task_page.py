@@ -371,7 +371,7 @@ def export_section(spec, task_model, case, pred, panels) -> None:
         mutual_information=pred["mutual_information"], bayes_method=case_prediction.BAYES_METHODS[pred["method"]],
         true_label=names[case.label] if case.label is not None else None, warnings=pred["warnings"],
         explanations=panels, model=model_info, data=data_info,
-        called=names[int(scoring.predicted_class(spec, pred["mean"][None], task_model.card.get("threshold"))[0])])
+        called=names[pred["top"]])
     stem = f"lifelens-{spec.id}-{case.digest[:8]}"
     c1, c2, c3 = st.columns([1.2, 1.3, 2])
     c1.download_button("Download PNG figure", data=lambda: report.render_png(case_report), file_name=f"{stem}.png",

@@ -49,10 +49,10 @@ class GradCAMUncertainty(Method):
         import tensorflow as tf
 
         handle, layer_path, dropout_path = self.handle, self.layer_path, self.dropout_path
-        cam = GradCAM(self.model, layer=layer_path)
         height, width = handle.input_shape[:2]
 
         def build():
+            cam = GradCAM(self.model, layer=layer_path)  # its weights and combination, traced in
             tap = handle.tap(layer_path)
 
             @tf.function(input_signature=[handle.image_spec, tf.TensorSpec((None,), tf.int32),
