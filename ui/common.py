@@ -80,9 +80,10 @@ def keep_keras_state_between_runs() -> None:
     """Stop Streamlit calling ``keras.backend.clear_session()`` after every script run.
 
     Streamlit does so for apps that build models in the script (its ``_clean_problem_modules``).
-    Here it cost every click about 0.8 s on 2 cores: the call runs a full garbage collection
-    with TensorFlow loaded, and it empties TensorFlow's kernel caches, so each member's
-    compiled pass took 50-70 ms instead of 6 ms on its first call of the next run. LifeLens
+    The call runs a full garbage collection and empties TensorFlow's kernel caches, so each
+    member's compiled pass took 50-70 ms instead of 6 ms on its first call of the next run;
+    turning it off took a switch of explanation method from 1.08 to 0.37 s in the browser
+    (``bench/bench_app.py``, 2 cores). LifeLens
     loads its models once per process (``st.cache_resource``) and never builds one in the
     script, so there is nothing to clear. Streamlit internals: if they move, nothing breaks,
     the clicks are only slower again (``bench/bench_app.py`` shows it).
