@@ -1,14 +1,16 @@
 """Deterministic splits and cached, prepared image arrays for training and evaluation."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from lifelens import config
+from lifelens import config, imaging
 from lifelens.tasks import Sample, TaskSpec
 
 SPLIT_SEED = 2026
@@ -104,6 +106,23 @@ def every_class_in_turn(samples: list[Sample], n: int | None = None, reverse: bo
     return out
 
 
+def preparation_key(spec: TaskSpec) -> str:
+    """A short key of how ``spec`` prepares an image (its size, channels, the preparation's
+    code and the imaging module's): every on-disk cache of prepared images or of what a
+    network makes of them includes it, so a new contrast rule, say, is never read stale."""
+    return f"{spec.input_size}-{spec.channels}-{_preparation_fingerprint(spec.prepare)}"
+
+
+@functools.lru_cache(maxsize=None)
+def _preparation_fingerprint(prepare) -> str:
+    try:
+        code = inspect.getsource(prepare)
+    except (OSError, TypeError):
+        code = ""
+    imaging_code = Path(imaging.__file__).read_bytes()
+    return getattr(prepare, "__name__", "") + hashlib.sha256(code.encode() + imaging_code).hexdigest()[:12]
+
+
 def load_prepared(spec: TaskSpec, samples: list[Sample], data_dir: Path | None = None,
                   progress=None) -> np.ndarray:
     """Prepared network inputs for ``samples`` as uint8 (N, S, S, C), cached on disk by content."""
@@ -112,7 +131,7 @@ def load_prepared(spec: TaskSpec, samples: list[Sample], data_dir: Path | None =
     stats = [(str(p), *(lambda st: (st.st_size, st.st_mtime_ns))(p.stat())) if p.is_file() else (str(p), 0, 0)
              for p in paths]
     key = hashlib.sha256(
-        json.dumps([spec.id, spec.input_size, spec.channels, getattr(spec.prepare, "__name__", ""), stats]).encode()
+        json.dumps([spec.id, preparation_key(spec), stats]).encode()
     ).hexdigest()[:20]
     cache = config.cache_root() / f"{spec.id}-{spec.input_size}-{key}.npy"
     if cache.is_file():

@@ -232,7 +232,9 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
                                + " images, and of their uncertainty and explanations. " + DISCLAIMER)
     entries["limitations"] = list(spec.limitations)
     entries["dataset"] = {"folder": spec.data_folder, "extra_sources": [s.folder for s in spec.extra_sources],
-                          "citation": spec.citation, "licence": spec.licence, "modality": spec.modality}
+                          "citation": spec.citation, "licence": spec.licence, "modality": spec.modality,
+                          # Every input, in training, here and in the app, goes through this one preparation.
+                          "preparation": " ".join((spec.prepare.__doc__ or "").split())}
     entries["goals"] = goal_status(spec, entries["metrics"])
     from lifelens.card_tables import versus_boosted
 

@@ -427,13 +427,22 @@ def shades_of_grey(image: np.ndarray, power: float = 6.0) -> np.ndarray:
     return np.clip(img * gain, 0, 255)
 
 
-def local_contrast(image: np.ndarray, sigma_fraction: float = 1 / 30) -> np.ndarray:
-    """Subtract the local average colour (Gaussian blur), re-centred on grey (Graham 2015)."""
+def local_contrast(image: np.ndarray, sigma_fraction: float = 1 / 30, max_detail_std: float | None = None) -> np.ndarray:
+    """Subtract the local average colour (Gaussian blur), amplify the detail 4x and re-centre
+    it on grey (Graham 2015).
+
+    ``max_detail_std``: where the detail (image minus blur) inside the fundus has a larger
+    standard deviation than this, it is scaled down to it before the 4x gain, so a photo
+    already contrast-enhanced upstream is not enhanced twice (photos below it are unchanged).
+    """
     img = image.astype(np.float32)
     sigma = max(1.0, image.shape[0] * sigma_fraction)
-    blurred = cv2.GaussianBlur(img, (0, 0), sigma)
-    out = 4.0 * img - 4.0 * blurred + 128.0
+    detail = img - cv2.GaussianBlur(img, (0, 0), sigma)
     mask = _fundus_mask(image)
+    gain = 4.0
+    if max_detail_std is not None and mask.any():
+        gain *= min(1.0, max_detail_std / max(float(detail[mask > 0].std()), 1e-6))
+    out = gain * detail + 128.0
     out = out * mask[..., None] + 128.0 * (1 - mask[..., None])
     return np.clip(out, 0, 255).reshape(image.shape)
 

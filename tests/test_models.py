@@ -222,3 +222,21 @@ def test_retina_grade_is_called_by_cut_points_chosen_on_validation():
     m = classification_metrics(spec, labels, probs, cuts)
     assert m["quadratic_kappa"] == pytest.approx(kappa(called))
     assert np.array(m["confusion_matrix"]).sum() == len(labels)
+
+
+def test_readme_tables_are_the_model_cards_numbers(tmp_path):
+    """Every README table that ``summary`` makes holds exactly what the cards say now, and
+    ``summary --readme`` rewrites a stale one in place (and nothing else)."""
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    stale = readme.read_text(encoding="utf-8").replace("| retina | retina | 467 |", "| retina | retina | 466 |", 1)
+    assert stale != readme.read_text(encoding="utf-8")
+    copy = tmp_path / "README.md"
+    copy.write_text(stale, encoding="utf-8")
+    out = subprocess.run([sys.executable, "-m", "lifelens", "summary", "--readme", str(copy)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.split(": ")[1].split()[0]) >= 7  # tables found and rewritten
+    # Rewritten from the cards, the copy is the shipped README again: it was up to date.
+    assert copy.read_text(encoding="utf-8") == readme.read_text(encoding="utf-8")

@@ -80,3 +80,57 @@ def test_data_setting_is_one_environment_variable(monkeypatch, tmp_path):
         get_task("plant").samples()
     monkeypatch.delenv("LIFELENS_DATA")
     assert config.data_root() == (config.PROJECT_ROOT / ".." / "shared" / "data").resolve()
+
+
+def _detail_spread(prepared: np.ndarray) -> float:
+    """Spread of a prepared fundus photo around grey, inside the fundus (the 4x-gained detail)."""
+    inside = np.abs(prepared.astype(np.float32) - 128.0).sum(axis=-1) > 0
+    return float((prepared.astype(np.float32)[inside] - 128.0).std())
+
+
+def test_fundus_preparation_caps_the_detail_of_photos_enhanced_upstream():
+    """EyePACS photos (contrast-enhanced upstream) come out of the one retina preparation
+    with the spread a typical APTOS photo has, not twice it; a low-contrast APTOS photo is
+    left as the plain local-average subtraction makes it."""
+    from lifelens import imaging
+    from lifelens.tasks import FUNDUS_MAX_DETAIL_STD
+
+    spec = get_task("retina")
+    aptos = data.task_splits(spec)["val"][:12]
+    eyepacs = data.split_samples(spec.source_samples(spec.extra_sources[0]), *spec.recipe.split_fractions)["val"][:12]
+    photos = {name: [imaging.resize(spec.load_image(spec.image_path(s)), spec.input_size) for s in items]
+              for name, items in (("aptos", aptos), ("eyepacs", eyepacs))}
+    plain = {k: [_detail_spread(imaging.local_contrast(p)) for p in v] for k, v in photos.items()}
+    capped = {k: [_detail_spread(spec.prepare(p, spec.input_size)) for p in v] for k, v in photos.items()}
+    # Without the cap EyePACS is far harsher than APTOS: the shift the cap is for.
+    assert np.median(plain["eyepacs"]) > 1.6 * np.median(plain["aptos"])
+    # With it, no photo's detail exceeds the cap's (4x gain; clipping only lowers it).
+    assert max(capped["eyepacs"] + capped["aptos"]) <= 4 * FUNDUS_MAX_DETAIL_STD * 1.05
+    assert np.median(capped["eyepacs"]) < 1.2 * np.median(plain["aptos"])
+    # A photo already under the cap is unchanged.
+    low = int(np.argmin(plain["aptos"]))
+    assert plain["aptos"][low] < 4 * FUNDUS_MAX_DETAIL_STD
+    np.testing.assert_allclose(spec.prepare(photos["aptos"][low], spec.input_size),
+                               imaging.local_contrast(photos["aptos"][low]), atol=1e-3)
+
+
+def test_prepared_images_are_cached_by_what_the_preparation_does_not_by_its_name():
+    """Two preparations with one function name (an edited contrast rule) never share a cache:
+    the second gets its own images, not the first's read back from disk."""
+    import dataclasses
+
+    from lifelens import imaging
+
+    spec = get_task("retina")
+    items = data.task_splits(spec)["val"][:3]
+
+    def _prepare_fundus(image, size):  # the same name as the shipped preparation, no cap
+        return imaging.local_contrast(imaging.resize(image, size))
+
+    uncapped = dataclasses.replace(spec, prepare=_prepare_fundus)
+    assert data.preparation_key(uncapped) != data.preparation_key(spec)
+    shipped, plain = data.load_prepared(spec, items), data.load_prepared(uncapped, items)
+    expected = [np.clip(_prepare_fundus(spec.load_image(spec.image_path(s)), spec.input_size) + 0.5, 0, 255).astype(np.uint8)
+                for s in items]
+    np.testing.assert_array_equal(plain, np.stack(expected))
+    assert np.abs(shipped.astype(int) - plain.astype(int)).max() > 10

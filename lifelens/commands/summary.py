@@ -4,6 +4,8 @@ HELP = ("print the model cards' measured numbers as Markdown tables (the README'
 
 def add_arguments(p) -> None:
     p.add_argument("--tasks", help="comma-separated task ids (default: all)")
+    p.add_argument("--readme", metavar="FILE",
+                   help="instead of printing, rewrite in FILE every table whose header row is one of these tables'")
 
 
 def _f(value, digits: int = 3) -> str:
@@ -128,6 +130,7 @@ def shift_table(specs, cards) -> list[str]:
 
 def run(args) -> int:
     import sys
+    from pathlib import Path
 
     from lifelens.models import ModelError, read_card
     from lifelens.tasks import TASKS
@@ -143,12 +146,38 @@ def run(args) -> int:
     except ModelError as exc:
         print(f"lifelens: {exc}", file=sys.stderr)
         return 2
-    for title, table in (("Metrics on our test split", metrics_table), ("By source", sources_table),
-                         ("Goals", goals_table),
-                         ("Calibration", calibration_table), ("Ensemble against one network", ensemble_table),
-                         ("Ensemble against the gradient-boosted baseline", boosted_table),
-                         ("Conformal sets", conformal_table),
-                         ("Input gate", gate_table), ("Shift", shift_table)):
+    tables = [(title, table(specs, cards)) for title, table in TABLES]
+    if args.readme:
+        path = Path(args.readme)
+        text, replaced = replace_tables(path.read_text(encoding="utf-8"), [t for _, t in tables])
+        path.write_text(text, encoding="utf-8")
+        print(f"{path}: {replaced} table(s) rewritten from the model cards")
+        return 0
+    for title, lines in tables:
         print(f"### {title}\n")
-        print("\n".join(table(specs, cards)) + "\n")
+        print("\n".join(lines) + "\n")
     return 0
+
+
+TABLES = (("Metrics on our test split", metrics_table), ("By source", sources_table), ("Goals", goals_table),
+          ("Calibration", calibration_table), ("Ensemble against one network", ensemble_table),
+          ("Ensemble against the gradient-boosted baseline", boosted_table), ("Conformal sets", conformal_table),
+          ("Input gate", gate_table), ("Shift", shift_table))
+
+
+def replace_tables(text: str, tables: list[list[str]]) -> tuple[str, int]:
+    """``text`` (Markdown) with each table whose header row matches one of ``tables`` (lists of
+    lines, header first) replaced by it whole; returns (new text, tables replaced)."""
+    by_header = {t[0]: t for t in tables}
+    lines, out, replaced, i = text.split("\n"), [], 0, 0
+    while i < len(lines):
+        table = by_header.get(lines[i])
+        if table is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        while i < len(lines) and lines[i].startswith("|"):
+            i += 1
+        out.extend(table)
+        replaced += 1
+    return "\n".join(out), replaced

@@ -3,7 +3,8 @@
 Every uncertainty method here acts after the convolutional trunk, so the trunk runs
 once per image and its (N, F) output is reused by the softmax, temperature, MC-dropout
 and variational heads. Split features are cached by the trunk's weights (not the file
-hash, which changes when a Bayesian head is attached) and by the split's file list.
+hash, which changes when a Bayesian head is attached), by the split's file list and by
+the task's preparation.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ def split_features(task_model, split: str, log=None) -> tuple[np.ndarray, np.nda
     # The head learns from every source the CNN learned from; it is judged on the task's own folder.
     samples = (data.training_splits if split == "train" else data.task_splits)(spec)[split]
     labels = np.array([s.label for s in samples], dtype=np.int64)
-    paths = hashlib.sha256("\n".join(f"{s.source}/{s.path}" for s in samples).encode()).hexdigest()[:16]
+    paths = hashlib.sha256(("\n".join(f"{s.source}/{s.path}" for s in samples) + data.preparation_key(spec)).encode()).hexdigest()[:16]
     cache = config.cache_root() / f"features-{spec.id}-{split}-{trunk_digest(task_model)}-{paths}.npy"
     if cache.is_file():
         return np.load(cache), labels

@@ -172,7 +172,7 @@ def ood_images(spec: TaskSpec, per_source: int = OOD_PER_SOURCE, seed: int = 0) 
         if other.id == spec.id:
             continue
         chosen = _pick(data.task_splits(other)["test"], per_source)
-        key = hashlib.sha256("\n".join(s.path for s in chosen).encode()).hexdigest()[:12]
+        key = hashlib.sha256(("\n".join(s.path for s in chosen) + data.preparation_key(spec)).encode()).hexdigest()[:12]
         cache = config.cache_root() / f"ood-{spec.id}-{spec.input_size}-{other.id}-{key}.npy"
         if cache.is_file():
             out[other.id] = np.load(cache).astype(np.float32)
