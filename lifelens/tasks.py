@@ -67,7 +67,7 @@ class TrainingRecipe:
     learning_rate: float = 2e-3
     batch_size: int = 32
     label_smoothing: float = 0.1
-    members: int = 3  # independently seeded members of the deep ensemble
+    members: int = 3  # independently seeded members of the deep ensemble shipped (a test holds the card to it)
 
 
 @dataclass(frozen=True)
@@ -330,6 +330,8 @@ SKIN = TaskSpec(
     # Chosen on ISIC 2017 validation images (isic2017_score of member 1, seed 1): this residual
     # recipe at 128 px 0.769; plain stages with a full-resolution first block (retina's) 0.770;
     # the residual recipe at 192 px 0.766 (2.3x the CPU). Neither paid for its cost.
+    # Members 3 and 4 lowered the tempered ensemble's validation NLL (0.901 -> 0.888; isic2017_score
+    # 0.775 -> 0.778), so five are shipped (membership rule: validation NLL, bench/measure_members.py).
     recipe=TrainingRecipe(epochs=14, class_weighting="balanced", members=5),
 )
 
@@ -368,6 +370,9 @@ MAMMO = TaskSpec(
     hierarchy_examples=("the breast outline, the pectoral muscle edge", "brighter and darker tissue, dense bands",
                         "bright blobs, dense patches", "large dense or asymmetric regions"),
     # The film network keeps its plain layout (five stages, max pooling): it is patch-trained.
+    # Members 3 and 4 (seeds 3, 4) were trained too, but with them the tempered ensemble's
+    # validation NLL rose (0.570 -> 0.585) and its AUC fell (0.724 -> 0.694, 52 films), so the
+    # three are shipped (membership rule: validation NLL, bench/measure_members.py).
     recipe=TrainingRecipe(epochs=8, class_weighting="balanced", split_fractions=(0.2, 0.2),
                           stages=((24, 1), (48, 1), (96, 2), (128, 2), (192, 2)), architecture="plain"),
 )
@@ -412,7 +417,7 @@ RETINA = TaskSpec(
     gate_alpha=0.05,
     # Plain stages with a full-resolution first block: small lesions keep their pixels.
     recipe=TrainingRecipe(epochs=24, class_weighting="sqrt", stages=((32, 1), (64, 1), (128, 2), (192, 2)),
-                          architecture="plain"),
+                          architecture="plain", members=4),
 )
 
 TASKS: dict[str, TaskSpec] = {t.id: t for t in (PLANT, SKIN, MAMMO, RETINA)}

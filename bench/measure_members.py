@@ -1,0 +1,51 @@
+"""How many ensemble members to ship (validation images only, never test).
+
+For each member file alone it prints the task's key metrics; then for the first 3, 4, ...
+of the files the validation NLL of their tempered mean (the temperature fitted on the same
+validation images, as ``evaluate`` does), the selection score and the key metrics. A member is shipped when it
+lowers that NLL: the proper score the ensemble claims to improve.
+
+    python bench/measure_members.py skin models/skin.keras models/skin.m1.keras ... runs/stage/skin.m4.keras
+
+Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from lifelens import data, scoring  # noqa: E402
+from lifelens.evaluate import fit_temperature  # noqa: E402
+from lifelens.models import load_model_file, predict_proba, split_views, temper  # noqa: E402
+from lifelens.tasks import get_task  # noqa: E402
+from lifelens.uncertainty.metrics import negative_log_likelihood  # noqa: E402
+
+
+def main(task_id: str, files: list[str]) -> None:
+    spec = get_task(task_id)
+    val = data.task_splits(spec)["val"]
+    images = data.load_prepared(spec, val).astype(np.float32)
+    labels = np.array([s.label for s in val])
+    raw = np.stack([predict_proba(split_views(load_model_file(f))[0], images) for f in files])
+    for f, probs in zip(files, raw):
+        metrics = scoring.headline_metrics(spec, labels, probs)
+        print(f"{f} alone: " + ", ".join(f"{m} {metrics[m]:.4f}" for m in spec.key_metrics
+                                         if isinstance(metrics.get(m), float)), flush=True)
+    for k in range(min(3, len(files)), len(files) + 1):
+        t = fit_temperature(raw[:k], labels)
+        probs = temper(raw[:k], t).mean(axis=0)
+        metrics = scoring.headline_metrics(spec, labels, probs)
+        print(f"{k} members: validation NLL {negative_log_likelihood(probs, labels):.4f} (T {t}), selection score "
+              f"{scoring.selection_score(spec, probs, labels):.4f}, "
+              + ", ".join(f"{m} {metrics[m]:.4f}" for m in spec.key_metrics if isinstance(metrics.get(m), float)),
+              flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
