@@ -5,7 +5,8 @@ HELP = ("print the model cards' measured numbers as Markdown tables (the README'
 def add_arguments(p) -> None:
     p.add_argument("--tasks", help="comma-separated task ids (default: all)")
     p.add_argument("--readme", metavar="FILE",
-                   help="instead of printing, rewrite in FILE every table whose header row is one of these tables'")
+                   help="instead of printing, rewrite in FILE (a Markdown file such as README.md) every table "
+                        "whose header row is the header row of one of these tables")
 
 
 def _f(value, digits: int = 3) -> str:

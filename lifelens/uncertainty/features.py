@@ -59,7 +59,8 @@ def split_features(task_model, split: str, log=None) -> tuple[np.ndarray, np.nda
     # The head learns from every source the CNN learned from; it is judged on the task's own folder.
     samples = (data.training_splits if split == "train" else data.task_splits)(spec)[split]
     labels = np.array([s.label for s in samples], dtype=np.int64)
-    paths = hashlib.sha256(("\n".join(f"{s.source}/{s.path}" for s in samples) + data.preparation_key(spec)).encode()).hexdigest()[:16]
+    listing = "\n".join(f"{s.source}/{s.path}" for s in samples) + data.preparation_key(spec)
+    paths = hashlib.sha256(listing.encode()).hexdigest()[:16]
     cache = config.cache_root() / f"features-{spec.id}-{split}-{trunk_digest(task_model)}-{paths}.npy"
     if cache.is_file():
         return np.load(cache), labels
