@@ -37,7 +37,7 @@ def main(caps: list[str]) -> None:
     spec = get_task("retina")
     val = data.task_splits(spec)["val"]
     for source in spec.extra_sources:
-        val += data.split_samples(spec.source_samples(source), *spec.recipe.split_fractions)["val"]
+        val += data.source_splits(spec, source)["val"]
     labels = np.array([s.label for s in val])
     task_model = load_task_model(spec)
     for cap in caps:

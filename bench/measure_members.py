@@ -34,17 +34,17 @@ def main(task_id: str, files: list[str]) -> None:
     labels = np.array([s.label for s in val])
     raw = np.stack([predict_proba(split_views(load_model_file(f))[0], images) for f in files])
     for f, probs in zip(files, raw):
-        metrics = scoring.headline_metrics(spec, labels, probs)
-        print(f"{f} alone: " + ", ".join(f"{m} {metrics[m]:.4f}" for m in spec.key_metrics
-                                         if isinstance(metrics.get(m), float)), flush=True)
+        print(f"{f} alone: {key_metrics(spec, labels, probs)}", flush=True)
     for k in range(min(3, len(files)), len(files) + 1):
         t = fit_temperature(raw[:k], labels)
         probs = temper(raw[:k], t).mean(axis=0)
-        metrics = scoring.headline_metrics(spec, labels, probs)
         print(f"{k} members: validation NLL {negative_log_likelihood(probs, labels):.4f} (T {t}), selection score "
-              f"{scoring.selection_score(spec, probs, labels):.4f}, "
-              + ", ".join(f"{m} {metrics[m]:.4f}" for m in spec.key_metrics if isinstance(metrics.get(m), float)),
-              flush=True)
+              f"{scoring.selection_score(spec, probs, labels):.4f}, {key_metrics(spec, labels, probs)}", flush=True)
+
+
+def key_metrics(spec, labels: np.ndarray, probs: np.ndarray) -> str:
+    metrics = scoring.headline_metrics(spec, labels, probs)
+    return ", ".join(f"{m} {metrics[m]:.4f}" for m in spec.key_metrics if isinstance(metrics.get(m), float))
 
 
 if __name__ == "__main__":

@@ -57,12 +57,16 @@ def training_splits(spec: TaskSpec, data_dir: Path | None = None) -> dict[str, l
     out = {k: list(v) for k, v in task_splits(spec, data_dir).items()}
     if data_dir is not None:  # a folder given by hand is trained on alone
         return out
-    val, test = spec.recipe.split_fractions
     for source in spec.extra_sources:
-        for part, items in split_samples(spec.source_samples(source), val, test).items():
+        for part, items in source_splits(spec, source).items():
             if source.trains or part == "test":
                 out[part].extend(items)
     return out
+
+
+def source_splits(spec: TaskSpec, source) -> dict[str, list[Sample]]:
+    """An extra source's own train/val/test splits (on its groups), whether it trains or not."""
+    return split_samples(spec.source_samples(source), *spec.recipe.split_fractions)
 
 
 def by_source(samples: list[Sample]) -> dict[str, list[int]]:

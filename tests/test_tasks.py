@@ -97,7 +97,7 @@ def test_fundus_preparation_caps_the_detail_of_photos_enhanced_upstream():
 
     spec = get_task("retina")
     aptos = data.task_splits(spec)["val"][:12]
-    eyepacs = data.split_samples(spec.source_samples(spec.extra_sources[0]), *spec.recipe.split_fractions)["val"][:12]
+    eyepacs = data.source_splits(spec, spec.extra_sources[0])["val"][:12]
     photos = {name: [imaging.resize(spec.load_image(spec.image_path(s)), spec.input_size) for s in items]
               for name, items in (("aptos", aptos), ("eyepacs", eyepacs))}
     plain = {k: [_detail_spread(imaging.local_contrast(p)) for p in v] for k, v in photos.items()}
