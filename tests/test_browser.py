@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "assets" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+                 "--disable-component-update", "--disable-quic", "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 900}
 # (url path, screenshot name); task pages are listed by the app as /<task id>.
 PAGES = [("", "home"), ("plant", "plant"), ("skin", "skin"), ("mammo", "mammo"), ("retina", "retina"),
@@ -106,10 +106,21 @@ def browser_page(outside: list | None = None):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport=VIEWPORT)
+            # Playwright's 30 s default is too short for a 2-core machine where the other test
+            # worker is training a network: a page load once took longer (CI, stop 19).
+            page.set_default_timeout(RUN_TIMEOUT * 1000)
+            page.set_default_navigation_timeout(RUN_TIMEOUT * 1000)
             page.route("**/*", guard)
             yield page
         finally:
             browser.close()
+
+
+def open_page(page, url: str) -> None:
+    """Navigate and wait for the app to run to idle. The browser's `load` event is not awaited:
+    the app's readiness is its own script state, which `wait_idle` reads."""
+    page.goto(url, wait_until="commit")
+    wait_idle(page)
 
 
 def wait_idle(page, timeout: float = RUN_TIMEOUT, settle: float = 0.8) -> None:
@@ -172,8 +183,7 @@ def test_every_page_in_a_real_browser():
     outside: list = []
     with streamlit_server() as url, browser_page(outside) as page:
         for path, name in PAGES:
-            page.goto(f"{url}/{path}")
-            wait_idle(page)
+            open_page(page, f"{url}/{path}")
             assert_no_exception(page, path or "home")
             if path in ("plant", "skin", "mammo", "retina") and get_task(path).model_path.is_file():
                 wait_for_heatmap(page)  # the first gallery case is predicted and explained
@@ -184,8 +194,7 @@ def test_every_page_in_a_real_browser():
         # A real image uploaded on a task page, through the browser's file input.
         if not get_task("plant").model_path.is_file():
             pytest.skip("models/plant.keras is not there yet (still training)")
-        page.goto(f"{url}/plant")
-        wait_idle(page)
+        open_page(page, f"{url}/plant")
         page.locator('[data-testid="stRadio"]').first.get_by_text("Upload", exact=True).click()
         wait_idle(page)
         page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(real_upload_file()))
