@@ -47,8 +47,16 @@ with common.guarded("The metrics"):
                 delta_arrow="auto" if clear else "off",
                 help=screen_text.metric_help(name) + (f" 95 % interval {low:.3f}–{high:.3f}." if low is not None else "")
                 + ("" if clear else " The difference is inside the interval: no clear gain."))
+        values = [r.pop("_values") for r in rows]  # the chart's numbers; the table shows the formatted ones
+        chart_rows = [{"metric": n.replace("_", " "), "model": r["model"], "value": v[n],
+                       "meaning": screen_text.metric_help(n)}
+                      for r, v in zip(rows, values) for n in names if isinstance(v.get(n), (int, float))]
         st.dataframe(rows, hide_index=True, width="stretch", column_config={
-            name.replace("_", " "): st.column_config.TextColumn(help=screen_text.metric_help(name)) for name in names})
+            "model": st.column_config.TextColumn(help="Deep ensemble: the shipped prediction. One member: a single "
+                                                 "network of it. The rest are simpler models or no-skill references."),
+            **{name.replace("_", " "): st.column_config.TextColumn(help=screen_text.metric_help(name)
+                                                                   + " Value [95 % bootstrap interval].")
+               for name in names}})
         for goal in card.get("goals") or []:
             mark = "met" if goal.get("met_on_our_test_split") else "**not met**"
             st.caption(f"Goal on the held-out judging set: {goal['metric'].replace('_', ' ')} ≥ {goal['goal']:.2f}; "
@@ -60,18 +68,22 @@ with common.guarded("The metrics"):
                    + ".")
         if card.get("ensemble_vs_boosted"):
             st.caption(card["ensemble_vs_boosted"])
-        chart_rows = [{"metric": n.replace("_", " "), "model": r["model"], "value": r["_values"][n],
-                       "meaning": screen_text.metric_help(n)}
-                      for r in rows for n in names if isinstance(r["_values"].get(n), (int, float))]
-        for r in rows:
-            r.pop("_values")
         if chart_rows:
             st.altair_chart(charts.metric_comparison(chart_rows), width="stretch")
         by_source = card.get("metrics_by_source") or {}
         if len(by_source) > 1:
             st.markdown("**Each source's test share** (the first is the headline)")
-            st.dataframe([{"source": src, "images": m.get("n"), **{n.replace("_", " "): m.get(n) for n in names}}
-                          for src, m in by_source.items()], hide_index=True, width="stretch")
+            use = (card.get("dataset") or {}).get("extra_source_use") or {}
+            st.dataframe([{"source": src, "images": m.get("n"), **{n.replace("_", " "): m.get(n) for n in names},
+                           "used for": "training, validation and the headline test split" if i == 0
+                           else use.get(src, "not recorded")}
+                          for i, (src, m) in enumerate(by_source.items())], hide_index=True, width="stretch",
+                         column_config={**{n.replace("_", " "): st.column_config.NumberColumn(
+                                            help=screen_text.metric_help(n)) for n in names},
+                                        "images": st.column_config.NumberColumn(help="Test images of this source."),
+                                        "used for": st.column_config.TextColumn(
+                             help="Whether a source trained the model or only tests it: a source that trains is no "
+                                  "longer a fair stand-in for an unseen clinic.")})
         per_class = metrics.get("per_class") or {}
         if per_class:
             st.markdown("**Per class**")

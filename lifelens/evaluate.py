@@ -20,6 +20,11 @@ from lifelens.tasks import TaskSpec
 from lifelens.uncertainty.frequentist import wilson_interval
 from lifelens.uncertainty.metrics import expected_calibration_error, negative_log_likelihood
 
+# What an extra source is used for (ExtraSource.trains), as the card says it.
+EXTRA_SOURCE_USE = {True: "training and validation; its own test share is scored apart (metrics_by_source)",
+                    False: "a shifted test set only: nothing trains or is tuned on it (metrics_by_source)"}
+
+
 def classification_metrics(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray,
                            threshold: float | None = None) -> dict:
     """All metrics of the evaluate contract. labels (N,) class indices, probs (N, K) rows summing to 1."""
@@ -232,6 +237,7 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
                                + " images, and of their uncertainty and explanations. " + DISCLAIMER)
     entries["limitations"] = list(spec.limitations)
     entries["dataset"] = {"folder": spec.data_folder, "extra_sources": [s.folder for s in spec.extra_sources],
+                          "extra_source_use": {s.folder: EXTRA_SOURCE_USE[s.trains] for s in spec.extra_sources},
                           "citation": spec.citation, "licence": spec.licence, "modality": spec.modality,
                           # Every input, in training, here and in the app, goes through this one preparation.
                           "preparation": " ".join((spec.prepare.__doc__ or "").split())}

@@ -244,7 +244,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
             "parameters": int(final.count_params()),
             "input": {"size": spec.input_size, "channels": spec.channels, "range": "0-255 after task preparation"},
             "split": data.describe_split(splits),
-            "sources": [spec.data_folder] + [s.folder for s in spec.extra_sources],
+            "sources": [spec.data_folder] + [s.folder for s in spec.extra_sources if s.trains],
             "hyperparameters": {
                 **dataclasses.asdict(spec.recipe), "epochs": epochs, "optimizer": "AdamW", "weight_decay": WEIGHT_DECAY,
                 "schedule": "cosine decay to 2%", "dropout_before_head": 0.4, "augmentation": spec.augmentation,

@@ -185,6 +185,23 @@ def test_charts_carry_tooltips_for_every_number():
         assert any("tooltip" in layer.get("encoding", {}) for layer in layers)
 
 
+@pytest.mark.parametrize("task_id", TASK_IDS)
+def test_the_model_comparison_draws_every_model_the_card_scores(task_id):
+    """Each compared model gets a colour of its own (a model outside the colour scale draws no bar)."""
+    from lifelens.models import read_card
+
+    card = read_card(get_task(task_id))
+    rows, names = card_tables.comparison_rows(get_task(task_id), card)
+    chart_rows = [{"metric": n, "model": r["model"], "value": r["_values"][n], "meaning": ""}
+                  for r in rows for n in names if isinstance(r["_values"].get(n), (int, float))]
+    spec = charts.metric_comparison(chart_rows).to_dict()
+    drawn = {r["model"] for r in chart_rows}
+    assert {"Deep ensemble", "One member", "Gradient boosting", "Logistic regression"} <= drawn
+    scale = spec["encoding"]["color"]["scale"]
+    assert set(scale["domain"]) == drawn and len(set(scale["range"])) == len(drawn)
+    assert scale["domain"][0] == "Deep ensemble"
+
+
 def test_faithfulness_rows_put_chance_first_then_most_faithful():
     summary = {"random": {"deletion_auc": 0.6, "insertion_auc": 0.4},
                "eigencam": {"deletion_auc": 0.5, "insertion_auc": 0.5, "beats_random_share": 0.6},
