@@ -25,6 +25,15 @@ EXTRA_SOURCE_USE = {True: "training and validation; its own test share is scored
                     False: "a shifted test set only: nothing trains or is tuned on it (metrics_by_source)"}
 
 
+def dataset_entry(spec: TaskSpec) -> dict:
+    """The card's account of the data: folders, what each extra source was used for, licence, preparation."""
+    return {"folder": spec.data_folder, "extra_sources": [s.folder for s in spec.extra_sources],
+            "extra_source_use": {s.folder: EXTRA_SOURCE_USE[s.trains] for s in spec.extra_sources},
+            "citation": spec.citation, "licence": spec.licence, "modality": spec.modality,
+            # Every input, in training, here and in the app, goes through this one preparation.
+            "preparation": " ".join((spec.prepare.__doc__ or "").split())}
+
+
 def classification_metrics(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray,
                            threshold: float | None = None) -> dict:
     """All metrics of the evaluate contract. labels (N,) class indices, probs (N, K) rows summing to 1."""
@@ -236,11 +245,7 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["intended_use"] = ("Teaching and demonstration of how CNNs classify " + spec.modality.lower()
                                + " images, and of their uncertainty and explanations. " + DISCLAIMER)
     entries["limitations"] = list(spec.limitations)
-    entries["dataset"] = {"folder": spec.data_folder, "extra_sources": [s.folder for s in spec.extra_sources],
-                          "extra_source_use": {s.folder: EXTRA_SOURCE_USE[s.trains] for s in spec.extra_sources},
-                          "citation": spec.citation, "licence": spec.licence, "modality": spec.modality,
-                          # Every input, in training, here and in the app, goes through this one preparation.
-                          "preparation": " ".join((spec.prepare.__doc__ or "").split())}
+    entries["dataset"] = dataset_entry(spec)
     entries["goals"] = goal_status(spec, entries["metrics"])
     from lifelens.card_tables import versus_boosted
 
