@@ -46,12 +46,16 @@ columns = st.columns(4 if not common.presenter() else 2)
 for i, (task_id, spec) in enumerate(TASKS.items()):
     with columns[i % len(columns)]:
         with st.container(border=True):
-            st.markdown(f"### {common.task_icon(task_id)} {spec.title}")
+            st.markdown(f"#### {common.task_icon(task_id)} {spec.title}")
             st.caption(spec.short)
             st.markdown(f"**Input:** {spec.modality}  \n**Classes:** {', '.join(spec.class_names)}")
             st.caption(f"Data: {spec.citation} Licence: {spec.licence}.")
+            for source in spec.extra_sources:
+                st.caption(f"{'Also trained on' if source.trains else 'Tested on, never trained on'}: "
+                           f"{source.credit or source.folder}.")
             if spec.model_path.is_file():
-                st.page_link(task_page.page_for(task_id), label=f"Open: {spec.title}", icon=":material/arrow_forward:")
+                st.page_link(task_page.page_for(task_id), label="Open", icon=":material/arrow_forward:",
+                             help=f"The {spec.title} page: predict, explain and look inside.")
             else:
                 st.caption("Model not trained yet.")
 

@@ -29,6 +29,7 @@ def dataset_entry(spec: TaskSpec) -> dict:
     """The card's account of the data: folders, what each extra source was used for, licence, preparation."""
     return {"folder": spec.data_folder, "extra_sources": [s.folder for s in spec.extra_sources],
             "extra_source_use": {s.folder: EXTRA_SOURCE_USE[s.trains] for s in spec.extra_sources},
+            "extra_source_credit": {s.folder: s.credit for s in spec.extra_sources},
             "citation": spec.citation, "licence": spec.licence, "modality": spec.modality,
             # Every input, in training, here and in the app, goes through this one preparation.
             "preparation": " ".join((spec.prepare.__doc__ or "").split())}

@@ -50,6 +50,7 @@ class ExtraSource:
     group_column: str  # the unit that must not straddle splits (lesion, patient)
     # False: a shifted evaluation set only (its test share is scored by source, nothing trains on it)
     trains: bool = True
+    credit: str = ""  # where the images come from and under which licence, as shown to users
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ def _read_mammo(folder: Path, spec: TaskSpec) -> list[Sample]:
 # ----------------------------------------------------------------------------- preparation
 
 def _resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to a square, nothing else: the leaves are photographed alike, on a plain background."""
     return imaging.resize(image, size)
 
 
@@ -287,7 +289,8 @@ PLANT = TaskSpec(
     icon=":material/eco:",
     hierarchy_examples=("leaf edges and veins", "the leaf surface, fine speckling", "spots, rings, yellowed patches",
                         "whole lesions, blight patches, the leaf outline"),
-    extra_sources=(ExtraSource("plant_extra", "label", "path"),),
+    extra_sources=(ExtraSource("plant_extra", "label", "path",
+                               credit="4,000 more PlantVillage tomato leaves (Kaggle 'tomatoleaf' copy), CC BY-SA 3.0"),),
     recipe=TrainingRecipe(epochs=30, class_weighting=None, members=5),
 )
 
@@ -320,7 +323,8 @@ SKIN = TaskSpec(
     icon=":material/dermatology:",
     hierarchy_examples=("the lesion border, hairs", "the pigment network, dots", "globules, streaks, blotches of colour",
                         "the lesion's shape and colour layout"),
-    extra_sources=(ExtraSource("skin_ham10000", "label", "lesion_id"),),
+    extra_sources=(ExtraSource("skin_ham10000", "label", "lesion_id",
+                               credit="5,204 HAM10000 lesions (Tschandl et al. 2018, Sci. Data 5:180161), CC BY-NC 4.0"),),
     near_ood=("skin_ham10000_unseen",),
     # Dermoscopy varies (hair, rulers, ink, dark corners), so the validation distances have a long
     # tail: at 0.02 about half of the leaves passed. At 0.10 (measured, card ``input_gate``): 95 % of
@@ -412,7 +416,9 @@ RETINA = TaskSpec(
     # EyePACS is contrast-enhanced upstream and still unlike APTOS after the local-average
     # subtraction; members trained on both scored quadratic kappa 0.67-0.70 on APTOS
     # validation against 0.82-0.83 for plain APTOS-only ones, so it is a shifted test set.
-    extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient", trains=False),),
+    extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient", trains=False,
+                               credit="3,030 EyePACS photographs (Kaggle Diabetic Retinopathy Detection 2015, "
+                                      "California Healthcare Foundation), non-commercial research"),),
     # At 0.02 the gate let 15 % of dermoscopy images in; at 0.05, 1 fundus photo in 20 like ours is flagged.
     gate_alpha=0.05,
     # Plain stages with a full-resolution first block: small lesions keep their pixels.

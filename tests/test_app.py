@@ -55,6 +55,16 @@ def test_the_app_lists_one_page_per_registered_task():
     assert set(TASK_IDS) <= registered
 
 
+def test_home_credits_every_source_and_says_whether_it_trained():
+    at = open_page("home")
+    no_failure(at)
+    captions = [c.value for c in at.caption]
+    for task_id in TASK_IDS:
+        for source in get_task(task_id).extra_sources:
+            role = "Also trained on" if source.trains else "Tested on, never trained on"
+            assert source.credit and f"{role}: {source.credit}." in captions, source.folder
+
+
 def no_failure(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
@@ -242,6 +252,26 @@ def test_model_card_page_shows_cnn_against_baseline():
     card_metrics = {m.label: m for m in at.metric}
     assert "accuracy" in card_metrics and "balanced accuracy" in card_metrics
     assert at.get("vega_lite_chart")
+    comparison = at.dataframe[0].value
+    assert list(comparison["model"])[:2] == ["Deep ensemble", "One member"]
+    assert not [c for c in comparison.columns if c.startswith("_")], "internal columns leak onto the screen"
+
+
+def test_model_card_page_says_what_each_source_was_used_for():
+    """A source that trained the model is no stand-in for an unseen clinic: the card page says which did."""
+    from lifelens.evaluate import EXTRA_SOURCE_USE
+
+    needs_model("retina")
+    spec = get_task("retina")
+    at = open_page("model_cards")
+    at.selectbox(key="cards_task").set_value("retina").run()
+    no_failure(at)
+    tables = [t.value for t in at.dataframe if "used for" in t.value.columns]
+    assert len(tables) == 1
+    used = dict(zip(tables[0]["source"], tables[0]["used for"]))
+    assert used[spec.data_folder].startswith("training")
+    for source in spec.extra_sources:
+        assert used[source.folder] == EXTRA_SOURCE_USE[source.trains]
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
