@@ -53,9 +53,10 @@ value_range = p1.selectbox("Input values the network was trained on", list(VALUE
 channel_order = p2.selectbox("Channel order", list(CHANNEL_ORDERS), key="byo_channels",
                              format_func=lambda k: f"{k.upper()}: {CHANNEL_ORDERS[k]}",
                              help="Networks trained on images read with OpenCV see BGR.")
-declared_size = p3.number_input("Input size (px)", min_value=8, max_value=1024, value=224, step=1, key="byo_size",
+declared_size = p3.number_input("Input size if the file leaves it open (px)", min_value=8, max_value=1024, value=224, step=1, key="byo_size",
                                 help="Used only when the file leaves the image size open (e.g. an ONNX export with "
-                                     "dynamic height and width): the size the network was trained at.")
+                                     "dynamic height and width): the size the network was trained at. A file that "
+                                     "fixes its size (most do) is fed that size, as the line below the upload says.")
 if model_file is None:
     st.info("Upload a model file to begin. Try one of LifeLens's own models from the `models/` folder.")
     common.disclaimer()

@@ -53,7 +53,7 @@ def posterior_draws(opened, images: np.ndarray, samples: int = 30, seed: int = 0
         softmax = opened.predict(x)
         draws = np.concatenate([mc_dropout_predict(opened.keras_model, x[i:i + 1], samples=samples, seed=seed)
                                 for i in range(len(x))], axis=1)
-        return softmax, draws, "mc_dropout", f"{len(draws)} networks sampled by the model's own dropout"
+        return softmax, draws, "mc_dropout", f"{len(draws)} networks sampled by the model's own dropout."
     draws = tta_draws(opened.predict, x)
     return draws[0], draws, "tta", f"{reason} The spread shown is over {len(draws)} test-time views instead."
 
