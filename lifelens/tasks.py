@@ -384,7 +384,7 @@ MAMMO = TaskSpec(
 RETINA = TaskSpec(
     id="retina",
     title="Diabetic retinopathy grade",
-    short="APTOS 2019 fundus photographs, grades 0-4",
+    short="APTOS 2019 + EyePACS fundus photographs, grades 0-4",
     classes=(
         ClassSpec("0", "No DR", "No diabetic retinopathy visible."),
         ClassSpec("1", "Mild", "Microaneurysms only."),
@@ -399,7 +399,8 @@ RETINA = TaskSpec(
     prepare=_prepare_fundus,
     augmentation="fundus",
     limitations=(
-        "APTOS images come from one screening programme in India with varied cameras; other populations and cameras may differ.",
+        "Trained on APTOS (one screening programme in India, varied cameras) and EyePACS (US screening, photos "
+        "contrast-enhanced upstream); other populations and cameras may differ.",
         "Grades 1 and 3 are rare in the data and are the least reliable predictions.",
         "Images are seen at 160 px, where the smallest microaneurysms are barely visible.",
     ),
@@ -413,17 +414,20 @@ RETINA = TaskSpec(
     hierarchy_examples=("vessel edges, the rim of the eye", "the grain of the retina, thin vessels",
                         "red dots (microaneurysms, haemorrhages), bright flecks (exudates)",
                         "clusters of lesions, the optic disc, larger vessels"),
-    # EyePACS is contrast-enhanced upstream and still unlike APTOS after the local-average
-    # subtraction; members trained on both scored quadratic kappa 0.67-0.70 on APTOS
-    # validation against 0.82-0.83 for plain APTOS-only ones, so it is a shifted test set.
-    extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient", trains=False,
+    # EyePACS is contrast-enhanced upstream; with the detail cap of _prepare_fundus both sources
+    # look alike, and members trained on both beat the APTOS-only ones of the same seed on both
+    # validation sets (member 1: APTOS kappa 0.826 vs 0.775, EyePACS referable AUC 0.684 vs
+    # 0.589), so EyePACS trains; its test share is still reported apart.
+    extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient", trains=True,
                                credit="3,030 EyePACS photographs (Kaggle Diabetic Retinopathy Detection 2015, "
                                       "California Healthcare Foundation), non-commercial research"),),
     # At 0.02 the gate let 15 % of dermoscopy images in; at 0.05, 1 fundus photo in 20 like ours is flagged.
     gate_alpha=0.05,
     # Plain stages with a full-resolution first block: small lesions keep their pixels.
+    # Three members trained on APTOS + EyePACS (about 45 minutes each on 2 cores); a fourth did not
+    # fit the session, so the membership rule (validation NLL) has not been run on four yet.
     recipe=TrainingRecipe(epochs=24, class_weighting="sqrt", stages=((32, 1), (64, 1), (128, 2), (192, 2)),
-                          architecture="plain", members=4),
+                          architecture="plain", members=3),
 )
 
 TASKS: dict[str, TaskSpec] = {t.id: t for t in (PLANT, SKIN, MAMMO, RETINA)}
