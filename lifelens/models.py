@@ -215,7 +215,8 @@ def promote_members(spec: TaskSpec, source: Path) -> list[str]:
     """Copy the ensemble members that ``lifelens train --out source`` wrote into models/ and
     merge their card entries into the shipped card. Member 0 brings the training keys
     (architecture, split, history ...); a shipped member 0 that was not retrained keeps its
-    file and gets its row in ``ensemble.members`` from the card's own record.
+    file and its row in ``ensemble.members`` (a card written before the ensemble existed gets
+    that row from its own top-level record).
 
     Returns the file names copied.
     """
@@ -233,14 +234,14 @@ def promote_members(spec: TaskSpec, source: Path) -> list[str]:
         shutil.copyfile(source / row["file"], spec.model_path.parent / row["file"])
         copied.append(row["file"])
     by_member = {r["member"]: r for r in card.get("ensemble", {}).get("members", [])}
-    if 0 not in {r["member"] for r in rows} and spec.model_path.is_file():
+    if 0 in {r["member"] for r in rows}:
+        card.update({k: v for k, v in staged.items() if k != "ensemble"})
+    elif 0 not in by_member and spec.model_path.is_file():  # a card from before the ensemble existed
         by_member[0] = {"member": 0, "file": spec.model_path.name, "seed": card.get("hyperparameters", {}).get("seed", 0),
                         "sha256": card.get("sha256"), "size_bytes": card.get("size_bytes"),
                         "training_seconds": card.get("training_seconds"),
                         "selected_epoch": card.get("hyperparameters", {}).get("selected_epoch"),
                         "note": "trained before the ensemble, by the earlier recipe"}
-    else:
-        card.update({k: v for k, v in staged.items() if k != "ensemble"})
     by_member.update({r["member"]: r for r in rows})
     members = [by_member[k] for k in sorted(by_member)]
     card["ensemble"] = {"members": members,

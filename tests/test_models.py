@@ -241,3 +241,35 @@ def test_readme_tables_are_the_model_cards_numbers(tmp_path):
     assert int(out.stdout.split(": ")[1].split()[0]) >= 7  # tables found and rewritten
     # Rewritten from the cards, the copy is the shipped README again: it was up to date.
     assert copy.read_text(encoding="utf-8") == readme.read_text(encoding="utf-8")
+
+
+def test_promoting_a_later_member_keeps_the_shipped_members_rows(tmp_path, monkeypatch):
+    """``ship`` of one more member (member 0 not retrained) adds its row and file and leaves
+    every shipped row, member 0's included, and the training keys as they were."""
+    import shutil
+
+    from lifelens import config
+    from lifelens.models import member_file, promote_members
+
+    spec = get_task("retina")
+    shipped = json.loads(spec.card_path.read_text())
+    rows = shipped["ensemble"]["members"]
+    folder, staged = tmp_path / "models", tmp_path / "staged"
+    folder.mkdir()
+    staged.mkdir()
+    for row in rows:
+        shutil.copyfile(spec.model_path.parent / row["file"], folder / row["file"])
+    shutil.copyfile(spec.card_path, folder / spec.card_path.name)
+    k = len(rows)
+    new_row = {**rows[-1], "member": k, "seed": k, "file": member_file(spec, k), "training_seconds": 1.0}
+    shutil.copyfile(spec.model_path.parent / rows[-1]["file"], staged / new_row["file"])
+    (staged / spec.card_path.name).write_text(json.dumps(
+        {"task": spec.id, "history": ["a member card's own history"], "ensemble": {"members": [new_row]}}))
+
+    monkeypatch.setattr(config, "MODELS_DIR", folder)
+    assert promote_members(spec, staged) == [new_row["file"]]
+    card = json.loads((folder / spec.card_path.name).read_text())
+    assert card["ensemble"]["members"] == rows + [new_row]
+    assert card["history"] == shipped["history"]
+    assert card["ensemble"]["training_seconds_total"] == round(sum(r["training_seconds"] for r in rows) + 1.0, 1)
+    assert sha256_file(folder / new_row["file"]) == rows[-1]["sha256"]
