@@ -110,7 +110,7 @@ with common.guarded("The faithfulness of the explanations"):
         st.dataframe(card_tables.faithfulness_rows(faith), hide_index=True, width="content", column_config={
             "deletion AUC": st.column_config.NumberColumn(format="%.3f", help="Lower is better: the evidence goes first."),
             "insertion AUC": st.column_config.NumberColumn(format="%.3f", help="Higher is better: the evidence comes back first."),
-            "beats random": st.column_config.NumberColumn(format="%.2f", help="Share of images whose deletion AUC is below the random map's."),
+            "beats random": st.column_config.TextColumn(help="Share of test images whose deletion AUC is below the random map's (higher is better; the random map is what the others are measured against)."),
         })
 
 with common.guarded("The training curves"):

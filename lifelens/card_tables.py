@@ -80,8 +80,15 @@ def faithfulness_rows(summary: dict) -> list[dict]:
         entry = summary.get(m) or {}
         rows.append({"method": "random map (chance)" if m == "random" else METHODS[m].name,
                      "deletion AUC": entry.get("deletion_auc"), "insertion AUC": entry.get("insertion_auc"),
-                     "beats random": entry.get("beats_random_share")})
+                     "beats random": _share_text(entry.get("beats_random_share"), m == "random")})
     return rows
+
+
+def _share_text(share: float | None, is_reference: bool) -> str:
+    """A share of images as the table shows it: the random map is the reference, not a blank."""
+    if is_reference:
+        return "(the reference)"
+    return "n/a" if share is None else f"{100 * share:.0f} % of images"
 
 
 def versus_boosted(spec, card: dict) -> str | None:

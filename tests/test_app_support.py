@@ -209,4 +209,5 @@ def test_faithfulness_rows_put_chance_first_then_most_faithful():
                "images": 12, "steps": 16}
     rows = card_tables.faithfulness_rows(summary)
     assert [r["method"] for r in rows] == ["random map (chance)", "Grad-CAM", "Eigen-CAM"]
-    assert rows[1]["deletion AUC"] == 0.3 and rows[0]["beats random"] is None
+    assert rows[1]["deletion AUC"] == 0.3 and rows[1]["beats random"] == "90 % of images"
+    assert rows[0]["beats random"] == "(the reference)"
