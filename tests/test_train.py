@@ -40,6 +40,7 @@ def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
     # 12 images of each source (ISIC 2017 and HAM10000) in training and validation
     assert card["split"]["train"]["n"] == 24 and card["split"]["train"]["per_source"] == {"own": 12, "skin_ham10000": 12}
     assert card["hyperparameters"]["epochs"] == 2 and card["sources"] == ["skin", "skin_ham10000"]
+    assert "members" not in card["hyperparameters"]  # the ensemble's rows say how many there are
     rows = card["ensemble"]["members"]
     assert [r["member"] for r in rows] == [0, 1] and rows[1]["file"] == "skin.m1.keras"
     assert all(r["sha256"] == sha256_file(out / r["file"]) for r in rows)
