@@ -3,6 +3,7 @@ what it is for and what it must not be used for."""
 import streamlit as st
 
 from lifelens import card_tables, charts, models
+from lifelens.evaluate import intended_use
 from lifelens.tasks import DISCLAIMER, get_task
 from ui import common, screen_text
 
@@ -141,9 +142,7 @@ with common.guarded("The data"):
 
 with common.guarded("Intended use"):
     st.subheader("Intended use and limits")
-    intended = card.get("intended_use") or (
-        f"Teaching and demonstrating how a convolutional network classifies images ({spec.modality}), how sure it is, "
-        "and where it looks. Not for diagnosis, screening, treatment or any agronomic decision.")
+    intended = card.get("intended_use") or intended_use(spec)
     st.markdown(f"**Intended use:** {intended}")
     limitations = card.get("limitations") or [
         f"Trained from scratch on {split.get('train', {}).get('n', 'a few hundred to a few thousand')} images of one public "

@@ -16,13 +16,19 @@ from sklearn import metrics as skm
 
 from lifelens import data
 from lifelens.scoring import DECISION_RULES, fit_decision_rule, headline_metrics, macro_auc, predicted_class, safe_auc
-from lifelens.tasks import TaskSpec
+from lifelens.tasks import DISCLAIMER, TaskSpec
 from lifelens.uncertainty.frequentist import wilson_interval
 from lifelens.uncertainty.metrics import expected_calibration_error, negative_log_likelihood
 
 # What an extra source is used for (ExtraSource.trains), as the card says it.
 EXTRA_SOURCE_USE = {True: "training and validation; its own test share is scored apart (metrics_by_source)",
                     False: "a shifted test set only: nothing trains or is tuned on it (metrics_by_source)"}
+
+
+def intended_use(spec) -> str:
+    """The card's one paragraph on what the model is for, ending with the disclaimer."""
+    return (f"Teaching and demonstration of how a CNN classifies images of one kind, and of its uncertainty "
+            f"and explanations. Input: {spec.modality}. {DISCLAIMER}")
 
 
 def dataset_entry(spec: TaskSpec) -> dict:
@@ -227,7 +233,6 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     split, each source's test share separately; choose the mammography threshold on the
     validation split; write them into the card."""
     from lifelens.models import load_task_model, update_card, write_member_cards
-    from lifelens.tasks import DISCLAIMER
 
     task_model = load_task_model(spec)
     splits = data.task_splits(spec)
@@ -243,8 +248,7 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
                                                      known={"": entries.pop("_test_probs")})
-    entries["intended_use"] = ("Teaching and demonstration of how CNNs classify " + spec.modality.lower()
-                               + " images, and of their uncertainty and explanations. " + DISCLAIMER)
+    entries["intended_use"] = intended_use(spec)
     entries["limitations"] = list(spec.limitations)
     entries["dataset"] = dataset_entry(spec)
     entries["goals"] = goal_status(spec, entries["metrics"])
