@@ -337,6 +337,9 @@ SKIN = TaskSpec(
     # Chosen on ISIC 2017 validation images (isic2017_score of member 1, seed 1): this residual
     # recipe at 128 px 0.769; plain stages with a full-resolution first block (retina's) 0.770;
     # the residual recipe at 192 px 0.766 (2.3x the CPU). Neither paid for its cost.
+    # Also tried as member 1: ISIC 2017 training images twice per epoch, with the epoch chosen by
+    # isic2017_score on ISIC 2017 validation images: 0.786, but that picked epoch 2 of 14 on a noisy
+    # score (epochs 6-14 scored 0.767-0.781), which is no evidence of a gain; not adopted.
     # Members 3 and 4 lowered the tempered ensemble's validation NLL (0.901 -> 0.888; isic2017_score
     # 0.775 -> 0.778), so five are shipped (membership rule: validation NLL, bench/measure_members.py).
     recipe=TrainingRecipe(epochs=14, class_weighting="balanced", members=5),
