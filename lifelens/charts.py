@@ -259,9 +259,10 @@ def auroc_bars(rows: list[dict], title: str = "OOD detection AUROC") -> alt.Char
     df = pd.DataFrame(rows)
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("auroc:Q", scale=alt.Scale(domain=[0, 1]), title="AUROC (0.5 = chance)"),
-        y=alt.Y("score:N", title=None),
+        # The score names ("MC-dropout mutual information") and the set names must not be cut off.
+        y=alt.Y("score:N", title=None, axis=alt.Axis(labelLimit=240)),
         yOffset="ood_set:N",
-        color=alt.Color("ood_set:N", legend=alt.Legend(orient="bottom", title=None)),
+        color=alt.Color("ood_set:N", legend=alt.Legend(orient="bottom", title=None, columns=3, labelLimit=280)),
         tooltip=["score:N", alt.Tooltip("ood_set:N", title="out-of-distribution images"),
                  alt.Tooltip("auroc:Q", format=".3f", title="AUROC")],
     ).properties(height=alt.Step(16), title=title, autosize=FIT_WIDTH)
