@@ -114,7 +114,7 @@ with common.guarded("The posterior accuracy histogram"):
         cols = st.columns(len(hist))
         for col, (m, values) in zip(cols, hist.items()):
             if values:
-                col.altair_chart(charts.value_histogram(values, METHOD_NAMES.get(m, m), "test accuracy of one sampled network",
+                col.altair_chart(charts.value_histogram(values, METHOD_NAMES.get(m, m), "test accuracy (one network)",
                                                         reference=reference, reference_label="deterministic softmax accuracy",
                                                         y_title="sampled networks"), width="stretch")
         st.caption("Each posterior sample is one plausible network; the spread shows how much the accuracy itself is "

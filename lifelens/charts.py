@@ -242,7 +242,7 @@ def value_histogram(values, title: str, x_title: str, bins: int = 20, reference:
     df = pd.DataFrame(_histogram_rows(values, edges))
     chart = alt.Chart(df).mark_bar(color="#f58518", opacity=0.85).encode(
         x=alt.X("start:Q", title=x_title, scale=alt.Scale(zero=False)), x2="end:Q",
-        y=alt.Y("count:Q", title=y_title), y2=alt.datum(0),
+        y=alt.Y("count:Q", title=y_title, axis=alt.Axis(tickMinStep=1, format="d")), y2=alt.datum(0),  # counts: whole numbers
         tooltip=[alt.Tooltip("start:Q", format=".3f", title="from"), alt.Tooltip("end:Q", format=".3f", title="to"),
                  alt.Tooltip("count:Q", title=y_title)],
     )
