@@ -29,13 +29,16 @@ def _order(values: np.ndarray, top: int | None) -> np.ndarray:
 
 def confidence_bars(class_names: list[str], softmax: np.ndarray, bayes_mean: np.ndarray,
                     bayes_low: np.ndarray, bayes_high: np.ndarray, top: int | None = 6,
-                    bar_height: int = 14) -> alt.Chart:
+                    bar_height: int = 14, graded: bool = False) -> alt.Chart:
     """Frequentist and Bayesian class probabilities side by side, with the 95% credible interval.
 
     softmax, bayes_mean, bayes_low, bayes_high: (K,) in [0, 1]. Classes are sorted by
-    the Bayesian mean; ``top`` keeps the most probable ones.
+    the Bayesian mean, or kept in their own order when they are ``graded`` (grade 0 to 4 reads
+    as a scale); ``top`` keeps the most probable ones.
     """
     order = _order(bayes_mean, top)
+    if graded:
+        order = np.sort(order)
     rows = []
     for i in order:
         rows.append({"class": class_names[i], "confidence": FREQUENTIST, "probability": float(softmax[i]),

@@ -169,6 +169,17 @@ def test_html_report_is_self_contained_and_escaped():
     assert "CC BY-SA 3.0" in page and "models/plant.keras" in page
 
 
+def test_grades_are_drawn_in_grade_order_other_classes_by_probability():
+    names = ["No DR", "Mild", "Moderate", "Severe", "Proliferative"]
+    p = np.array([0.05, 0.1, 0.6, 0.04, 0.21])
+
+    def drawn(**kwargs):
+        return charts.confidence_bars(names, p, p, p, p, **kwargs).to_dict()["layer"][0]["encoding"]["y"]["sort"]
+
+    assert drawn(graded=True) == names
+    assert drawn() == ["Moderate", "Proliferative", "Mild", "No DR", "Severe"]
+
+
 def test_charts_carry_tooltips_for_every_number():
     names = ["a", "b", "c"]
     p = np.array([0.7, 0.2, 0.1])

@@ -272,7 +272,8 @@ def prediction_section(spec, task_model, case) -> dict:
             st.markdown("\n".join(f"- {line}" for line in screen_text.PROMISES.values()))
         st.caption(f":material/warning: {DISCLAIMER}")
         st.altair_chart(charts.confidence_bars(names, pred["softmax"], pred["mean"], pred["interval"][:, 0],
-                                               pred["interval"][:, 1], top=5 if common.presenter() else 6),
+                                               pred["interval"][:, 1], top=5 if common.presenter() else 6,
+                                               graded=spec.ordinal),
                         width="stretch")
     if not common.presenter():
         reading_the_uncertainty(names, pred)
