@@ -94,7 +94,7 @@ def posterior_histogram(class_names: list[str], samples: np.ndarray, top: int = 
         x=alt.X("start:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"),
                 title="class probability in one posterior sample"),
         x2="end:Q",
-        y=alt.Y("count:Q", stack=None, title="posterior samples"), y2=alt.datum(0),
+        y=alt.Y("count:Q", stack=None, title="posterior samples", axis=alt.Axis(tickMinStep=1, format="d")), y2=alt.datum(0),
         color=alt.Color("class:N", sort=[class_names[i] for i in order], legend=alt.Legend(orient="bottom", title=None)),
         tooltip=[alt.Tooltip("class:N"), alt.Tooltip("start:Q", format=".0%", title="probability from"),
                  alt.Tooltip("end:Q", format=".0%", title="probability to"),

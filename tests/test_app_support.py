@@ -180,6 +180,15 @@ def test_grades_are_drawn_in_grade_order_other_classes_by_probability():
     assert drawn() == ["Moderate", "Proliferative", "Mild", "No DR", "Severe"]
 
 
+def test_counts_of_networks_are_drawn_in_whole_numbers():
+    """Three sampled networks cannot be 1.5: the count axes tick at whole numbers only."""
+    names = ["normal", "abnormal"]
+    samples = np.array([[0.9, 0.1], [0.7, 0.3], [0.2, 0.8]])
+    for chart in (charts.posterior_histogram(names, samples), charts.value_histogram([0.95, 0.96, 0.97], "t", "x")):
+        axis = chart.to_dict()["encoding"]["y"]["axis"]
+        assert axis["tickMinStep"] == 1 and axis["format"] == "d"
+
+
 def test_charts_carry_tooltips_for_every_number():
     names = ["a", "b", "c"]
     p = np.array([0.7, 0.2, 0.1])
