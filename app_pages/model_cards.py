@@ -3,8 +3,7 @@ what it is for and what it must not be used for."""
 import streamlit as st
 
 from lifelens import card_tables, charts, models
-from lifelens.evaluate import intended_use
-from lifelens.tasks import DISCLAIMER, get_task
+from lifelens.tasks import DISCLAIMER, get_task, intended_use
 from ui import common, screen_text
 
 st.title(":material/badge: Model cards")

@@ -16,19 +16,13 @@ from sklearn import metrics as skm
 
 from lifelens import data
 from lifelens.scoring import DECISION_RULES, fit_decision_rule, headline_metrics, macro_auc, predicted_class, safe_auc
-from lifelens.tasks import DISCLAIMER, TaskSpec
+from lifelens.tasks import TaskSpec, intended_use
 from lifelens.uncertainty.frequentist import wilson_interval
 from lifelens.uncertainty.metrics import expected_calibration_error, negative_log_likelihood
 
 # What an extra source is used for (ExtraSource.trains), as the card says it.
 EXTRA_SOURCE_USE = {True: "training and validation; its own test share is scored apart (metrics_by_source)",
                     False: "a shifted test set only: nothing trains or is tuned on it (metrics_by_source)"}
-
-
-def intended_use(spec) -> str:
-    """The card's one paragraph on what the model is for, ending with the disclaimer."""
-    return (f"Teaching and demonstration of how a CNN classifies images of one kind, and of its uncertainty "
-            f"and explanations. Input: {spec.modality}. {DISCLAIMER}")
 
 
 def dataset_entry(spec: TaskSpec) -> dict:

@@ -21,6 +21,12 @@ DISCLAIMER = (
 )
 
 
+def intended_use(spec: "TaskSpec") -> str:
+    """The model card's one paragraph on what a task's model is for, ending with the disclaimer."""
+    return (f"Teaching and demonstration of how a CNN classifies images of one kind, and of its uncertainty "
+            f"and explanations. Input: {spec.modality}. {DISCLAIMER}")
+
+
 @dataclass(frozen=True)
 class ClassSpec:
     id: str

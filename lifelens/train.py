@@ -247,7 +247,8 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
             "sources": [spec.data_folder] + [s.folder for s in spec.extra_sources if s.trains],
             "hyperparameters": {
                 # The member count is the ensemble's (``ensemble.members``), not this member's training.
-                **{k: v for k, v in dataclasses.asdict(spec.recipe).items() if k != "members"}, "epochs": epochs, "optimizer": "AdamW", "weight_decay": WEIGHT_DECAY,
+                **{k: v for k, v in dataclasses.asdict(spec.recipe).items() if k != "members"},
+                "epochs": epochs, "optimizer": "AdamW", "weight_decay": WEIGHT_DECAY,
                 "schedule": "cosine decay to 2%", "dropout_before_head": 0.4, "augmentation": spec.augmentation,
                 "selected_epoch": state.get("best_epoch"), "selection": SELECTION_RULE, **bn_note,
                 "training_unit": spec.training_unit,

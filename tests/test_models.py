@@ -56,7 +56,7 @@ def test_model_card_holds_measured_metrics_and_provenance(task_id):
     assert card["metrics_by_source"][get_task(task_id).data_folder]["n"] == card["metrics"]["n"]
     assert len(card["history"]) >= 1 and "val_loss" in card["history"][0]
     assert "members" not in card["hyperparameters"]  # one count of members: the ensemble's rows
-    from lifelens.evaluate import intended_use
+    from lifelens.tasks import intended_use
 
     assert card["intended_use"] == intended_use(get_task(task_id)) and "not a diagnostic device" in card["intended_use"]
     # the card says plainly how our test split compares with each held-out goal
