@@ -74,6 +74,9 @@ class TrainingRecipe:
     learning_rate: float = 2e-3
     batch_size: int = 32
     label_smoothing: float = 0.1
+    # Mixup (Zhang et al. 2018): every training batch blended with a shuffled copy of itself, images
+    # and labels alike, by one lambda ~ Beta(alpha, alpha) per batch; 0 turns it off.
+    mixup_alpha: float = 0.0
     members: int = 3  # independently seeded members of the deep ensemble shipped (a test holds the card to it)
 
 

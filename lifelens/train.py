@@ -57,6 +57,24 @@ def augmenter(kind: str, seed: int):
     return apply
 
 
+def mixer(alpha: float, seed: int):
+    """A function (batch (B, H, W, C), one-hot labels (B, K)) -> the batch and its labels blended
+    with a shuffled copy of themselves by one lambda ~ Beta(alpha, alpha) (mixup, Zhang et al. 2018).
+    Labels stay rows that sum to 1. Keras's ``class_weight`` weighs a blended label by its larger part.
+    """
+    import tensorflow as tf
+
+    def apply(images, labels):
+        a = tf.random.gamma([], alpha, seed=seed)
+        b = tf.random.gamma([], alpha, seed=seed + 1)
+        lam = a / (a + b)
+        order = tf.random.shuffle(tf.range(tf.shape(images)[0]), seed=seed + 2)
+        return (lam * images + (1.0 - lam) * tf.gather(images, order),
+                lam * labels + (1.0 - lam) * tf.gather(labels, order))
+
+    return apply
+
+
 def _fit_arrays(spec: TaskSpec, splits: dict, x_train, y_train, x_val, y_val, data_dir, seed: int):
     """What the network is fitted on: whole images, or lesion patches for a film task.
 
@@ -94,8 +112,10 @@ def _datasets(spec: TaskSpec, x, y, vx, vy, seed: int):
         # A last batch of one or two images would drag the BatchNorm moving statistics.
         .batch(batch, drop_remainder=len(x) >= 2 * batch)
         .map(augmenter(spec.augmentation, seed), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
     )
+    if spec.recipe.mixup_alpha > 0:
+        train_ds = train_ds.map(mixer(spec.recipe.mixup_alpha, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    train_ds = train_ds.prefetch(tf.data.AUTOTUNE)
     val_ds = tf.data.Dataset.from_tensor_slices((vx.astype(np.float32), onehot(vy))).batch(64)
     return train_ds, val_ds
 
@@ -153,14 +173,21 @@ def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log
 
 
 def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: int | None = None,
-          member: int = 0, run_dir: Path | None = None, limit: int | None = None, log=print) -> Path:
+          member: int = 0, run_dir: Path | None = None, limit: int | None = None, mixup: float | None = None,
+          log=print) -> Path:
     """Train (or resume) ensemble member ``member`` (seed = member) and write it to
     ``out_dir`` (:func:`~lifelens.models.member_file`) with its entry in the card.
 
     ``limit`` keeps only the first N training and validation images of each source (smoke tests).
+    ``mixup`` replaces the recipe's ``mixup_alpha`` (a recipe trial; the card records the value used).
     Returns the path of the saved model.
     """
+    import dataclasses
+
     import keras
+
+    if mixup is not None:
+        spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, mixup_alpha=mixup))
 
     config.compute_device()
     seed = member
@@ -230,6 +257,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         "size_bytes": target.stat().st_size, "training_seconds": round(state["seconds"], 1),
         "selected_epoch": state.get("best_epoch"), "epochs": epochs,
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
+        "mixup_alpha": spec.recipe.mixup_alpha,
         "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
     }
     ensemble = card.setdefault("ensemble", {"members": []})

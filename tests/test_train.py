@@ -13,9 +13,9 @@ from lifelens.models import (TaskModel, ensemble_proba, load_model_file, member_
 from lifelens.tasks import TASKS, get_task
 
 
-def _train(task, member, epochs, out, run, limit=12):
+def _train(task, member, epochs, out, run, limit=12, extra=()):
     cmd = [sys.executable, "-m", "lifelens", "train", "--task", task, "--member", str(member), "--epochs", str(epochs),
-           "--limit", str(limit), "--out", str(out), "--run-dir", str(run)]
+           "--limit", str(limit), "--out", str(out), "--run-dir", str(run), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout + done.stderr
@@ -33,7 +33,7 @@ def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
     log = _train("skin", 0, 2, out, run0)
     assert "resuming run0 after epoch 1" in log
     assert [r["epoch"] for r in json.loads((run0 / "state.json").read_text())["history"]] == [1, 2]
-    _train("skin", 1, 1, out, tmp_path / "run1")
+    _train("skin", 1, 1, out, tmp_path / "run1", extra=("--mixup", "0.4"))  # a recipe trial, recorded in its row
 
     card = json.loads((out / "skin.json").read_text())
     assert card["sha256"] == sha256_file(out / "skin.keras")
@@ -44,6 +44,7 @@ def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
     rows = card["ensemble"]["members"]
     assert [r["member"] for r in rows] == [0, 1] and rows[1]["file"] == "skin.m1.keras"
     assert all(r["sha256"] == sha256_file(out / r["file"]) for r in rows)
+    assert [r["mixup_alpha"] for r in rows] == [0.0, 0.4] and card["hyperparameters"]["mixup_alpha"] == 0.0
 
     members = [load_model_file(out / r["file"], r["sha256"]) for r in rows]
     assert all(m.output_shape == (None, 3) and getattr(m, "optimizer", None) is None for m in members)
@@ -81,3 +82,28 @@ def test_class_weights_balance_the_skewed_tasks():
     s = data.class_weights(labels, 2, "sqrt")
     assert abs(s[0] / s[1] - 3.0) < 1e-9
     assert data.class_weights(labels, 2, None) is None
+
+
+def test_mixup_blends_real_images_and_their_labels_by_one_lambda():
+    import keras
+    import tensorflow as tf
+
+    from lifelens.train import mixer
+
+    spec = get_task("plant")
+    # one test image of each of six classes, so a blended label names both of its images
+    chosen = data.every_class_in_turn(data.task_splits(spec)["test"], 6)
+    x = data.load_prepared(spec, chosen).astype(np.float32)
+    labels = np.array([s.label for s in chosen])
+    assert len(set(labels)) == 6
+    y = np.eye(spec.num_classes, dtype=np.float32)[labels]
+    keras.utils.set_random_seed(0)
+    mixed_x, mixed_y = (t.numpy() for t in mixer(1.0, seed=3)(tf.constant(x), tf.constant(y)))
+    np.testing.assert_allclose(mixed_y.sum(axis=1), 1.0, atol=1e-6)
+    own = mixed_y[np.arange(6), labels]  # each image's own share: lambda, or 1 where it met itself
+    lam = own[own < 1 - 1e-6]
+    assert len(lam) >= 4 and np.allclose(lam, lam[0]) and 0.01 < lam[0] < 0.99  # one lambda, really mixed
+    for i in range(6):
+        partner = [j for j in range(6) if j != i and mixed_y[i, labels[j]] > 1e-6]
+        expected = own[i] * x[i] + (1 - own[i]) * x[partner[0]] if partner else x[i]
+        np.testing.assert_allclose(mixed_x[i], expected, atol=1e-2)

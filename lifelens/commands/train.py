@@ -10,6 +10,7 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="models")
     p.add_argument("--run-dir")
     p.add_argument("--limit", type=int, help="keep only N images per split (smoke runs)")
+    p.add_argument("--mixup", type=float, help="mixup alpha for this run instead of the recipe's (a recipe trial)")
 
 
 def run(args) -> int:
@@ -20,5 +21,5 @@ def run(args) -> int:
 
     train.train(get_task(args.task), Path(args.out), data_dir=Path(args.data) if args.data else None,
                 epochs=args.epochs, member=args.member, limit=args.limit,
-                run_dir=Path(args.run_dir) if args.run_dir else None)
+                run_dir=Path(args.run_dir) if args.run_dir else None, mixup=args.mixup)
     return 0
