@@ -10,7 +10,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", default="models")
     p.add_argument("--run-dir")
     p.add_argument("--limit", type=int, help="keep only N images per split (smoke runs)")
-    p.add_argument("--mixup", type=float, help="mixup alpha for this run instead of the recipe's (a recipe trial)")
+    p.add_argument("--mixup", type=float,
+                   help="mixup alpha for this run instead of the recipe's (a recipe trial; give it again to resume)")
 
 
 def run(args) -> int:
