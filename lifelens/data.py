@@ -128,21 +128,32 @@ def _preparation_fingerprint(prepare) -> str:
 
 
 def load_prepared(spec: TaskSpec, samples: list[Sample], data_dir: Path | None = None,
-                  progress=None) -> np.ndarray:
-    """Prepared network inputs for ``samples`` as uint8 (N, S, S, C), cached on disk by content."""
+                  progress=None, fault_seed: int | None = None) -> np.ndarray:
+    """Prepared network inputs for ``samples`` as uint8 (N, S, S, C), cached on disk by content.
+
+    With ``fault_seed``, each decoded image first goes through one random camera fault
+    (:func:`lifelens.uncertainty.shift.random_fault`, drawn from ``fault_seed`` and its index),
+    as another camera would have taken it, and is then prepared like any other.
+    """
+    from lifelens.uncertainty.shift import FAULT_RANGES, random_fault
+
     paths = [spec.image_path(s, data_dir) for s in samples]
     # Keyed by each file's size and modification time too, so an edited image is re-read.
     stats = [(str(p), *(lambda st: (st.st_size, st.st_mtime_ns))(p.stat())) if p.is_file() else (str(p), 0, 0)
              for p in paths]
+    faults = None if fault_seed is None else [fault_seed, FAULT_RANGES]
     key = hashlib.sha256(
-        json.dumps([spec.id, preparation_key(spec), stats]).encode()
+        json.dumps([spec.id, preparation_key(spec), stats] + ([faults] if faults else [])).encode()
     ).hexdigest()[:20]
     cache = config.cache_root() / f"{spec.id}-{spec.input_size}-{key}.npy"
     if cache.is_file():
         return np.load(cache)
     out = np.zeros((len(samples), spec.input_size, spec.input_size, spec.channels), dtype=np.uint8)
     for i, path in enumerate(paths):
-        out[i] = np.clip(spec.prepare_image(spec.load_image(path)) + 0.5, 0, 255).astype(np.uint8)
+        image = spec.load_image(path)
+        if fault_seed is not None:
+            image = random_fault(image, np.random.default_rng([fault_seed, i]))
+        out[i] = np.clip(spec.prepare_image(image) + 0.5, 0, 255).astype(np.uint8)
         if progress is not None:
             progress(i + 1, len(samples))
     partial = cache.with_suffix(f".{os.getpid()}.tmp.npy")  # written whole, then renamed: never half a file

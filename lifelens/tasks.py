@@ -77,6 +77,10 @@ class TrainingRecipe:
     # Mixup (Zhang et al. 2018): every training batch blended with a shuffled copy of itself, images
     # and labels alike, by one lambda ~ Beta(alpha, alpha) per batch; 0 turns it off.
     mixup_alpha: float = 0.0
+    # The share of training images shown, each epoch, as another camera would have taken them:
+    # through one random photometric fault (blur, noise, JPEG, exposure, contrast; drawn once per
+    # image and member, applied before the task's preparation; lifelens.uncertainty.shift.FAULT_RANGES).
+    acquisition_faults: float = 0.0
     members: int = 3  # independently seeded members of the deep ensemble shipped (a test holds the card to it)
 
 

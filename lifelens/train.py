@@ -18,10 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from lifelens import config, data, scoring
-from lifelens.models import build_model, member_file, sha256_file
+from lifelens.models import build_model, load_model_file, member_file, sha256_file
 from lifelens.tasks import TaskSpec
 
 WEIGHT_DECAY = 1e-4
+# A fine-tuning run (``train(init_from=...)``) starts from trained weights at this share of the
+# recipe's learning rate, so it adjusts what the member learnt instead of starting over.
+FINE_TUNE_RATE_SCALE = 0.25
+# The faults shown to validation images come from their own seed, never a member's.
+VAL_FAULT_SEED = 10_000
+FAULTY_VALIDATION = "; with camera faults in training, on the validation images both as they are and through a fault"
 SELECTION_RULE = ("highest validation score on whole validation images of every source (balanced accuracy; "
                   "ROC AUC for a binary task)")
 
@@ -87,12 +93,20 @@ def _fit_arrays(spec: TaskSpec, splits: dict, x_train, y_train, x_val, y_val, da
     return px, py, vx, vy, spec.patch_size
 
 
-def _compiled_model(spec: TaskSpec, seed: int, input_size, steps: int):
+def _compiled_model(spec: TaskSpec, seed: int, input_size, steps: int, init_from: Path | None = None):
+    """A fresh network, or one starting from ``init_from``'s weights at a quarter of the learning rate."""
     import keras
 
     recipe = spec.recipe
     model = build_model(spec, seed=seed, input_size=input_size)
-    schedule = keras.optimizers.schedules.CosineDecay(recipe.learning_rate, decay_steps=steps, alpha=0.02)
+    rate = recipe.learning_rate
+    if init_from is not None:
+        trained = load_model_file(init_from)  # by layer name: a shipped member may carry a variational head too
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights(trained.get_layer(layer.name).get_weights())
+        rate *= FINE_TUNE_RATE_SCALE
+    schedule = keras.optimizers.schedules.CosineDecay(rate, decay_steps=steps, alpha=0.02)
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=WEIGHT_DECAY),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
@@ -101,13 +115,22 @@ def _compiled_model(spec: TaskSpec, seed: int, input_size, steps: int):
     return model
 
 
-def _datasets(spec: TaskSpec, x, y, vx, vy, seed: int):
+def _datasets(spec: TaskSpec, x, y, vx, vy, seed: int, x_faulty=None):
+    """Training and validation tf.data pipelines; with ``x_faulty`` (the same images through a
+    camera fault), each image is drawn from it with probability ``recipe.acquisition_faults``."""
     import tensorflow as tf
 
     k, batch = spec.num_classes, spec.recipe.batch_size
     onehot = lambda labels: np.eye(k, dtype=np.float32)[labels]  # noqa: E731 - label smoothing needs one-hot
+    if x_faulty is None:
+        train_ds = tf.data.Dataset.from_tensor_slices((x.astype(np.float32), onehot(y)))
+    else:
+        share = spec.recipe.acquisition_faults
+        train_ds = tf.data.Dataset.from_tensor_slices((x, x_faulty, onehot(y))).map(
+            lambda clean, faulty, label: (
+                tf.cast(tf.where(tf.random.uniform([], seed=seed + 3) < share, faulty, clean), tf.float32), label))
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x.astype(np.float32), onehot(y)))
+        train_ds
         .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         # A last batch of one or two images would drag the BatchNorm moving statistics.
         .batch(batch, drop_remainder=len(x) >= 2 * batch)
@@ -160,7 +183,7 @@ def _epoch_callbacks(spec, run_dir: Path, state: dict, scorer, x_val, y_val, epo
     ]
 
 
-def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log):
+def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log, init_from: Path | None = None):
     """(model, state): the last checkpoint and its state if there is one, else a fresh model."""
     import keras
 
@@ -169,18 +192,23 @@ def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log
     if state["history"] and (run_dir / "last.keras").is_file():
         log(f"[{spec.id}] resuming {run_dir.name} after epoch {len(state['history'])}")
         return keras.saving.load_model(run_dir / "last.keras", safe_mode=True), state
-    return _compiled_model(spec, seed, input_size, steps), {"history": [], "seconds": 0.0}
+    return _compiled_model(spec, seed, input_size, steps, init_from), {"history": [], "seconds": 0.0}
 
 
 def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: int | None = None,
           member: int = 0, run_dir: Path | None = None, limit: int | None = None, mixup: float | None = None,
-          log=print) -> Path:
+          faults: float | None = None, init_from: Path | None = None, log=print) -> Path:
     """Train (or resume) ensemble member ``member`` (seed = member) and write it to
     ``out_dir`` (:func:`~lifelens.models.member_file`) with its entry in the card.
 
     ``limit`` keeps only the first N training and validation images of each source (smoke tests).
-    ``mixup`` replaces the recipe's ``mixup_alpha`` (a recipe trial; the card records the value used).
-    Returns the path of the saved model.
+    ``mixup`` and ``faults`` replace the recipe's ``mixup_alpha`` and ``acquisition_faults`` (recipe
+    trials; the card records the values used). ``init_from`` fine-tunes a trained member (same
+    task and seed) instead of starting from random weights, at a quarter of the recipe's learning
+    rate; its training seconds count in the card's. Returns the path of the saved model.
+
+    When the recipe shows training images through camera faults, epochs (and the BatchNorm
+    statistics) are selected on the validation images both as they are and through a fault.
     """
     import dataclasses
 
@@ -188,6 +216,10 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
 
     if mixup is not None:
         spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, mixup_alpha=mixup))
+    if faults is not None:
+        spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, acquisition_faults=faults))
+    if spec.recipe.acquisition_faults and spec.training_unit != "images":
+        raise ValueError("acquisition_faults applies to whole-image training only, not to lesion patches")
 
     config.compute_device()
     seed = member
@@ -201,14 +233,19 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     x_train, y_train = data.load_prepared(spec, splits["train"], data_dir), np.array([s.label for s in splits["train"]])
     x_val, y_val = data.load_prepared(spec, splits["val"], data_dir), np.array([s.label for s in splits["val"]])
     fx, fy, fvx, fvy, train_size = _fit_arrays(spec, splits, x_train, y_train, x_val, y_val, data_dir, seed)
+    if spec.recipe.acquisition_faults > 0:  # select for the cameras we train for, not only ours
+        x_val = np.concatenate([x_val, data.load_prepared(spec, splits["val"], data_dir, fault_seed=VAL_FAULT_SEED)])
+        y_val = np.concatenate([y_val, y_val])
     steps = max(1, len(fx) // spec.recipe.batch_size)
-    model, state = _resume_or_build(spec, run_dir, seed, train_size, max(1, epochs * steps), log)
+    model, state = _resume_or_build(spec, run_dir, seed, train_size, max(1, epochs * steps), log, init_from)
     done = len(state["history"])
     keras.utils.set_random_seed(seed * 1000 + done)
     # The network at the task's input size (patch-trained weights apply to whole films).
     scorer = model if train_size is None else build_model(spec, seed=seed)
     if done < epochs:
-        train_ds, val_ds = _datasets(spec, fx, fy, fvx, fvy, seed * 1000 + done)
+        faulty = (data.load_prepared(spec, splits["train"], data_dir, fault_seed=seed)
+                  if spec.recipe.acquisition_faults > 0 else None)
+        train_ds, val_ds = _datasets(spec, fx, fy, fvx, fvy, seed * 1000 + done, faulty)
         weights = data.class_weights(fy, spec.num_classes, spec.recipe.class_weighting)
         model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=done, class_weight=weights,
                   callbacks=_epoch_callbacks(spec, run_dir, state, scorer, x_val, y_val, epochs, log), verbose=0)
@@ -216,7 +253,8 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     target = Path(out_dir) / member_file(spec, member)
     target.parent.mkdir(parents=True, exist_ok=True)
     final.save(target)
-    _write_card(spec, Path(out_dir), target, member, final, splits, state, epochs, bn_note)
+    _write_card(spec, Path(out_dir), target, member, final, splits, state, epochs, bn_note,
+                _origin(init_from) if init_from else None)
     log(f"[{spec.id}] saved {target} ({target.stat().st_size / 1e6:.1f} MB)")
     return target
 
@@ -244,7 +282,19 @@ def _final_model(spec, run_dir: Path, seed: int, x_train, x_val, y_val, log):
     return final, {"batchnorm": note, "validation_score_before_after_bn_recalibration": [round(before, 4), round(after, 4)]}
 
 
-def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, state, epochs, bn_note) -> None:
+def _origin(init_from: Path) -> dict:
+    """What a fine-tuned member started from: the file, its sha256, and its own row of the card
+    beside it (training seconds, selected epoch), found by that sha256."""
+    digest = sha256_file(init_from)
+    card_path = Path(init_from).with_name(Path(init_from).name.split(".")[0] + ".json")
+    rows = json.loads(card_path.read_text()).get("ensemble", {}).get("members", []) if card_path.is_file() else []
+    row = next((r for r in rows if r.get("sha256") == digest), {})
+    return {"file": Path(init_from).name, "sha256": digest, "training_seconds": row.get("training_seconds", 0.0),
+            "selected_epoch": row.get("selected_epoch"), "epochs": row.get("epochs")}
+
+
+def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, state, epochs, bn_note,
+                origin: dict | None = None) -> None:
     """Member 0 owns the card's training keys; every member owns its row of ``ensemble.members``."""
     import dataclasses
 
@@ -252,12 +302,14 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
 
     card_path = out_dir / f"{spec.id}.json"
     card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    seconds = state["seconds"] + (origin["training_seconds"] if origin else 0.0)
     row = {
         "member": member, "file": target.name, "seed": member, "sha256": sha256_file(target),
-        "size_bytes": target.stat().st_size, "training_seconds": round(state["seconds"], 1),
+        "size_bytes": target.stat().st_size, "training_seconds": round(seconds, 1),
+        **({"fine_tuned_from": origin, "fine_tuning_seconds": round(state["seconds"], 1)} if origin else {}),
         "selected_epoch": state.get("best_epoch"), "epochs": epochs,
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
-        "mixup_alpha": spec.recipe.mixup_alpha,
+        "mixup_alpha": spec.recipe.mixup_alpha, "acquisition_faults": spec.recipe.acquisition_faults,
         "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
     }
     ensemble = card.setdefault("ensemble", {"members": []})
@@ -278,12 +330,14 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
                 **{k: v for k, v in dataclasses.asdict(spec.recipe).items() if k != "members"},
                 "epochs": epochs, "optimizer": "AdamW", "weight_decay": WEIGHT_DECAY,
                 "schedule": "cosine decay to 2%", "dropout_before_head": 0.4, "augmentation": spec.augmentation,
-                "selected_epoch": state.get("best_epoch"), "selection": SELECTION_RULE, **bn_note,
+                "selected_epoch": state.get("best_epoch"),
+                "selection": SELECTION_RULE + (FAULTY_VALIDATION if spec.recipe.acquisition_faults > 0 else ""),
+                **bn_note, **({"fine_tuned_from": origin} if origin else {}),
                 "training_unit": spec.training_unit,
                 **({"patch_size": spec.patch_size, "patches_per_lesion": 30} if spec.training_unit == "lesion_patches" else {}),
             },
             "history": state["history"],
-            "training_seconds": round(state["seconds"], 1),
+            "training_seconds": round(seconds, 1),
             "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
             "sha256": row["sha256"],
             "size_bytes": row["size_bytes"],

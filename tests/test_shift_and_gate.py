@@ -48,6 +48,26 @@ def test_every_shift_changes_the_image_and_keeps_its_shape():
             previous = out
 
 
+def test_training_faults_are_drawn_per_image_from_their_seed_and_prepared_like_any_photo(tmp_path, monkeypatch):
+    spec = get_task("retina")
+    chosen = data.task_splits(spec)["train"][:6]
+    clean = data.load_prepared(spec, chosen)
+    monkeypatch.setenv("LIFELENS_CACHE", str(tmp_path / "a"))
+    faulty = data.load_prepared(spec, chosen, fault_seed=3)
+    assert faulty.shape == clean.shape and faulty.dtype == np.uint8
+    changed = np.abs(faulty.astype(int) - clean.astype(int)).mean(axis=(1, 2, 3))
+    # Every image went through a fault; a mild one may all but vanish in the fundus preparation.
+    assert (changed > 0.05).all() and changed.mean() > 2, changed
+    # The same seed gives the same faults (recomputed, not read from the first cache) ...
+    monkeypatch.setenv("LIFELENS_CACHE", str(tmp_path / "b"))
+    np.testing.assert_array_equal(data.load_prepared(spec, chosen, fault_seed=3), faulty)
+    # ... another seed other ones, and each is what random_fault then the preparation make of the photo.
+    assert not np.array_equal(data.load_prepared(spec, chosen, fault_seed=4), faulty)
+    photo = spec.load_image(spec.image_path(chosen[2]))
+    expected = spec.prepare_image(shift.random_fault(photo, np.random.default_rng([3, 2])))
+    np.testing.assert_array_equal(faulty[2], np.clip(expected + 0.5, 0, 255).astype(np.uint8))
+
+
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_card_holds_the_shift_table(task_id):
     record = shipped_model(task_id).card["shift"]

@@ -33,7 +33,9 @@ def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
     log = _train("skin", 0, 2, out, run0)
     assert "resuming run0 after epoch 1" in log
     assert [r["epoch"] for r in json.loads((run0 / "state.json").read_text())["history"]] == [1, 2]
-    _train("skin", 1, 1, out, tmp_path / "run1", extra=("--mixup", "0.4"))  # a recipe trial, recorded in its row
+    # Recipe trials, recorded in the member's row: mixup, camera faults, fine-tuning a shipped member.
+    shipped = get_task("skin").model_path.with_name("skin.m1.keras")
+    _train("skin", 1, 1, out, tmp_path / "run1", extra=("--mixup", "0.4", "--faults", "0.5", "--init-from", str(shipped)))
 
     card = json.loads((out / "skin.json").read_text())
     assert card["sha256"] == sha256_file(out / "skin.keras")
@@ -45,6 +47,12 @@ def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
     assert [r["member"] for r in rows] == [0, 1] and rows[1]["file"] == "skin.m1.keras"
     assert all(r["sha256"] == sha256_file(out / r["file"]) for r in rows)
     assert [r["mixup_alpha"] for r in rows] == [0.0, 0.4] and card["hyperparameters"]["mixup_alpha"] == 0.0
+    assert [r["acquisition_faults"] for r in rows] == [0.0, 0.5] and "fine_tuned_from" not in rows[0]
+    origin = rows[1]["fine_tuned_from"]
+    shipped_row = next(r for r in json.loads(shipped.with_name("skin.json").read_text())["ensemble"]["members"]
+                       if r["member"] == 1)
+    assert origin["sha256"] == shipped_row["sha256"] == sha256_file(shipped)
+    assert rows[1]["training_seconds"] == pytest.approx(shipped_row["training_seconds"] + rows[1]["fine_tuning_seconds"], abs=0.2)
 
     members = [load_model_file(out / r["file"], r["sha256"]) for r in rows]
     assert all(m.output_shape == (None, 3) and getattr(m, "optimizer", None) is None for m in members)
@@ -57,6 +65,9 @@ def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
     assert each.shape == (2, 6, 3) and not np.allclose(each[0], each[1], atol=1e-4)
     np.testing.assert_allclose(ensemble_proba(tm, x), each.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(each[1], predict_proba(tm.members[1], x), atol=1e-6)
+    # The fine-tuned member moved from the shipped one it started from, but stayed nearer to it than to member 0.
+    start = predict_proba(split_views(load_model_file(shipped))[0], x)
+    assert 1e-4 < np.abs(each[1] - start).max() and np.abs(each[1] - start).mean() < np.abs(each[1] - each[0]).mean()
 
 
 @pytest.mark.parametrize("task_id", [t for t in TASKS if TASKS[t].extra_sources])

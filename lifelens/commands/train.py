@@ -12,6 +12,11 @@ def add_arguments(p) -> None:
     p.add_argument("--limit", type=int, help="keep only N images per split (smoke runs)")
     p.add_argument("--mixup", type=float,
                    help="mixup alpha for this run instead of the recipe's (a recipe trial; give it again to resume)")
+    p.add_argument("--faults", type=float,
+                   help="share of training images shown through a random camera fault, instead of the recipe's "
+                        "acquisition_faults (a recipe trial; give it again to resume)")
+    p.add_argument("--init-from", help="fine-tune this trained member (same task and seed) at a quarter of the "
+                                       "recipe's learning rate instead of starting from random weights")
 
 
 def run(args) -> int:
@@ -22,5 +27,6 @@ def run(args) -> int:
 
     train.train(get_task(args.task), Path(args.out), data_dir=Path(args.data) if args.data else None,
                 epochs=args.epochs, member=args.member, limit=args.limit,
-                run_dir=Path(args.run_dir) if args.run_dir else None, mixup=args.mixup)
+                run_dir=Path(args.run_dir) if args.run_dir else None, mixup=args.mixup,
+                faults=args.faults, init_from=Path(args.init_from) if args.init_from else None)
     return 0

@@ -25,6 +25,18 @@ SHIFTS = {
 }
 LEVEL = "0.9"
 
+# Camera faults a training image may be shown through (``random_fault``, the recipe's
+# ``acquisition_faults``): the photometric kinds above, each drawn up to about the medium
+# severity, so the strongest severity of SHIFTS stays beyond anything seen in training.
+# Geometry (rotation, crop) is the augmenter's, on every image.
+FAULT_RANGES = {
+    "blur": (0.3, 2.0),
+    "noise": (2.0, 16.0),
+    "jpeg": (12, 60),
+    "brightness": (0.7, 1.6),  # under- and overexposure
+    "contrast": (0.5, 1.2),
+}
+
 
 def apply_shift(image: np.ndarray, kind: str, amount: float) -> np.ndarray:
     """A uint8 (H, W, C) image as a camera with this fault would give it; uint8, same shape.
@@ -61,6 +73,17 @@ def apply_shift(image: np.ndarray, kind: str, amount: float) -> np.ndarray:
     else:
         raise ValueError(f"Unknown shift {kind!r}; choose one of {', '.join(SHIFTS)}.")
     return np.asarray(out).astype(np.uint8).reshape(x.shape)
+
+
+def random_fault(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (uint8 (H, W, C), decoded, before the task's preparation) through one camera
+    fault of :data:`FAULT_RANGES`, its kind and amount drawn uniformly from ``rng``."""
+    kind = list(FAULT_RANGES)[rng.integers(len(FAULT_RANGES))]
+    low, high = FAULT_RANGES[kind]
+    amount = rng.uniform(low, high)
+    if kind == "noise":  # apply_shift's noise is fixed per image size; training needs fresh noise
+        return np.clip(image + rng.normal(0.0, amount, image.shape), 0, 255).astype(np.uint8)
+    return apply_shift(image, kind, amount)
 
 
 def scores(members: np.ndarray, sets: np.ndarray) -> dict[str, np.ndarray]:

@@ -1,0 +1,72 @@
+"""How well predictors hold up when the camera changes (validation images only, never test).
+
+Each argument after the task is one predictor: a model file, or several joined by commas
+(the mean of their softmaxes, as the ensemble predicts). For a fixed subset of every source's
+validation images it applies each acquisition shift of ``lifelens.uncertainty.shift.SHIFTS``
+(blur, noise, JPEG, exposure, contrast, rotation, crop; three severities) to the decoded photo,
+prepares it as the app does, and prints the selection score (balanced accuracy; AUC for a
+binary task) per shift and severity, clean first, then the mean over the photometric shifts
+(the kinds a training fault may imitate, ``FAULT_RANGES``) and over the geometric ones.
+
+    python bench/measure_shift_robustness.py plant models/plant.keras models/trials/plant_faults/plant.keras
+
+Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from lifelens import data, scoring  # noqa: E402
+from lifelens.models import load_model_file, predict_proba, split_views  # noqa: E402
+from lifelens.tasks import get_task  # noqa: E402
+from lifelens.uncertainty.shift import FAULT_RANGES, SHIFTS, apply_shift  # noqa: E402
+
+
+def main(task_id: str, predictors: list[str], n: int, seed: int = 0) -> None:
+    spec = get_task(task_id)
+    val = data.training_splits(spec)["val"]
+    keep = np.sort(np.random.default_rng(seed).permutation(len(val))[:n])
+    samples = [val[i] for i in keep]
+    labels = np.array([s.label for s in samples])
+    raw = [spec.load_image(spec.image_path(s)) for s in samples]
+    print(f"{spec.id}: {len(samples)} validation images of {len(val)} "
+          f"({', '.join(f'{k or spec.data_folder} {len(v)}' for k, v in data.by_source(samples).items())})", flush=True)
+    groups = [[split_views(load_model_file(f))[0] for f in p.split(",")] for p in predictors]
+
+    def score(images: list[np.ndarray]) -> list[float]:
+        x = np.stack([spec.prepare_image(im) for im in images]).astype(np.float32)
+        return [scoring.selection_score(spec, np.mean([predict_proba(m, x) for m in g], axis=0), labels)
+                for g in groups]
+
+    rows = {"clean": score(raw)}
+    for kind, amounts in SHIFTS.items():
+        for severity, amount in enumerate(amounts, start=1):
+            rows[f"{kind} {severity}"] = score([apply_shift(im, kind, amount) for im in raw])
+        print(f"  {kind} done", flush=True)
+    names = [p if "," not in p else f"{p.split(',')[0]} and {p.count(',')} more" for p in predictors]
+    print("| condition | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for name, values in rows.items():
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    for label, kinds in (("photometric", [k for k in SHIFTS if k in FAULT_RANGES]),
+                         ("geometric", [k for k in SHIFTS if k not in FAULT_RANGES])):
+        for severities, tag in (((1, 2), "severity 1-2"), ((3,), "severity 3")):
+            means = np.mean([rows[f"{k} {s}"] for k in kinds for s in severities], axis=0)
+            print(f"| mean {label}, {tag} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task")
+    parser.add_argument("predictors", nargs="+", help="a model file, or files joined by commas (their mean)")
+    parser.add_argument("--n", type=int, default=300, help="validation images (a fixed random subset)")
+    args = parser.parse_args()
+    main(args.task, args.predictors, args.n)
