@@ -205,7 +205,9 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     ``mixup`` and ``faults`` replace the recipe's ``mixup_alpha`` and ``acquisition_faults`` (recipe
     trials; the card records the values used). ``init_from`` fine-tunes a trained member (same
     task and seed) instead of starting from random weights, at a quarter of the recipe's learning
-    rate; its training seconds count in the card's. Returns the path of the saved model.
+    rate; its training seconds count in the card's. A recipe with ``fine_tune_epochs`` does both:
+    ``epochs`` from scratch on clean images (in ``run_dir/from_scratch``), then the fine-tuning
+    with camera faults (``run_dir/fine_tune``). Returns the path of the saved model.
 
     When the recipe shows training images through camera faults, epochs (and the BatchNorm
     statistics) are selected on the validation images both as they are and through a fault.
@@ -218,13 +220,20 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
         spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, mixup_alpha=mixup))
     if faults is not None:
         spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, acquisition_faults=faults))
+    run_dir = Path(run_dir or config.PROJECT_ROOT / "runs" / spec.id / f"member{member}")
+    if spec.recipe.fine_tune_epochs > 0 and init_from is None:  # the two stages, each resumable in its folder
+        clean = dataclasses.replace(spec.recipe, acquisition_faults=0.0, fine_tune_epochs=0)
+        start = train(dataclasses.replace(spec, recipe=clean), run_dir / "from_scratch", data_dir, epochs, member,
+                      run_dir / "from_scratch", limit, log=log)
+        tuned = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, fine_tune_epochs=0))
+        return train(tuned, out_dir, data_dir, spec.recipe.fine_tune_epochs, member, run_dir / "fine_tune", limit,
+                     init_from=start, log=log)
     if spec.recipe.acquisition_faults and spec.training_unit != "images":
         raise ValueError("acquisition_faults applies to whole-image training only, not to lesion patches")
 
     config.compute_device()
     seed = member
     epochs = epochs or spec.recipe.epochs
-    run_dir = Path(run_dir or config.PROJECT_ROOT / "runs" / spec.id / f"member{member}")
     run_dir.mkdir(parents=True, exist_ok=True)
     splits = data.training_splits(spec, data_dir)
     if limit:
@@ -332,7 +341,9 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
                 "schedule": "cosine decay to 2%", "dropout_before_head": 0.4, "augmentation": spec.augmentation,
                 "selected_epoch": state.get("best_epoch"),
                 "selection": SELECTION_RULE + (FAULTY_VALIDATION if spec.recipe.acquisition_faults > 0 else ""),
-                **bn_note, **({"fine_tuned_from": origin} if origin else {}),
+                **bn_note,
+                # A fine-tuned member: its first stage's epochs, then these (history and selected epoch are theirs).
+                **({"fine_tuned_from": origin, "epochs": origin["epochs"], "fine_tune_epochs": epochs} if origin else {}),
                 "training_unit": spec.training_unit,
                 **({"patch_size": spec.patch_size, "patches_per_lesion": 30} if spec.training_unit == "lesion_patches" else {}),
             },

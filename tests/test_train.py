@@ -70,6 +70,26 @@ def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
     assert 1e-4 < np.abs(each[1] - start).max() and np.abs(each[1] - start).mean() < np.abs(each[1] - each[0]).mean()
 
 
+def test_a_fine_tuning_recipe_trains_from_scratch_then_with_camera_faults(tmp_path):
+    recipe = get_task("plant").recipe
+    assert recipe.fine_tune_epochs > 0 and recipe.acquisition_faults > 0  # the shipped plant recipe
+    log = _train("plant", 0, 1, tmp_path / "out", tmp_path / "run", limit=4)
+    first, second = (json.loads((tmp_path / "run" / stage / "state.json").read_text())
+                     for stage in ("from_scratch", "fine_tune"))
+    assert len(first["history"]) == 1 and len(second["history"]) == recipe.fine_tune_epochs
+    card = json.loads((tmp_path / "out" / "plant.json").read_text())
+    start = tmp_path / "run" / "from_scratch" / "plant.keras"
+    row = card["ensemble"]["members"][0]
+    assert row["fine_tuned_from"]["sha256"] == sha256_file(start) and row["acquisition_faults"] == recipe.acquisition_faults
+    assert row["training_seconds"] == pytest.approx(row["fine_tuned_from"]["training_seconds"] + row["fine_tuning_seconds"], abs=0.2)
+    h = card["hyperparameters"]
+    assert (h["epochs"], h["fine_tune_epochs"]) == (1, recipe.fine_tune_epochs) and "camera faults" in h["selection"]
+    # The first stage saw clean images only; the second starts from its weights.
+    assert json.loads((tmp_path / "run" / "from_scratch" / "plant.json").read_text())["ensemble"]["members"][0][
+        "acquisition_faults"] == 0.0
+    assert log.count("saved") == 2
+
+
 @pytest.mark.parametrize("task_id", [t for t in TASKS if TASKS[t].extra_sources])
 def test_training_splits_keep_the_own_split_and_group_every_source(task_id):
     spec = get_task(task_id)
