@@ -39,12 +39,14 @@ def main(task_id: str, predictors: list[str], n: int, seed: int = 0) -> None:
     raw = [spec.load_image(spec.image_path(s)) for s in samples]
     print(f"{spec.id}: {len(samples)} validation images of {len(val)} "
           f"({', '.join(f'{k or spec.data_folder} {len(v)}' for k, v in data.by_source(samples).items())})", flush=True)
-    groups = [[split_views(load_model_file(f))[0] for f in p.split(",")] for p in predictors]
+    groups = [p.split(",") for p in predictors]
+    # Each file loaded and run once per condition, however many predictors share it.
+    models = {f: split_views(load_model_file(f))[0] for g in groups for f in g}
 
     def score(images: list[np.ndarray]) -> list[float]:
         x = np.stack([spec.prepare_image(im) for im in images]).astype(np.float32)
-        return [scoring.selection_score(spec, np.mean([predict_proba(m, x) for m in g], axis=0), labels)
-                for g in groups]
+        probs = {f: predict_proba(m, x) for f, m in models.items()}
+        return [scoring.selection_score(spec, np.mean([probs[f] for f in g], axis=0), labels) for g in groups]
 
     rows = {"clean": score(raw)}
     for kind, amounts in SHIFTS.items():

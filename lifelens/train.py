@@ -263,7 +263,7 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     target.parent.mkdir(parents=True, exist_ok=True)
     final.save(target)
     _write_card(spec, Path(out_dir), target, member, final, splits, state, epochs, bn_note,
-                _origin(init_from) if init_from else None)
+                _origin(spec, init_from) if init_from else None)
     log(f"[{spec.id}] saved {target} ({target.stat().st_size / 1e6:.1f} MB)")
     return target
 
@@ -291,11 +291,11 @@ def _final_model(spec, run_dir: Path, seed: int, x_train, x_val, y_val, log):
     return final, {"batchnorm": note, "validation_score_before_after_bn_recalibration": [round(before, 4), round(after, 4)]}
 
 
-def _origin(init_from: Path) -> dict:
+def _origin(spec: TaskSpec, init_from: Path) -> dict:
     """What a fine-tuned member started from: the file, its sha256, and its own row of the card
     beside it (training seconds, selected epoch), found by that sha256."""
     digest = sha256_file(init_from)
-    card_path = Path(init_from).with_name(Path(init_from).name.split(".")[0] + ".json")
+    card_path = Path(init_from).with_name(f"{spec.id}.json")
     rows = json.loads(card_path.read_text()).get("ensemble", {}).get("members", []) if card_path.is_file() else []
     row = next((r for r in rows if r.get("sha256") == digest), {})
     return {"file": Path(init_from).name, "sha256": digest, "training_seconds": row.get("training_seconds", 0.0),

@@ -38,7 +38,7 @@ FAULT_RANGES = {
 }
 
 
-def apply_shift(image: np.ndarray, kind: str, amount: float) -> np.ndarray:
+def apply_shift(image: np.ndarray, kind: str, amount: float, rng: np.random.Generator | None = None) -> np.ndarray:
     """A uint8 (H, W, C) image as a camera with this fault would give it; uint8, same shape.
 
     ``amount`` is the kind's own parameter (see :data:`SHIFTS`; the identity is 0 for blur
@@ -52,7 +52,8 @@ def apply_shift(image: np.ndarray, kind: str, amount: float) -> np.ndarray:
     if kind == "blur":
         out = cv2.GaussianBlur(x, (0, 0), amount * scale) if amount > 0 else x
     elif kind == "noise":
-        noise = np.random.default_rng(0).normal(0.0, amount, x.shape)  # fixed: the same image, the same noise
+        # Fixed unless an rng is given: the same image, the same noise (training faults pass theirs).
+        noise = (rng or np.random.default_rng(0)).normal(0.0, amount, x.shape)
         out = np.clip(x + noise, 0, 255)
     elif kind == "jpeg":
         ok, buf = cv2.imencode(".jpg", x if x.shape[-1] == 1 else x[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(amount)])
@@ -80,10 +81,7 @@ def random_fault(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     fault of :data:`FAULT_RANGES`, its kind and amount drawn uniformly from ``rng``."""
     kind = list(FAULT_RANGES)[rng.integers(len(FAULT_RANGES))]
     low, high = FAULT_RANGES[kind]
-    amount = rng.uniform(low, high)
-    if kind == "noise":  # apply_shift's noise is fixed per image size; training needs fresh noise
-        return np.clip(image + rng.normal(0.0, amount, image.shape), 0, 255).astype(np.uint8)
-    return apply_shift(image, kind, amount)
+    return apply_shift(image, kind, rng.uniform(low, high), rng)
 
 
 def scores(members: np.ndarray, sets: np.ndarray) -> dict[str, np.ndarray]:
