@@ -2,7 +2,8 @@
 
 For each member file alone it prints the task's key metrics; then for the first 3, 4, ...
 of the files the validation NLL of their tempered mean (the temperature fitted on the same
-validation images, as ``evaluate`` does), the selection score and the key metrics. A member is shipped when it
+validation images, as ``evaluate`` does), the selection score and the key metrics, also per
+source where the task has extra ones. A member is shipped when it
 lowers that NLL: the proper score the ensemble claims to improve.
 
     python bench/measure_members.py skin models/skin.keras models/skin.m1.keras ... runs/stage/skin.m4.keras
@@ -33,18 +34,27 @@ def main(task_id: str, files: list[str]) -> None:
     images = data.load_prepared(spec, val).astype(np.float32)
     labels = np.array([s.label for s in val])
     raw = np.stack([predict_proba(split_views(load_model_file(f))[0], images) for f in files])
+    sources = data.by_source(val)
     for f, probs in zip(files, raw):
-        print(f"{f} alone: {key_metrics(spec, labels, probs)}", flush=True)
+        print(f"{f} alone: {key_metrics(spec, labels, probs)}{per_source(spec, sources, labels, probs)}", flush=True)
     for k in range(min(3, len(files)), len(files) + 1):
         t = fit_temperature(raw[:k], labels)
         probs = temper(raw[:k], t).mean(axis=0)
         print(f"{k} members: validation NLL {negative_log_likelihood(probs, labels):.4f} (T {t}), selection score "
-              f"{scoring.selection_score(spec, probs, labels):.4f}, {key_metrics(spec, labels, probs)}", flush=True)
+              f"{scoring.selection_score(spec, probs, labels):.4f}, {key_metrics(spec, labels, probs)}"
+              f"{per_source(spec, sources, labels, probs)}", flush=True)
 
 
 def key_metrics(spec, labels: np.ndarray, probs: np.ndarray) -> str:
     metrics = scoring.headline_metrics(spec, labels, probs)
     return ", ".join(f"{m} {metrics[m]:.4f}" for m in spec.key_metrics if isinstance(metrics.get(m), float))
+
+
+def per_source(spec, sources: dict[str, list[int]], labels: np.ndarray, probs: np.ndarray) -> str:
+    """The key metrics on each source's validation images, where there is more than one source."""
+    if len(sources) < 2:
+        return ""
+    return "".join(f"; {src or 'own'}: {key_metrics(spec, labels[ix], probs[ix])}" for src, ix in sources.items())
 
 
 if __name__ == "__main__":
