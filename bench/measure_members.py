@@ -1,8 +1,9 @@
 """How many ensemble members to ship (validation images only, never test).
 
+Validation images are those of the task's own folder and of every extra source it trains on.
 For each member file alone it prints the task's key metrics; then for the first 3, 4, ...
 of the files the validation NLL of their tempered mean (the temperature fitted on the same
-validation images, as ``evaluate`` does), the selection score and the key metrics, also per
+validation images), the selection score and the key metrics, also per
 source where the task has extra ones. A member is shipped when it
 lowers that NLL: the proper score the ensemble claims to improve.
 
@@ -30,7 +31,7 @@ from lifelens.uncertainty.metrics import negative_log_likelihood  # noqa: E402
 
 def main(task_id: str, files: list[str]) -> None:
     spec = get_task(task_id)
-    val = data.task_splits(spec)["val"]
+    val = data.training_splits(spec)["val"]  # the own folder's and every training source's
     images = data.load_prepared(spec, val).astype(np.float32)
     labels = np.array([s.label for s in val])
     raw = np.stack([predict_proba(split_views(load_model_file(f))[0], images) for f in files])
@@ -54,7 +55,8 @@ def per_source(spec, sources: dict[str, list[int]], labels: np.ndarray, probs: n
     """The key metrics on each source's validation images, where there is more than one source."""
     if len(sources) < 2:
         return ""
-    return "".join(f"; {src or 'own'}: {key_metrics(spec, labels[ix], probs[ix])}" for src, ix in sources.items())
+    return "".join(f"; {src or 'own'}: NLL {negative_log_likelihood(probs[ix], labels[ix]):.4f}, "
+                   f"{key_metrics(spec, labels[ix], probs[ix])}" for src, ix in sources.items())
 
 
 if __name__ == "__main__":
