@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(PY) -m streamlit run app.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -q -p no:cacheprovider tests
+	$(PY) -m pytest -n 2 --dist loadfile -q -rf --durations=15 -p no:cacheprovider tests
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -140,6 +140,30 @@ def wait_idle(page, timeout: float = RUN_TIMEOUT, settle: float = 0.8) -> None:
     raise TimeoutError(f"the app was still running after {timeout:.0f}s")
 
 
+def choose_option(page, label: str, option: str, timeout: float = RUN_TIMEOUT) -> None:
+    """Pick ``option`` in the select box labelled ``label``. The list is opened again until the option
+    shows: a rerun that lands between the click and the list's drawing closes the list (CI timed out
+    waiting on a list that had closed, stops 22 and 23)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.wait_for(timeout=timeout * 1000)
+    choice = page.get_by_role("option", name=option)
+    deadline = time.monotonic() + timeout
+    while True:
+        wait_idle(page, timeout=max(deadline - time.monotonic(), 1))
+        box.click()
+        try:
+            choice.first.wait_for(timeout=10_000)
+            choice.first.click(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
+            page.keyboard.press("Escape")
+    wait_idle(page)
+
+
 def assert_no_exception(page, where: str) -> None:
     boxes = page.locator('[data-testid="stException"]')
     assert boxes.count() == 0, f"{where}: Streamlit exception shown: {boxes.first.inner_text()[:300]}"
@@ -179,6 +203,7 @@ def real_upload_file() -> Path:
 def test_every_page_in_a_real_browser():
     _require_browser()
     from lifelens.tasks import get_task
+    from lifelens.training_lab import PRESETS
 
     outside: list = []
     with streamlit_server() as url, browser_page(outside) as page:
@@ -229,8 +254,8 @@ def test_every_page_in_a_real_browser():
         # Training lab: the overfitting preset for two epochs, its curves drawn as they grow.
         page.goto(f"{url}/training-lab")
         wait_idle(page)
-        page.locator('[data-testid="stSelectbox"]').first.click()
-        page.get_by_role("option", name="Overfitting").click()
+        choose_option(page, "Preset", "Overfitting")
+        page.get_by_text(PRESETS["overfitting"].lesson).first.wait_for(timeout=RUN_TIMEOUT * 1000)
         wait_idle(page)
         epochs = page.locator('[data-testid="stSlider"]').filter(has_text="Epochs").locator('input[type="range"]')
         epochs.focus()
