@@ -21,8 +21,9 @@ TASK_IDS = list(TASKS)
 LAST_CONV = {"plant": "block4_relu2", "skin": "block4_relu2", "retina": "block4_relu2", "mammo": "block5_relu2"}
 # Small settings so every method runs on every model in seconds.
 CHEAP = ["--option", "shap.nsamples=4", "--option", "shap.background_size=4",
-         "--option", "integrated_gradients.steps=4", "--option", "occlusion.window=32", "--option", "occlusion.stride=32",
-         "--option", "rise.masks=64", "--option", "shap_partition.max_evals=64", "--auc-steps", "8"]
+         "--option", "integrated_gradients.steps=4", "--option", "occlusion.window=80", "--option", "occlusion.stride=80",
+         "--option", "rise.masks=16", "--option", "shap_partition.max_evals=16", "--option", "scorecam.channels=16",
+         "--auc-steps", "8"]
 
 
 def require_model(task_id: str) -> None:
