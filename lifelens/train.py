@@ -184,15 +184,24 @@ def _epoch_callbacks(spec, run_dir: Path, state: dict, scorer, x_val, y_val, epo
 
 
 def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log, init_from: Path | None = None):
-    """(model, state): the last checkpoint and its state if there is one, else a fresh model."""
+    """(model, state): the last checkpoint and its state if there is one, else a fresh model.
+
+    A fine-tuning run resumes only from the weights it started from: when its start has changed
+    (the from-scratch stage trained on), the old epochs belong to another network and it starts again.
+    """
     import keras
 
+    started_from = sha256_file(init_from) if init_from else None
     state_path = run_dir / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"history": [], "seconds": 0.0}
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"history": []}
     if state["history"] and (run_dir / "last.keras").is_file():
-        log(f"[{spec.id}] resuming {run_dir.name} after epoch {len(state['history'])}")
-        return keras.saving.load_model(run_dir / "last.keras", safe_mode=True), state
-    return _compiled_model(spec, seed, input_size, steps, init_from), {"history": [], "seconds": 0.0}
+        if state.get("started_from") == started_from:
+            log(f"[{spec.id}] resuming {run_dir.name} after epoch {len(state['history'])}")
+            return keras.saving.load_model(run_dir / "last.keras", safe_mode=True), state
+        log(f"[{spec.id}] starting {run_dir.name} again: the weights it started from have changed")
+        (run_dir / "best.keras").unlink(missing_ok=True)
+    fresh = {"history": [], "seconds": 0.0, "started_from": started_from}
+    return _compiled_model(spec, seed, input_size, steps, init_from), fresh
 
 
 def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: int | None = None,

@@ -162,8 +162,9 @@ def test_bad_requests_raise_plain_errors(load_shipped, real_images):
 
 # The plant model is confident and local (mean AUC 0.43 vs 0.63 when written); the weaker
 # skin model leans on the lesion's overall colour, which a blurred baseline keeps, so its
-# margin is small (0.61 vs 0.64) but Grad-CAM still wins on nearly every image.
-@pytest.mark.parametrize("task_id,n,margin", [("plant", 24, 0.05), ("skin", 16, 0.0)])
+# margin is small. The skin members fine-tuned with camera faults: 0.455 vs 0.510, Grad-CAM
+# first on 38 of 48 images, but 11 of 16 on the first 16 (too few images for a share), hence 48.
+@pytest.mark.parametrize("task_id,n,margin", [("plant", 24, 0.05), ("skin", 48, 0.03)])
 def test_grad_cam_deletes_the_evidence_faster_than_a_random_map(task_id, n, margin, load_shipped, real_images):
     model = classifier(load_shipped, task_id)
     _, images = real_images(task_id, n, per_class=True)

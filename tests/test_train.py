@@ -22,32 +22,40 @@ def _train(task, member, epochs, out, run, limit=12, extra=()):
 
 
 def test_two_member_ensemble_on_every_source_then_resume(tmp_path):
-    out = tmp_path / "out"
-    _train("skin", 0, 1, out, tmp_path / "run0")
-    run0 = tmp_path / "run0"
-    assert (run0 / "last.keras").is_file() and (run0 / "best.keras").is_file()
-    state = json.loads((run0 / "state.json").read_text())
-    assert len(state["history"]) == 1 and {"loss", "val_loss", "accuracy", "val_score"} <= set(state["history"][0])
+    out, run0 = tmp_path / "out", tmp_path / "run0"
+    recipe = get_task("skin").recipe
+    assert recipe.fine_tune_epochs > 0  # the shipped skin recipe: from scratch, then fine-tuned with camera faults
+    _train("skin", 0, 1, out, run0)
+    stages = {stage: run0 / stage for stage in ("from_scratch", "fine_tune")}
+    assert all((d / "last.keras").is_file() and (d / "best.keras").is_file() for d in stages.values())
+    first = json.loads((stages["from_scratch"] / "state.json").read_text())
+    assert len(first["history"]) == 1 and {"loss", "val_loss", "accuracy", "val_score"} <= set(first["history"][0])
 
-    # A second call with more epochs resumes after epoch 1 instead of starting again.
+    # A second call with more epochs resumes the first stage after epoch 1 instead of starting again;
+    # the fine-tuning starts again, because the weights it started from are no longer the first stage's.
     log = _train("skin", 0, 2, out, run0)
-    assert "resuming run0 after epoch 1" in log
-    assert [r["epoch"] for r in json.loads((run0 / "state.json").read_text())["history"]] == [1, 2]
+    assert "resuming from_scratch after epoch 1" in log and "starting fine_tune again" in log
+    assert [r["epoch"] for r in json.loads((stages["from_scratch"] / "state.json").read_text())["history"]] == [1, 2]
+    tuned = json.loads((stages["fine_tune"] / "state.json").read_text())
+    assert len(tuned["history"]) == recipe.fine_tune_epochs
+    assert tuned["started_from"] == sha256_file(stages["from_scratch"] / "skin.keras")
     # Recipe trials, recorded in the member's row: mixup, camera faults, fine-tuning a shipped member.
     shipped = get_task("skin").model_path.with_name("skin.m1.keras")
-    _train("skin", 1, 1, out, tmp_path / "run1", extra=("--mixup", "0.4", "--faults", "0.5", "--init-from", str(shipped)))
+    _train("skin", 1, 1, out, tmp_path / "run1", extra=("--mixup", "0.4", "--faults", "0.3", "--init-from", str(shipped)))
 
     card = json.loads((out / "skin.json").read_text())
     assert card["sha256"] == sha256_file(out / "skin.keras")
     # 12 images of each source (ISIC 2017 and HAM10000) in training and validation
     assert card["split"]["train"]["n"] == 24 and card["split"]["train"]["per_source"] == {"own": 12, "skin_ham10000": 12}
-    assert card["hyperparameters"]["epochs"] == 2 and card["sources"] == ["skin", "skin_ham10000"]
+    assert card["sources"] == ["skin", "skin_ham10000"]
+    assert (card["hyperparameters"]["epochs"], card["hyperparameters"]["fine_tune_epochs"]) == (2, recipe.fine_tune_epochs)
     assert "members" not in card["hyperparameters"]  # the ensemble's rows say how many there are
     rows = card["ensemble"]["members"]
     assert [r["member"] for r in rows] == [0, 1] and rows[1]["file"] == "skin.m1.keras"
     assert all(r["sha256"] == sha256_file(out / r["file"]) for r in rows)
     assert [r["mixup_alpha"] for r in rows] == [0.0, 0.4] and card["hyperparameters"]["mixup_alpha"] == 0.0
-    assert [r["acquisition_faults"] for r in rows] == [0.0, 0.5] and "fine_tuned_from" not in rows[0]
+    assert [r["acquisition_faults"] for r in rows] == [recipe.acquisition_faults, 0.3]
+    assert rows[0]["fine_tuned_from"]["epochs"] == 2 and rows[0]["epochs"] == recipe.fine_tune_epochs
     origin = rows[1]["fine_tuned_from"]
     shipped_row = next(r for r in json.loads(shipped.with_name("skin.json").read_text())["ensemble"]["members"]
                        if r["member"] == 1)
