@@ -9,6 +9,9 @@ lowers that NLL: the proper score the ensemble claims to improve.
 
     python bench/measure_members.py skin models/skin.keras models/skin.m1.keras ... runs/stage/skin.m4.keras
 
+Each file sees the validation images prepared at its own input size, so a trial trained at
+another size (``train --input-size``) is measured beside the shipped members.
+
 Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
 """
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import dataclasses  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -32,9 +37,8 @@ from lifelens.uncertainty.metrics import negative_log_likelihood  # noqa: E402
 def main(task_id: str, files: list[str]) -> None:
     spec = get_task(task_id)
     val = data.training_splits(spec)["val"]  # the own folder's and every training source's
-    images = data.load_prepared(spec, val).astype(np.float32)
     labels = np.array([s.label for s in val])
-    raw = np.stack([predict_proba(split_views(load_model_file(f))[0], images) for f in files])
+    raw = np.stack([validation_probabilities(spec, val, f) for f in files])
     sources = data.by_source(val)
     for f, probs in zip(files, raw):
         print(f"{f} alone: {key_metrics(spec, labels, probs)}{per_source(spec, sources, labels, probs)}", flush=True)
@@ -44,6 +48,13 @@ def main(task_id: str, files: list[str]) -> None:
         print(f"{k} members: validation NLL {negative_log_likelihood(probs, labels):.4f} (T {t}), selection score "
               f"{scoring.selection_score(spec, probs, labels):.4f}, {key_metrics(spec, labels, probs)}"
               f"{per_source(spec, sources, labels, probs)}", flush=True)
+
+
+def validation_probabilities(spec, val, file: str) -> np.ndarray:
+    """(N, K) softmax of one model file on the validation images prepared at its input size."""
+    model = split_views(load_model_file(file))[0]
+    sized = dataclasses.replace(spec, input_size=int(model.input_shape[1]))
+    return predict_proba(model, data.load_prepared(sized, val).astype(np.float32))
 
 
 def key_metrics(spec, labels: np.ndarray, probs: np.ndarray) -> str:

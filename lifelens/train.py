@@ -206,13 +206,15 @@ def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log
 
 def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: int | None = None,
           member: int = 0, run_dir: Path | None = None, limit: int | None = None, mixup: float | None = None,
-          faults: float | None = None, init_from: Path | None = None, log=print) -> Path:
+          faults: float | None = None, init_from: Path | None = None, input_size: int | None = None,
+          log=print) -> Path:
     """Train (or resume) ensemble member ``member`` (seed = member) and write it to
     ``out_dir`` (:func:`~lifelens.models.member_file`) with its entry in the card.
 
     ``limit`` keeps only the first N training and validation images of each source (smoke tests).
     ``mixup`` and ``faults`` replace the recipe's ``mixup_alpha`` and ``acquisition_faults`` (recipe
-    trials; the card records the values used). ``init_from`` fine-tunes a trained member (same
+    trials; the card records the values used); ``input_size`` replaces the task's (the card's
+    ``input.size`` says which; a model of another size is a trial until the spec adopts it). ``init_from`` fine-tunes a trained member (same
     task and seed) instead of starting from random weights, at a quarter of the recipe's learning
     rate; its training seconds count in the card's. A recipe with ``fine_tune_epochs`` does both:
     ``epochs`` from scratch on clean images (in ``run_dir/from_scratch``), then the fine-tuning
@@ -229,6 +231,8 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
         spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, mixup_alpha=mixup))
     if faults is not None:
         spec = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, acquisition_faults=faults))
+    if input_size is not None:
+        spec = dataclasses.replace(spec, input_size=input_size)
     run_dir = Path(run_dir or config.PROJECT_ROOT / "runs" / spec.id / f"member{member}")
     if spec.recipe.fine_tune_epochs > 0 and init_from is None:  # the two stages, each resumable in its folder
         clean = dataclasses.replace(spec.recipe, acquisition_faults=0.0, fine_tune_epochs=0)

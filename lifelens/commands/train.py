@@ -17,6 +17,9 @@ def add_arguments(p) -> None:
                         "acquisition_faults (a recipe trial; give it again to resume)")
     p.add_argument("--init-from", help="fine-tune this trained member (same task and seed) at a quarter of the "
                                        "recipe's learning rate instead of starting from random weights")
+    p.add_argument("--input-size", type=int,
+                   help="train at this many pixels a side instead of the task's (a recipe trial: the weights do not "
+                        "depend on it, so --init-from may start from a member trained at another size)")
 
 
 def run(args) -> int:
@@ -28,5 +31,5 @@ def run(args) -> int:
     train.train(get_task(args.task), Path(args.out), data_dir=Path(args.data) if args.data else None,
                 epochs=args.epochs, member=args.member, limit=args.limit,
                 run_dir=Path(args.run_dir) if args.run_dir else None, mixup=args.mixup,
-                faults=args.faults, init_from=Path(args.init_from) if args.init_from else None)
+                faults=args.faults, input_size=args.input_size, init_from=Path(args.init_from) if args.init_from else None)
     return 0
