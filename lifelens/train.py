@@ -331,7 +331,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         **({"fine_tuned_from": origin, "fine_tuning_seconds": round(state["seconds"], 1)} if origin else {}),
         "selected_epoch": state.get("best_epoch"), "epochs": epochs,
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
-        "mixup_alpha": spec.recipe.mixup_alpha, "acquisition_faults": spec.recipe.acquisition_faults,
+        "input_size": spec.input_size, "mixup_alpha": spec.recipe.mixup_alpha, "acquisition_faults": spec.recipe.acquisition_faults,
         "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
     }
     ensemble = card.setdefault("ensemble", {"members": []})

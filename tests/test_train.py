@@ -1,5 +1,6 @@
 """Training smoke runs on a handful of real images from every source: checkpoints, resume,
 a two-member deep ensemble, the card."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 
 from lifelens import data
-from lifelens.models import (TaskModel, ensemble_proba, load_model_file, member_probabilities, predict_proba,
-                             sha256_file, split_views)
+from lifelens.models import (ModelError, TaskModel, build_model, ensemble_proba, load_model_file, load_task_model,
+                             member_probabilities, predict_proba, sha256_file, split_views)
 from lifelens.tasks import TASKS, get_task
 
 
@@ -146,3 +147,24 @@ def test_mixup_blends_real_images_and_their_labels_by_one_lambda():
         partner = [j for j in range(6) if j != i and mixed_y[i, labels[j]] > 1e-6]
         expected = own[i] * x[i] + (1 - own[i]) * x[partner[0]] if partner else x[i]
         np.testing.assert_allclose(mixed_x[i], expected, atol=1e-2)
+
+
+def test_a_member_fine_tuned_at_another_input_size_keeps_the_weights_it_started_from(tmp_path):
+    """``train --input-size`` (a recipe trial: do more pixels pay?) starts from a member trained at
+    the task's size; the convolution weights carry over because they do not depend on the size."""
+    spec = get_task("retina")
+    shipped = spec.model_path.with_name("retina.m1.keras")
+    size = spec.input_size - 64
+    _train("retina", 1, 1, tmp_path / "out", tmp_path / "run", limit=4,
+           extra=("--input-size", str(size), "--init-from", str(shipped)))
+    row = json.loads((tmp_path / "out" / "retina.json").read_text())["ensemble"]["members"][0]
+    assert row["input_size"] == size
+    tuned = load_model_file(tmp_path / "out" / row["file"], row["sha256"])
+    assert tuned.input_shape == (None, size, size, 3) and row["fine_tuned_from"]["sha256"] == sha256_file(shipped)
+    start = load_model_file(shipped).get_layer("block1_conv1").get_weights()[0]
+    fresh = build_model(spec, seed=1).get_layer("block1_conv1").get_weights()[0]
+    moved = tuned.get_layer("block1_conv1").get_weights()[0]
+    assert np.abs(moved - start).mean() < 0.1 * np.abs(fresh - start).mean()
+    # The shipped ensemble is one size: a task told another size refuses its members by name.
+    with pytest.raises(ModelError, match=f"retina.keras takes {spec.input_size} px images"):
+        load_task_model(dataclasses.replace(spec, input_size=size))
