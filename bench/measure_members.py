@@ -38,7 +38,8 @@ def main(task_id: str, files: list[str]) -> None:
     spec = get_task(task_id)
     val = data.training_splits(spec)["val"]  # the own folder's and every training source's
     labels = np.array([s.label for s in val])
-    raw = np.stack([validation_probabilities(spec, val, f) for f in files])
+    images: dict[int, np.ndarray] = {}  # by input size: prepared once, shared by the files of that size
+    raw = np.stack([validation_probabilities(spec, val, f, images) for f in files])
     sources = data.by_source(val)
     for f, probs in zip(files, raw):
         print(f"{f} alone: {key_metrics(spec, labels, probs)}{per_source(spec, sources, labels, probs)}", flush=True)
@@ -50,11 +51,14 @@ def main(task_id: str, files: list[str]) -> None:
               f"{per_source(spec, sources, labels, probs)}", flush=True)
 
 
-def validation_probabilities(spec, val, file: str) -> np.ndarray:
-    """(N, K) softmax of one model file on the validation images prepared at its input size."""
+def validation_probabilities(spec, val, file: str, images: dict[int, np.ndarray]) -> np.ndarray:
+    """(N, K) softmax of one model file on the validation images prepared at its input size
+    (``images``: the prepared validation images by size, filled as sizes are met)."""
     model = split_views(load_model_file(file))[0]
-    sized = dataclasses.replace(spec, input_size=int(model.input_shape[1]))
-    return predict_proba(model, data.load_prepared(sized, val).astype(np.float32))
+    size = int(model.input_shape[1])
+    if size not in images:
+        images[size] = data.load_prepared(dataclasses.replace(spec, input_size=size), val).astype(np.float32)
+    return predict_proba(model, images[size])
 
 
 def key_metrics(spec, labels: np.ndarray, probs: np.ndarray) -> str:

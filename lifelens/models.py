@@ -199,25 +199,24 @@ def load_task_model(spec: TaskSpec, verify: bool = True) -> TaskModel:
     """The shipped model for a task and the other members of its deep ensemble, each
     checked against the sha256 in the card (``ensemble.members``)."""
     card = read_card(spec)
-    expected = card.get("sha256") if verify else None
-    full = _at_task_size(spec, spec.model_path, load_model_file(spec.model_path, expected))
+    full = _load_member(spec, spec.model_path, card.get("sha256") if verify else None)
     classifier, features, head = split_views(full)
     members = [classifier]
     for row in card.get("ensemble", {}).get("members", []):
         if row["member"] == 0:
             continue
         path = spec.model_path.parent / row["file"]
-        members.append(split_views(_at_task_size(spec, path, load_model_file(path, row.get("sha256") if verify else None)))[0])
+        members.append(split_views(_load_member(spec, path, row.get("sha256") if verify else None))[0])
     return TaskModel(spec, full, classifier, features, head, card, members)
 
 
-def _at_task_size(spec: TaskSpec, path: Path, model):
-    """``model``, if it takes the images the task prepares; a member trained at another size
-    (a ``train --input-size`` trial promoted by mistake) would fail on every image."""
-    expected = (spec.input_size, spec.input_size, spec.channels)
-    if tuple(model.input_shape[1:]) != expected:
-        raise ModelError(f"Model file {path.name} takes {model.input_shape[1]} px images but the {spec.id} task prepares "
-                         f"{spec.input_size} px ones. Ship members of one size and set the task's input_size to it.")
+def _load_member(spec: TaskSpec, path: Path, expected_sha256: str | None):
+    """One member, refused if it does not take the images the task prepares: a member trained at
+    another size (a ``train --input-size`` trial promoted by mistake) would fail on every image."""
+    model = load_model_file(path, expected_sha256)
+    if tuple(model.input_shape[1:]) != (spec.input_size, spec.input_size, spec.channels):
+        raise ModelError(f"Model file {path.name} takes {model.input_shape[1]} px images but the {spec.id} task "
+                         f"prepares {spec.input_size} px ones. Ship members of one size and set the task's input_size to it.")
     return model
 
 

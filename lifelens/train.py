@@ -213,9 +213,10 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
 
     ``limit`` keeps only the first N training and validation images of each source (smoke tests).
     ``mixup`` and ``faults`` replace the recipe's ``mixup_alpha`` and ``acquisition_faults`` (recipe
-    trials; the card records the values used); ``input_size`` replaces the task's (the card's
-    ``input.size`` says which; a model of another size is a trial until the spec adopts it). ``init_from`` fine-tunes a trained member (same
-    task and seed) instead of starting from random weights, at a quarter of the recipe's learning
+    trials; the card records the values used); ``input_size`` replaces the task's (each member's
+    row records it; a model of another size is a trial until the spec adopts it). ``init_from``
+    fine-tunes a trained member (same task and seed; of any input size, since the weights do not
+    depend on it) instead of starting from random weights, at a quarter of the recipe's learning
     rate; its training seconds count in the card's. A recipe with ``fine_tune_epochs`` does both:
     ``epochs`` from scratch on clean images (in ``run_dir/from_scratch``), then the fine-tuning
     with camera faults (``run_dir/fine_tune``). Returns the path of the saved model.
@@ -331,7 +332,8 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         **({"fine_tuned_from": origin, "fine_tuning_seconds": round(state["seconds"], 1)} if origin else {}),
         "selected_epoch": state.get("best_epoch"), "epochs": epochs,
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
-        "input_size": spec.input_size, "mixup_alpha": spec.recipe.mixup_alpha, "acquisition_faults": spec.recipe.acquisition_faults,
+        "input_size": spec.input_size, "mixup_alpha": spec.recipe.mixup_alpha,
+        "acquisition_faults": spec.recipe.acquisition_faults,
         "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
     }
     ensemble = card.setdefault("ensemble", {"members": []})

@@ -31,5 +31,6 @@ def run(args) -> int:
     train.train(get_task(args.task), Path(args.out), data_dir=Path(args.data) if args.data else None,
                 epochs=args.epochs, member=args.member, limit=args.limit,
                 run_dir=Path(args.run_dir) if args.run_dir else None, mixup=args.mixup,
-                faults=args.faults, input_size=args.input_size, init_from=Path(args.init_from) if args.init_from else None)
+                faults=args.faults, input_size=args.input_size,
+                init_from=Path(args.init_from) if args.init_from else None)
     return 0
