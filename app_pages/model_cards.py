@@ -52,8 +52,11 @@ with common.guarded("The metrics"):
                        "meaning": screen_text.metric_help(n)}
                       for r, v in zip(rows, values) for n in names if isinstance(v.get(n), (int, float))]
         st.dataframe(rows, hide_index=True, width="stretch", column_config={
-            "model": st.column_config.TextColumn(help="Deep ensemble: the shipped prediction. One member: a single "
-                                                 "network of it. The rest are simpler models or no-skill references."),
+            "model": st.column_config.TextColumn(help="Deep ensemble: the shipped prediction. Beside the other "
+                                                 "breast: the same ensemble, each film read beside the patient's "
+                                                 "other film (the paired read, where a card has one). One member: a "
+                                                 "single network of it. The rest are simpler models or no-skill "
+                                                 "references."),
             **{name.replace("_", " "): st.column_config.TextColumn(help=screen_text.metric_help(name)
                                                                    + " Value [95 % bootstrap interval].")
                for name in names}})
@@ -66,6 +69,9 @@ with common.guarded("The metrics"):
                    f"{card_tables.format_value((card.get('single_member_metrics') or {}).get('nll'))}. "
                    + (card.get("ensemble_vs_member") or {}).get("verdict", "").replace("ensemble NLL", "Ensemble NLL")
                    + ".")
+        paired = card.get("paired_read") or {}
+        if paired.get("used"):
+            st.caption(screen_text.paired_read_caption(paired))
         if card.get("ensemble_vs_boosted"):
             st.caption(card["ensemble_vs_boosted"])
         if chart_rows:

@@ -3,7 +3,7 @@ baselines, majority class, chance) per headline metric, whether a gain is clear 
 interval, and the faithfulness table with the random map first."""
 from __future__ import annotations
 
-COMPARED = (("ensemble", "Deep ensemble"), ("member", "One member"), ("boosted", "Gradient boosting"),
+COMPARED = (("ensemble", "Deep ensemble"), ("paired", "Deep ensemble, beside the other breast"), ("member", "One member"), ("boosted", "Gradient boosting"),
             ("logistic", "Logistic regression"), ("majority_class", "Majority class"), ("chance", "Chance"))
 
 
@@ -11,7 +11,9 @@ def _compared(card: dict) -> dict:
     """{who: metrics} for every model the card scores, the references included."""
     baselines = card.get("baselines") or {}
     refs = card.get("reference_levels") or {}
-    found = {"ensemble": card.get("metrics"), "member": card.get("single_member_metrics"),
+    paired = card.get("paired_read") or {}
+    found = {"ensemble": card.get("metrics"), "paired": paired.get("metrics") if paired.get("used") else None,
+             "member": card.get("single_member_metrics"),
              "boosted": (baselines.get("boosted") or {}).get("metrics"),
              "logistic": (baselines.get("logistic") or card.get("baseline") or {}).get("metrics"),
              "majority_class": refs.get("majority_class"), "chance": refs.get("chance")}
@@ -51,7 +53,7 @@ def comparison_rows(spec, card: dict) -> tuple[list[dict], list[str]]:
 def clear_gain(card: dict, name: str) -> tuple[float | None, bool]:
     """(the best simpler model's or reference's value, whether the ensemble's 95 % interval lies above it)."""
     compared = _compared(card)
-    others = [m.get(name) for who, m in compared.items() if who not in ("ensemble", "member")]
+    others = [m.get(name) for who, m in compared.items() if who not in ("ensemble", "paired", "member")]
     others = [v for v in others if isinstance(v, (int, float))]
     if not others or "ensemble" not in compared:
         return None, False

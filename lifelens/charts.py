@@ -172,8 +172,11 @@ def training_curves(history: list[dict]) -> alt.Chart:
     return alt.hconcat(panel("loss", "loss (cross-entropy)"), panel("accuracy", "accuracy")).properties(autosize=NATURAL_SIZE)
 
 
-# The ensemble in the app's blue, the simpler models in muted colours, the references in greys.
-MODEL_COLOURS = ("#4c78a8", "#72b7b2", "#e45756", "#f58518", "#bab0ac", "#d8d3cf")
+# The ensemble in the app's blue (its paired read a lighter blue), the simpler models in muted
+# colours, the references in greys: one colour per compared model (card_tables.COMPARED), on every task.
+MODEL_COLOURS = {"Deep ensemble": "#4c78a8", "Deep ensemble, beside the other breast": "#9ecae9",
+                 "One member": "#72b7b2", "Gradient boosting": "#e45756", "Logistic regression": "#f58518",
+                 "Majority class": "#bab0ac", "Chance": "#d8d3cf"}
 
 
 def metric_comparison(rows: list[dict]) -> alt.Chart:
@@ -183,7 +186,8 @@ def metric_comparison(rows: list[dict]) -> alt.Chart:
     """
     df = pd.DataFrame(rows)
     models = list(dict.fromkeys(df["model"]))
-    colours = [MODEL_COLOURS[i % len(MODEL_COLOURS)] for i in range(len(models))]
+    spare = [c for c in ("#54a24b", "#b279a2", "#ff9da6") if c not in MODEL_COLOURS.values()]
+    colours = [MODEL_COLOURS.get(m) or spare[i % len(spare)] for i, m in enumerate(models)]
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("value:Q", scale=alt.Scale(domain=[0, 1]), title=None),
         y=alt.Y("metric:N", title=None, sort=list(dict.fromkeys(df["metric"]))),

@@ -159,6 +159,7 @@ def evaluate_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None, w
     t0 = time.time()
     kept, labels, probs = predict_folder(task_model, spec, data_dir, on_error)
     result = classification_metrics(spec, labels, probs, task_model.card.get("threshold"))
+    result.update(_paired_read(task_model, spec, kept, labels, probs, result))
     result["data"] = str(Path(data_dir))
     result["ensemble_members"] = len(task_model.members)
     result.update(conformal_coverage(task_model, spec, labels, probs))
@@ -166,6 +167,27 @@ def evaluate_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None, w
         result["confidence"] = _confidence(task_model, spec, kept, labels, data_dir)
     result["seconds"] = round(time.time() - t0, 1)
     return result
+
+
+def _paired_read(task_model, spec: TaskSpec, samples: list, labels: np.ndarray, probs: np.ndarray,
+                 film_result: dict) -> dict:
+    """Where the card adopted the paired read (lifelens.paired_read) and some patient has two
+    films here: the paired read's metrics as the headline, the film read's under ``film_read``,
+    and ``reading`` saying which is which. Otherwise {} (the film read is the headline)."""
+    from lifelens.paired_read import PairedRead, other_films
+
+    record = task_model.card.get("paired_read") if spec.paired_read else None
+    rule = PairedRead.from_card(record)
+    groups = [s.group for s in samples]
+    paired_films = sum(1 for o in other_films(groups) if o)
+    if rule is None or not paired_films:
+        return {}
+    out = classification_metrics(spec, labels, rule.probabilities(probs, groups), record.get("threshold"))
+    out["film_read"] = {k: v for k, v in film_result.items() if k != "task"}
+    out["reading"] = (f"paired read: each film beside its patient's other film ({paired_films} of {len(samples)} "
+                      "films had one; the rest keep the film read). film_read: each film alone, as the app reads "
+                      "an upload. Conformal sets and the confidence report are of the film read.")
+    return out
 
 
 def conformal_coverage(task_model, spec: TaskSpec, labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -240,6 +262,11 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["baselines"] = _baseline_entries(spec, x_train, y_train, xs, ys, log)
     entries["baseline"] = entries["baselines"]["logistic"]  # the Model cards page's first comparison
     entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
+    if spec.paired_read:
+        groups = {k: [s.group for s in v] for k, v in splits.items()}
+        entries["paired_read"] = paired_read_entry(spec, groups, ys, {"val": entries["_val_probs"],
+                                                                      "test": entries["_test_probs"]}, log)
+    entries.pop("_val_probs")
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
                                                      known={"": entries.pop("_test_probs")})
     entries["intended_use"] = intended_use(spec)
@@ -259,7 +286,8 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
 def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
     """Test-time flips and temperatures chosen on validation, then the ensemble, its first
     member and every member scored on test. Sets ``task_model.card`` ``tta`` and
-    ``ensemble.temperature``; ``_test_probs`` is the ensemble's test prediction (for reuse)."""
+    ``ensemble.temperature``; ``_test_probs`` and ``_val_probs`` are the ensemble's test and
+    validation predictions (for reuse)."""
     from lifelens.models import member_probabilities, temper
 
     spec = task_model.spec
@@ -274,7 +302,7 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
     log(f"[{spec.id}] ensemble temperature {ensemble_t:.3f}, member 0 alone {member_ts[0]:.3f} (validation NLL)")
     members = {k: temper(v, ensemble_t).mean(axis=0) for k, v in raw.items()}
     single = {k: temper(v[0], member_ts[0]) for k, v in raw.items()}
-    entries, thresholds = {"tta": tta, "_test_probs": members["test"]}, {}
+    entries, thresholds = {"tta": tta, "_test_probs": members["test"], "_val_probs": members["val"]}, {}
     rule = fit_decision_rule(spec, ys["val"], members["val"])
     if rule is not None:
         entries["threshold"] = thresholds["ensemble"] = rule
@@ -291,6 +319,31 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
         {k: classification_metrics(spec, ys["test"], p, None).get(k) for k in spec.key_metrics + ("nll", "accuracy")}
         for p in raw["test"]]  # each member as trained, untempered
     return entries
+
+
+def paired_read_entry(spec: TaskSpec, groups: dict, ys: dict, probs: dict, log) -> dict:
+    """The card's ``paired_read``: fitted on validation films, adopted (``used``) only if it
+    raises the validation score over the film read, then scored on test like the ensemble.
+    ``groups``, ``ys``, ``probs``: each film's patient, label and ensemble (N, 2) prediction
+    for "val" and "test"."""
+    from lifelens.paired_read import fit_paired_read, other_films
+    from lifelens.scoring import selection_score
+
+    rule = fit_paired_read(probs["val"], ys["val"], groups["val"], spec.operating_point.positive)
+    paired = {k: rule.probabilities(probs[k], groups[k]) for k in ("val", "test")}
+    film_score, paired_score = (selection_score(spec, p, ys["val"]) for p in (probs["val"], paired["val"]))
+    threshold = fit_decision_rule(spec, ys["val"], paired["val"])
+    entry = {**rule.to_card(), "used": bool(paired_score > film_score), "threshold": threshold,
+             "rule": "adopted when it raises the validation score of the film read; the asymmetry weight is "
+                     "fixed beforehand, the scale, bias and threshold are fitted on validation films",
+             "val_score_film": round(film_score, 4), "val_score_paired": round(paired_score, 4),
+             "films_with_other": {k: sum(1 for o in other_films(g) if o) for k, g in groups.items()}}
+    entry["metrics"] = _scored(spec, ys["test"], paired["test"], threshold)
+    entry["metrics"]["split"] = "our test split (never used for training or model selection)"
+    entry["goals"] = goal_status(spec, entry["metrics"])
+    log(f"[{spec.id}] paired read {'adopted' if entry['used'] else 'not adopted'}: validation score "
+        f"{film_score:.4f} film read, {paired_score:.4f} paired")
+    return entry
 
 
 def _baseline_entries(spec: TaskSpec, x_train, y_train, xs: dict, ys: dict, log) -> dict:

@@ -114,6 +114,9 @@ class TaskSpec:
     # on the whole film (the film-level answer is the max over positions).
     training_unit: str = "images"
     patch_size: int = 0
+    # Read each film beside the same patient's other films when they are at hand
+    # (lifelens.paired_read): an abnormality is usually on one side.
+    paired_read: bool = False
     limitations: tuple[str, ...] = ()
     icon: str = ":material/image:"  # a Material icon name, as Streamlit draws it
     extra_sources: tuple[ExtraSource, ...] = ()
@@ -410,6 +413,9 @@ MAMMO = TaskSpec(
     pooling="max",
     training_unit="lesion_patches",
     patch_size=96,
+    # Chosen on validation (shipped ensemble, 52 films, 26 patients; never test): the film read's
+    # abnormal AUC 0.724, the paired read's 0.809 (its weight fixed at 1 beforehand, not tuned).
+    paired_read=True,
     icon=":material/radiology:",
     # A film at 320 px: one unit of the first blocks spans about 0.6 mm, so calcifications
     # are a pixel or two; the captions say what such a net can see, not what a radiologist does.

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import TASK_IDS
 from lifelens import cases, data, model_formats
-from lifelens.models import ModelError
+from lifelens.models import ModelError, read_card
 from lifelens.tasks import get_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -274,6 +274,18 @@ def test_model_card_page_says_what_each_source_was_used_for():
         assert used[source.folder] == EXTRA_SOURCE_USE[source.trains]
 
 
+def test_model_card_page_shows_the_paired_read_beside_the_film_read():
+    needs_model("mammo")
+    at = open_page("model_cards")
+    at.selectbox(key="cards_task").set_value("mammo").run()
+    no_failure(at)
+    comparison = at.dataframe[0].value
+    assert list(comparison["model"])[:3] == ["Deep ensemble", "Deep ensemble, beside the other breast", "One member"]
+    paired = read_card(get_task("mammo"))["paired_read"]
+    caption = next(c.value for c in at.caption if c.value.startswith("Beside the other breast"))
+    assert f"{paired['val_score_paired']:.3f} paired" in caption and f"{paired['metrics']['abnormal_auc']:.3f}" in caption
+
+
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_uncertainty_lab_draws_shift_and_simulates_referral(task_id):
     at = open_page("uncertainty_lab")
@@ -283,7 +295,6 @@ def test_uncertainty_lab_draws_shift_and_simulates_referral(task_id):
     assert len(at.get("vega_lite_chart")) >= 5  # reliability, referral, OOD, shift lines, shift AUROC
     kept = float(metric(at, "Accuracy on the cases kept"))
     at.slider(key="lab_referral_share").set_value(40).run()
-    from lifelens.models import read_card
 
     n = len(read_card(get_task(task_id))["referral_data"]["labels"])
     assert int(metric(at, "Referred, per 1,000 cases")) == round(1000 * round(0.4 * n) / n)

@@ -65,3 +65,19 @@ PROMISES = {
     "posterior": "Posterior: averages plausible networks; its spread (interval, mutual information) is what the "
                  "model does not know; it is only as good as the approximation of the posterior.",
 }
+
+
+def paired_read_caption(record: dict) -> str:
+    """The Model cards page's line on the paired read (a card's ``paired_read``, adopted)."""
+    metrics, goals = record.get("metrics") or {}, record.get("goals") or []
+    goal_text = "; ".join(f"goal {g['metric'].replace('_', ' ')} ≥ {g['goal']:.2f} "
+                          f"{'met' if g.get('met_on_our_test_split') else '**not met**'}" for g in goals)
+    auc = metrics.get("abnormal_auc")
+    return (f"Beside the other breast (the paired read): each film's score plus how much more abnormal it looks "
+            f"than the same patient's other film, mapped to a probability on validation films. Chosen on "
+            f"validation (AUC {record.get('val_score_film', float('nan')):.3f} one film at a time, "
+            f"{record.get('val_score_paired', float('nan')):.3f} paired). On our test split "
+            + (f"abnormal AUC {auc:.3f}" if isinstance(auc, float) else "not scored")
+            + (f" ({goal_text})" if goal_text else "")
+            + ". `evaluate` reports it as the headline where a folder holds both films of a patient; the app reads "
+              "an uploaded film alone.")
