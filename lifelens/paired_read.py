@@ -67,6 +67,12 @@ class PairedRead:
         out[has_other, 1 - self.positive] = 1.0 - pos[has_other]
         return out
 
+    def read_beside(self, film: np.ndarray, others: Sequence[np.ndarray]) -> np.ndarray:
+        """(K,) one film's paired read from its film-read probabilities (K,) and those of the
+        same patient's other films (each (K,)); the film read itself when there are none."""
+        rows = np.stack([np.asarray(film, np.float64), *[np.asarray(o, np.float64) for o in others]])
+        return self.probabilities(rows, ["patient"] * len(rows))[0]
+
     def to_card(self) -> dict:
         return asdict(self)
 

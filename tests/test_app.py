@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from conftest import TASK_IDS
+from conftest import shipped_model as load_shipped_model
 from lifelens import cases, data, model_formats
 from lifelens.models import ModelError, read_card
 from lifelens.tasks import get_task
@@ -493,6 +494,26 @@ def _screen_text(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def test_a_gallery_film_is_also_read_beside_the_patients_other_film():
+    from lifelens.models import ensemble_proba
+    from lifelens.paired_read import PairedRead
+
+    needs_model("mammo")
+    spec = get_task("mammo")
+    gallery = cases.gallery(spec)
+    film = cases.case_from_sample(spec, gallery[0])
+    partners = cases.partner_indices(gallery, film)
+    assert len(partners) == 1 and gallery[partners[0]].group == gallery[0].group
+    other = cases.case_from_sample(spec, gallery[partners[0]])
+    tm = load_shipped_model("mammo")
+    probs = ensemble_proba(tm, np.stack([film.prepared, other.prepared]).astype(np.float32))
+    expected = PairedRead.from_card(tm.card["paired_read"]).read_beside(probs[0], [probs[1]])
+    at = open_page("mammo")
+    no_failure(at)
+    assert metric(at, "Abnormal, beside the other breast") == f"{expected[1]:.0%}"
+    assert f"Beside {other.name}" in _screen_text(at)
+
+
 def test_mammography_dicom_upload_is_predicted_without_showing_patient_data():
     from corpus import PHI_STRINGS, dicom_bytes
 
@@ -510,6 +531,7 @@ def test_mammography_dicom_upload_is_predicted_without_showing_patient_data():
     # the file name (which often names the patient) stays off the screen unless the user opts in
     assert "film.dcm" not in text and "uploaded image" in text
     assert "DICOM rendered with" in text  # what was done to the values is said under the image
+    assert "Read alone: the paired read compares a film with the same patient's other film" in text
     assert not [s for s in PHI_STRINGS if s in text], "patient data from the DICOM header reached the screen"
     at.session_state["show_file_names"] = True
     at.run()

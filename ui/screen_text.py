@@ -45,6 +45,10 @@ HELP = {
     "abnormal_auc": "ROC AUC of abnormal vs normal films.",
     "sensitivity": "Share of abnormal films called abnormal at the chosen threshold.",
     "specificity": "Share of normal films called normal at the chosen threshold.",
+    "paired_read": "The paired read: this film's score plus how much more abnormal it looks than the same "
+                   "patient's other film, mapped to a probability on validation films. Radiologists compare the "
+                   "two breasts because an abnormality is usually on one side; on our validation films this "
+                   "ranked films better than reading each alone (model card, paired_read).",
     "temperature": "Temperature T fitted on the validation split: softmax(logits / T). T > 1 softens "
                    "over-confident outputs.",
     "ood_auroc": "How well a score separates in-distribution test images from out-of-distribution ones "

@@ -227,6 +227,36 @@ def decision_rule_caption(spec, card: dict, mean: np.ndarray) -> None:
                    "probable grade when the probability is spread over neighbouring grades.")
 
 
+def paired_read_section(spec, task_model, case) -> None:
+    """Mammography: the film beside the same patient's other film, where the gallery holds it."""
+    from lifelens.paired_read import PairedRead
+
+    record = task_model.card.get("paired_read") if spec.paired_read else None
+    rule = PairedRead.from_card(record)
+    if rule is None:
+        return
+    partners = cases.partner_indices(gallery_cases(spec.id), case)
+    if not partners:
+        st.caption("Read alone: the paired read compares a film with the same patient's other film, "
+                   "which an uploaded film does not come with.")
+        return
+    key, name = model_key(task_model), spec.class_names[rule.positive]
+    film = _shipped_probs(key, case.digest, task_model, case.prepared)
+    others = [gallery_case(spec.id, i) for i in partners]
+    other_probs = [_shipped_probs(key, o.digest, task_model, o.prepared) for o in others]
+    paired = rule.read_beside(film, other_probs)
+    threshold = record.get("threshold")
+    called = threshold is not None and paired[rule.positive] >= threshold
+    st.metric(f"{name}, beside the other breast", f"{paired[rule.positive]:.0%}",
+              f"{film[rule.positive]:.0%} read alone", delta_color="off", delta_arrow="off", border=True,
+              help=screen_text.HELP["paired_read"])
+    st.caption(f"Beside {', '.join(o.name for o in others)} ({', '.join(f'{p[rule.positive]:.0%}' for p in other_probs)} "
+               f"{name.lower()} read alone): "
+               + (f"called **{spec.class_names[rule.positive] if called else spec.class_names[1 - rule.positive]}** "
+                  f"at the paired read's own threshold {threshold:.2f}, chosen on validation films."
+                  if threshold is not None else "no threshold in the card."))
+
+
 def prediction_section(spec, task_model, case) -> dict:
     """Image beside both confidences, uncertainty and warnings; returns the prediction."""
     bayes_method = bayes_method_choice(spec, task_model)
@@ -263,6 +293,7 @@ def prediction_section(spec, task_model, case) -> dict:
         row2[0].metric("Entropy (nats)", f"{pred['predictive_entropy']:.2f}", help=screen_text.HELP["entropy"], border=True)
         row2[1].metric("Mutual information (nats)", f"{pred['mutual_information']:.3f}",
                        help=screen_text.HELP["mutual_information"], border=True)
+        paired_read_section(spec, task_model, case)
         warnings = case_prediction.prediction_warnings(names, pred["softmax"], pred["samples"],
                                                   task_model.card.get("warnings"), bayes_method)
         for w in warnings:
