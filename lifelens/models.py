@@ -317,9 +317,22 @@ def member_probabilities(task_model: TaskModel, images: np.ndarray, batch_size: 
     """
     if tta is None:
         tta = bool((task_model.card.get("tta") or {}).get("used"))
-    views = flip_views(images, task_model.spec.augmentation) if tta else [images]
-    raw = np.stack([np.mean([predict_proba(m, v, batch_size) for v in views], axis=0) for m in task_model.members])
+    views = flip_views(images, task_model.spec.augmentation) if tta else [np.asarray(images, np.float32)]
+    raw = np.stack([_mean_over_views(m, views, batch_size) for m in task_model.members])
     return temper(raw, (task_model.card.get("ensemble") or {}).get("temperature")) if tempered else raw
+
+
+def _mean_over_views(model, views: list[np.ndarray], batch_size: int) -> np.ndarray:
+    """(N, K) one model's softmax averaged over the views (each (N, S, S, C)). The views of a
+    chunk of images go through the model in one call: one call per chunk instead of one per
+    view halves the time of a single image's flipped prediction on CPU."""
+    views = [v[None] if v.ndim == 3 else v for v in views]
+    out = []
+    for i in range(0, len(views[0]), batch_size):
+        chunk = np.concatenate([v[i:i + batch_size] for v in views])
+        probs = predict_proba(model, chunk, batch_size=len(chunk))
+        out.append(probs.reshape(len(views), -1, probs.shape[-1]).mean(axis=0))
+    return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
 def ensemble_proba(task_model: TaskModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

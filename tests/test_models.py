@@ -277,3 +277,21 @@ def test_promoting_a_later_member_keeps_the_shipped_members_rows(tmp_path, monke
     assert card["history"] == shipped["history"]
     assert card["ensemble"]["training_seconds_total"] == round(sum(r["training_seconds"] for r in rows) + 1.0, 1)
     assert sha256_file(folder / new_row["file"]) == rows[-1]["sha256"]
+
+
+@pytest.mark.parametrize("task_id", ["plant", "mammo"])
+def test_flipped_prediction_is_each_members_mean_over_its_views(task_id):
+    """Test-time flips go through each member in one call per chunk of images; the answer is
+    still the mean over the mirrored views (a film is never mirrored), chunk by chunk."""
+    from lifelens.models import flip_views
+
+    tm = shipped_model(task_id)
+    _, x = test_images(task_id, 5)
+    views = flip_views(x, tm.spec.augmentation)
+    assert len(views) == (1 if tm.spec.augmentation == "film" else 3)
+    expected = np.stack([np.mean([predict_proba(m, v) for v in views], axis=0) for m in tm.members])
+    found = member_probabilities(tm, x, batch_size=2, tta=True, tempered=False)
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+    # the mirrored views matter: the flipped prediction is not the plain one
+    if len(views) > 1:
+        assert np.abs(found - member_probabilities(tm, x, tta=False, tempered=False)).max() > 1e-4

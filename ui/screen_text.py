@@ -83,5 +83,5 @@ def paired_read_caption(record: dict) -> str:
             f"{record.get('val_score_paired', float('nan')):.3f} paired). On our test split "
             + (f"abnormal AUC {auc:.3f}" if isinstance(auc, float) else "not scored")
             + (f" ({goal_text})" if goal_text else "")
-            + ". `evaluate` reports it as the headline where a folder holds both films of a patient; the app reads "
-              "an uploaded film alone.")
+            + ". The other rows read each film alone. `evaluate` reports the paired read as the headline where a "
+              "folder holds both films of a patient; the app reads an uploaded film alone.")
