@@ -473,6 +473,20 @@ def test_task_page_says_plainly_when_there_is_no_data_folder(monkeypatch, tmp_pa
     assert at.file_uploader(key="plant_upload") is not None
 
 
+def test_an_uploaded_film_is_read_alone_even_without_a_data_folder(monkeypatch, tmp_path):
+    needs_model("mammo")
+    spec = get_task("mammo")
+    content = (spec.data_dir() / "images" / cases.gallery(spec)[0].path).read_bytes()
+    monkeypatch.setenv("LIFELENS_DATA", str(tmp_path))
+    at = open_page("mammo")
+    at.radio(key="mammo_source").set_value("Upload").run()
+    at.file_uploader(key="mammo_upload").upload("film.png", content, "image/png").run()
+    no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    assert metric(at, "Bayesian confidence").endswith("%")
+    assert "Read alone: the paired read compares a film" in _screen_text(at)
+
+
 def _screen_text(at: AppTest) -> str:
     """Every text the page shows: values, labels, captions, help texts."""
     parts = []

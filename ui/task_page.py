@@ -235,7 +235,8 @@ def paired_read_section(spec, task_model, case) -> None:
     rule = PairedRead.from_card(record)
     if rule is None:
         return
-    partners = cases.partner_indices(gallery_cases(spec.id), case)
+    # an upload has no patient: the gallery (which needs the data folder) is not even read
+    partners = cases.partner_indices(gallery_cases(spec.id), case) if case.source == "gallery" else []
     if not partners:
         st.caption("Read alone: the paired read compares a film with the same patient's other film, "
                    "which an uploaded film does not come with.")
