@@ -174,19 +174,19 @@ def _paired_read(task_model, spec: TaskSpec, samples: list, labels: np.ndarray, 
     """Where the card adopted the paired read (lifelens.paired_read) and some patient has two
     films here: the paired read's metrics as the headline, the film read's under ``film_read``,
     and ``reading`` saying which is which. Otherwise {} (the film read is the headline)."""
-    from lifelens.paired_read import PairedRead, other_films
+    from lifelens.paired_read import PairedRead, in_pairs
 
     record = task_model.card.get("paired_read") if spec.paired_read else None
     rule = PairedRead.from_card(record)
     groups = [s.group for s in samples]
-    paired_films = sum(1 for o in other_films(groups) if o)
+    paired_films = int(in_pairs(groups).sum())
     if rule is None or not paired_films:
         return {}
     out = classification_metrics(spec, labels, rule.probabilities(probs, groups), record.get("threshold"))
     out["film_read"] = {k: v for k, v in film_result.items() if k != "task"}
     out["reading"] = (f"paired read: each film beside its patient's other film ({paired_films} of {len(samples)} "
-                      "films had one; the rest keep the film read). film_read: each film alone, as the app reads "
-                      "an upload. Conformal sets and the confidence report are of the film read.")
+                      "films are one of a patient's two; the rest keep the film read). film_read: each film alone, "
+                      "as the app reads an upload. Conformal sets and the confidence report are of the film read.")
     return out
 
 
@@ -326,7 +326,7 @@ def paired_read_entry(spec: TaskSpec, groups: dict, ys: dict, probs: dict, log) 
     raises the validation score over the film read, then scored on test like the ensemble.
     ``groups``, ``ys``, ``probs``: each film's patient, label and ensemble (N, 2) prediction
     for "val" and "test"."""
-    from lifelens.paired_read import fit_paired_read, other_films
+    from lifelens.paired_read import fit_paired_read, in_pairs
     from lifelens.scoring import selection_score
 
     rule = fit_paired_read(probs["val"], ys["val"], groups["val"], spec.operating_point.positive)
@@ -337,7 +337,7 @@ def paired_read_entry(spec: TaskSpec, groups: dict, ys: dict, probs: dict, log) 
              "rule": "adopted when it raises the validation score of the film read; the asymmetry weight is "
                      "fixed beforehand, the scale, bias and threshold are fitted on validation films",
              "val_score_film": round(film_score, 4), "val_score_paired": round(paired_score, 4),
-             "films_with_other": {k: sum(1 for o in other_films(g) if o) for k, g in groups.items()}}
+             "films_in_pairs": {k: int(in_pairs(g).sum()) for k, g in groups.items()}}
     entry["metrics"] = _scored(spec, ys["test"], paired["test"], threshold)
     entry["metrics"]["split"] = "our test split (never used for training or model selection)"
     entry["goals"] = goal_status(spec, entry["metrics"])

@@ -38,7 +38,7 @@ def test_evaluate_reads_each_film_beside_the_other_breast_as_the_card_chose_on_v
     record = tm.card["paired_read"]
     # chosen on validation: adopted only because it ranked the validation films better
     assert record["used"] and record["val_score_paired"] > record["val_score_film"]
-    assert record["films_with_other"]["val"] == 52 and record["threshold"] is not None
+    assert record["films_in_pairs"]["val"] == 52 and record["threshold"] is not None
     paired = evaluate.evaluate_folder(tm, spec, _validation_folder(tmp_path, True), with_confidence=False)
     # the same films, the same ensemble: evaluate reproduces the card's validation numbers
     assert paired["n"] == 52 and "52 of 52 films" in paired["reading"]
@@ -63,3 +63,8 @@ def test_a_film_reads_more_abnormal_the_more_normal_its_partner_looks():
     assert out[0, 1] > out[3, 1]
     # and the film with the more abnormal-looking partner reads less abnormal than the partner
     assert out[3, 1] < out[4, 1]
+    # a patient with three films (two views of one breast, say) is not read in pairs
+    three = rule.probabilities(probs, ["a", "a", "a", "c", "c"])
+    np.testing.assert_array_equal(three[:3], probs[:3])
+    np.testing.assert_allclose(three[3:], out[3:])
+    np.testing.assert_array_equal(rule.read_beside(probs[0], [probs[1], probs[2]]), probs[0])

@@ -237,9 +237,10 @@ def paired_read_section(spec, task_model, case) -> None:
         return
     # an upload has no patient: the gallery (which needs the data folder) is not even read
     partners = cases.partner_indices(gallery_cases(spec.id), case) if case.source == "gallery" else []
-    if not partners:
+    if len(partners) != 1:
         st.caption("Read alone: the paired read compares a film with the same patient's other film, "
-                   "which an uploaded film does not come with.")
+                   + ("which an uploaded film does not come with." if case.source != "gallery" else
+                      f"and this patient has {len(partners) + 1} films here, not two."))
         return
     key, name = model_key(task_model), spec.class_names[rule.positive]
     film = _shipped_probs(key, case.digest, task_model, case.prepared)
