@@ -207,7 +207,7 @@ def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log
 def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: int | None = None,
           member: int = 0, run_dir: Path | None = None, limit: int | None = None, mixup: float | None = None,
           faults: float | None = None, init_from: Path | None = None, input_size: int | None = None,
-          log=print) -> Path:
+          train_sources: tuple[str, ...] | None = None, log=print) -> Path:
     """Train (or resume) ensemble member ``member`` (seed = member) and write it to
     ``out_dir`` (:func:`~lifelens.models.member_file`) with its entry in the card.
 
@@ -217,7 +217,8 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     row records it; a model of another size is a trial until the spec adopts it). ``init_from``
     fine-tunes a trained member (same task and seed; of any input size, since the weights do not
     depend on it) instead of starting from random weights, at a quarter of the recipe's learning
-    rate; its training seconds count in the card's. A recipe with ``fine_tune_epochs`` does both:
+    rate; its training seconds count in the card's. ``train_sources`` keeps only those sources'
+    training images ("" = the task's own folder; a recipe trial): validation is unchanged. A recipe with ``fine_tune_epochs`` does both:
     ``epochs`` from scratch on clean images (in ``run_dir/from_scratch``), then the fine-tuning
     with camera faults (``run_dir/fine_tune``). Returns the path of the saved model.
 
@@ -252,6 +253,8 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     splits = data.training_splits(spec, data_dir)
     if limit:
         splits = {k: [v[i] for ix in data.by_source(v).values() for i in ix[:limit]] for k, v in splits.items()}
+    if train_sources is not None:
+        splits["train"] = [s for s in splits["train"] if s.source in train_sources]
     log(f"[{spec.id}] member {member} split: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     x_train, y_train = data.load_prepared(spec, splits["train"], data_dir), np.array([s.label for s in splits["train"]])
     x_val, y_val = data.load_prepared(spec, splits["val"], data_dir), np.array([s.label for s in splits["val"]])
@@ -333,6 +336,8 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         "selected_epoch": state.get("best_epoch"), "epochs": epochs,
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
         "input_size": spec.input_size, "mixup_alpha": spec.recipe.mixup_alpha,
+        # per source, so a member trained on part of the data (train --train-sources) says so
+        "training_images": {src or spec.data_folder: len(ix) for src, ix in data.by_source(splits["train"]).items()},
         "acquisition_faults": spec.recipe.acquisition_faults,
         "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
     }

@@ -156,8 +156,10 @@ def test_a_member_fine_tuned_at_another_input_size_keeps_the_weights_it_started_
     shipped = spec.model_path.with_name("retina.m1.keras")
     size = spec.input_size - 64
     _train("retina", 1, 1, tmp_path / "out", tmp_path / "run", limit=4,
-           extra=("--input-size", str(size), "--init-from", str(shipped)))
+           extra=("--input-size", str(size), "--init-from", str(shipped), "--train-sources", "own"))
     row = json.loads((tmp_path / "out" / "retina.json").read_text())["ensemble"]["members"][0]
+    # --train-sources (another recipe trial): only the own folder's images trained, and the row says so
+    assert row["training_images"] == {"retina": 4}
     assert row["input_size"] == size
     tuned = load_model_file(tmp_path / "out" / row["file"], row["sha256"])
     assert tuned.input_shape == (None, size, size, 3) and row["fine_tuned_from"]["sha256"] == sha256_file(shipped)

@@ -17,6 +17,9 @@ def add_arguments(p) -> None:
                         "acquisition_faults (a recipe trial; give it again to resume)")
     p.add_argument("--init-from", help="fine-tune this trained member (same task and seed) at a quarter of the "
                                        "recipe's learning rate instead of starting from random weights")
+    p.add_argument("--train-sources",
+                   help="comma-separated sources whose training images train ('own' = the task's folder, else an "
+                        "extra source's folder); validation is unchanged (a recipe trial; give it again to resume)")
     p.add_argument("--input-size", type=int,
                    help="train at this many pixels a side instead of the task's (a recipe trial: the weights do not "
                         "depend on it, so --init-from may start from a member trained at another size)")
@@ -32,5 +35,7 @@ def run(args) -> int:
                 epochs=args.epochs, member=args.member, limit=args.limit,
                 run_dir=Path(args.run_dir) if args.run_dir else None, mixup=args.mixup,
                 faults=args.faults, input_size=args.input_size,
+                train_sources=None if not args.train_sources else
+                tuple("" if s.strip() == "own" else s.strip() for s in args.train_sources.split(",")),
                 init_from=Path(args.init_from) if args.init_from else None)
     return 0
