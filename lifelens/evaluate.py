@@ -170,23 +170,25 @@ def evaluate_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None, w
 
 
 def _paired_read(task_model, spec: TaskSpec, samples: list, labels: np.ndarray, probs: np.ndarray,
-                 film_result: dict) -> dict:
+                 one_image: dict) -> dict:
     """Where the card adopted the paired read (lifelens.paired_read) and some patient has two
-    films here: the paired read's metrics as the headline, the film read's under ``film_read``,
-    and ``reading`` saying which is which. Otherwise {} (the film read is the headline)."""
+    images here: the paired read's metrics as the headline, the one-image read's under
+    ``one_image_read``, and ``reading`` saying which is which. Otherwise {} (the one-image read
+    is the headline)."""
     from lifelens.paired_read import PairedRead, in_pairs
 
-    record = task_model.card.get("paired_read") if spec.paired_read else None
+    record = task_model.card.get("paired_read") if spec.paired_read is not None else None
     rule = PairedRead.from_card(record)
     groups = [s.group for s in samples]
     paired_films = int(in_pairs(groups).sum())
     if rule is None or not paired_films:
         return {}
     out = classification_metrics(spec, labels, rule.probabilities(probs, groups), record.get("threshold"))
-    out["film_read"] = {k: v for k, v in film_result.items() if k != "task"}
-    out["reading"] = (f"paired read: each film beside its patient's other film ({paired_films} of {len(samples)} "
-                      "films are one of a patient's two; the rest keep the film read). film_read: each film alone, "
-                      "as the app reads an upload. Conformal sets and the confidence report are of the film read.")
+    out["one_image_read"] = {k: v for k, v in one_image.items() if k != "task"}
+    out["reading"] = (f"paired read: each image beside {spec.paired_read.partner} of the same patient "
+                      f"({paired_films} of {len(samples)} images are one of a patient's two; the rest are read "
+                      "alone). one_image_read: each image alone, as the app reads an upload. Conformal sets and the "
+                      "confidence report are of the one-image read.")
     return out
 
 
@@ -263,9 +265,8 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["baseline"] = entries["baselines"]["logistic"]  # the Model cards page's first comparison
     entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
     if spec.paired_read:
-        groups = {k: [s.group for s in v] for k, v in splits.items()}
-        entries["paired_read"] = paired_read_entry(spec, groups, ys, {"val": entries["_val_probs"],
-                                                                      "test": entries["_test_probs"]}, log)
+        entries["paired_read"] = paired_read_entry(task_model, train, {"val": entries["_val_probs"],
+                                                                       "test": entries["_test_probs"]}, log)
     entries.pop("_val_probs")
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
                                                      known={"": entries.pop("_test_probs")})
@@ -321,28 +322,54 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
     return entries
 
 
-def paired_read_entry(spec: TaskSpec, groups: dict, ys: dict, probs: dict, log) -> dict:
-    """The card's ``paired_read``: fitted on validation films, adopted (``used``) only if it
-    raises the validation score over the film read, then scored on test like the ensemble.
-    ``groups``, ``ys``, ``probs``: each film's patient, label and ensemble (N, 2) prediction
-    for "val" and "test"."""
+def paired_read_entry(task_model, splits: dict, own_probs: dict, log) -> dict:
+    """The card's ``paired_read`` (:mod:`lifelens.paired_read`): fitted on the validation images
+    of every source that come in pairs of one patient, adopted (``used``) only if it raises the
+    validation score, then scored on each source's test share that has pairs (``metrics_by_source``,
+    with intervals). ``metrics`` and ``goals`` are the own folder's, where it has pairs.
+    ``splits``: :func:`data.training_splits`; ``own_probs``: the ensemble's "val" and "test"
+    predictions of the own folder's images (they come first in each split)."""
+    from lifelens.models import ensemble_proba
     from lifelens.paired_read import fit_paired_read, in_pairs
     from lifelens.scoring import selection_score
 
-    rule = fit_paired_read(probs["val"], ys["val"], groups["val"], spec.operating_point.positive)
-    paired = {k: rule.probabilities(probs[k], groups[k]) for k in ("val", "test")}
-    film_score, paired_score = (selection_score(spec, p, ys["val"]) for p in (probs["val"], paired["val"]))
-    threshold = fit_decision_rule(spec, ys["val"], paired["val"])
-    entry = {**rule.to_card(), "used": bool(paired_score > film_score), "threshold": threshold,
-             "rule": "adopted when it raises the validation score of the film read; the asymmetry weight is "
-                     "fixed beforehand, the scale, bias and threshold are fitted on validation films",
+    spec = task_model.spec
+    probs, labels, groups = {}, {}, {}
+    for part in ("val", "test"):
+        items = splits[part]
+        rest = items[len(own_probs[part]):]  # the extra sources' images
+        extra = (ensemble_proba(task_model, data.load_prepared(spec, rest).astype(np.float32)) if rest
+                 else np.zeros((0, spec.num_classes)))
+        probs[part] = np.concatenate([own_probs[part], extra])
+        labels[part] = np.array([s.label for s in items])
+        groups[part] = [s.group for s in items]
+    positive = spec.operating_point.positive if spec.operating_point is not None else 1
+    rule = fit_paired_read(spec.paired_read.kind, probs["val"], labels["val"], groups["val"], positive)
+    paired = {k: rule.probabilities(probs[k], groups[k]) for k in probs}
+    film_score, paired_score = (selection_score(spec, p, labels["val"]) for p in (probs["val"], paired["val"]))
+    threshold = fit_decision_rule(spec, labels["val"], paired["val"])
+    entry = {**rule.to_card(), "partner": spec.paired_read.partner, "used": bool(paired_score > film_score),
+             "threshold": threshold,
+             "rule": "adopted when it raises the validation score of the one-image read; fitted on the validation "
+                     "images in pairs (see lifelens.paired_read for what is fixed beforehand)",
              "val_score_film": round(film_score, 4), "val_score_paired": round(paired_score, 4),
-             "films_in_pairs": {k: int(in_pairs(g).sum()) for k, g in groups.items()}}
-    entry["metrics"] = _scored(spec, ys["test"], paired["test"], threshold)
-    entry["metrics"]["split"] = "our test split (never used for training or model selection)"
-    entry["goals"] = goal_status(spec, entry["metrics"])
+             "images_in_pairs": {k: int(in_pairs(g).sum()) for k, g in groups.items()}, "metrics_by_source": {}}
+    for source, index in data.by_source(splits["test"]).items():
+        if not in_pairs([groups["test"][i] for i in index]).any():
+            continue  # nothing to read in pairs: the source's test share is the one-image read's
+        name = source or spec.data_folder
+        scored = _scored(spec, labels["test"][index], paired["test"][index], threshold)
+        scored["one_image_read"] = {k: v for k, v in classification_metrics(
+            spec, labels["test"][index], probs["test"][index], task_model.card.get("threshold")).items()
+            if k in spec.key_metrics + ("nll", "accuracy")}
+        entry["metrics_by_source"][name] = scored
+    own = entry["metrics_by_source"].get(spec.data_folder)
+    if own is not None:
+        entry["metrics"] = dict(own, split="our test split (never used for training or model selection)")
+        entry["goals"] = goal_status(spec, entry["metrics"])
     log(f"[{spec.id}] paired read {'adopted' if entry['used'] else 'not adopted'}: validation score "
-        f"{film_score:.4f} film read, {paired_score:.4f} paired")
+        f"{film_score:.4f} one image at a time, {paired_score:.4f} paired; test shares with pairs: "
+        + (", ".join(entry["metrics_by_source"]) or "none"))
     return entry
 
 

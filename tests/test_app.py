@@ -281,10 +281,11 @@ def test_model_card_page_shows_the_paired_read_beside_the_film_read():
     at.selectbox(key="cards_task").set_value("mammo").run()
     no_failure(at)
     comparison = at.dataframe[0].value
-    assert list(comparison["model"])[:3] == ["Deep ensemble", "Deep ensemble, beside the other breast", "One member"]
+    assert list(comparison["model"])[:3] == ["Deep ensemble", "Deep ensemble, read in pairs", "One member"]
     paired = read_card(get_task("mammo"))["paired_read"]
-    caption = next(c.value for c in at.caption if c.value.startswith("Beside the other breast"))
-    assert f"{paired['val_score_paired']:.3f} paired" in caption and f"{paired['metrics']['abnormal_auc']:.3f}" in caption
+    caption = next(c.value for c in at.caption if c.value.startswith("Read in pairs, beside the other breast"))
+    assert f"{paired['val_score_paired']:.3f} paired" in caption
+    assert f"abnormal auc {paired['metrics']['one_image_read']['abnormal_auc']:.3f} -> {paired['metrics']['abnormal_auc']:.3f}" in caption
 
 
 @pytest.mark.parametrize("task_id", TASK_IDS)
@@ -484,7 +485,7 @@ def test_an_uploaded_film_is_read_alone_even_without_a_data_folder(monkeypatch, 
     no_failure(at)
     assert not at.error, [e.value for e in at.error]
     assert metric(at, "Bayesian confidence").endswith("%")
-    assert "Read alone: the paired read compares a film" in _screen_text(at)
+    assert "Read alone: the paired read joins an image with the other breast" in _screen_text(at)
 
 
 def _screen_text(at: AppTest) -> str:
@@ -545,7 +546,7 @@ def test_mammography_dicom_upload_is_predicted_without_showing_patient_data():
     # the file name (which often names the patient) stays off the screen unless the user opts in
     assert "film.dcm" not in text and "uploaded image" in text
     assert "DICOM rendered with" in text  # what was done to the values is said under the image
-    assert "Read alone: the paired read compares a film with the same patient's other film" in text
+    assert "Read alone: the paired read joins an image with the other breast of the same patient" in text
     assert not [s for s in PHI_STRINGS if s in text], "patient data from the DICOM header reached the screen"
     at.session_state["show_file_names"] = True
     at.run()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import shipped_model
 
-from lifelens import data, evaluate
-from lifelens.paired_read import PairedRead, other_films
+from lifelens import config, data, evaluate
+from lifelens.paired_read import PairedRead, other_films, partner_index
 from lifelens.tasks import get_task
 
 
@@ -38,22 +38,24 @@ def test_evaluate_reads_each_film_beside_the_other_breast_as_the_card_chose_on_v
     record = tm.card["paired_read"]
     # chosen on validation: adopted only because it ranked the validation films better
     assert record["used"] and record["val_score_paired"] > record["val_score_film"]
-    assert record["films_in_pairs"]["val"] == 52 and record["threshold"] is not None
+    assert record["kind"] == "asymmetry" and record["beta"] < 0 < record["alpha"]  # a film reads worse beside a worse partner
+    assert record["images_in_pairs"]["val"] == 52 and record["threshold"] is not None
     paired = evaluate.evaluate_folder(tm, spec, _validation_folder(tmp_path, True), with_confidence=False)
     # the same films, the same ensemble: evaluate reproduces the card's validation numbers
-    assert paired["n"] == 52 and "52 of 52 films" in paired["reading"]
+    assert paired["n"] == 52 and "52 of 52 images" in paired["reading"]
     assert paired["abnormal_auc"] == pytest.approx(record["val_score_paired"], abs=2e-3)
-    assert paired["film_read"]["abnormal_auc"] == pytest.approx(record["val_score_film"], abs=2e-3)
+    assert paired["one_image_read"]["abnormal_auc"] == pytest.approx(record["val_score_film"], abs=2e-3)
     # without the patient column no film has a partner: the film read is the headline
     alone = evaluate.evaluate_folder(tm, spec, _validation_folder(tmp_path, False), with_confidence=False)
-    assert "reading" not in alone and "film_read" not in alone
-    assert alone["abnormal_auc"] == pytest.approx(paired["film_read"]["abnormal_auc"], abs=1e-9)
+    assert "reading" not in alone and "one_image_read" not in alone
+    assert alone["abnormal_auc"] == pytest.approx(paired["one_image_read"]["abnormal_auc"], abs=1e-9)
 
 
 def test_a_film_reads_more_abnormal_the_more_normal_its_partner_looks():
-    rule = PairedRead(scale=0.8, bias=-0.3)
+    rule = PairedRead("asymmetry", alpha=1.6, beta=-0.8, bias=(0.0, -0.3))
     groups = ["a", "a", "b", "c", "c"]
     assert other_films(groups) == [[1], [0], [], [4], [3]]
+    assert partner_index(groups).tolist() == [1, 0, -1, 4, 3]
     probs = np.array([[0.4, 0.6], [0.9, 0.1], [0.3, 0.7], [0.4, 0.6], [0.2, 0.8]])
     out = rule.probabilities(probs, groups)
     np.testing.assert_allclose(out.sum(axis=1), 1.0)
@@ -68,3 +70,37 @@ def test_a_film_reads_more_abnormal_the_more_normal_its_partner_looks():
     np.testing.assert_array_equal(three[:3], probs[:3])
     np.testing.assert_allclose(three[3:], out[3:])
     np.testing.assert_array_equal(rule.read_beside(probs[0], [probs[1], probs[2]]), probs[0])
+
+
+def test_evaluate_reads_each_fundus_photo_with_the_other_eye_as_the_card_chose_on_validation(tmp_path):
+    """Retina: an EyePACS-like folder (path, grade, patient) is read eye beside eye; APTOS has no patient."""
+    spec = get_task("retina")
+    tm = shipped_model("retina")
+    record = tm.card["paired_read"]
+    assert record["kind"] == "agreement" and record["used"] and record["beta"] > 0  # the other eye is evidence
+    assert record["val_score_paired"] > record["val_score_film"]
+    eyepacs = spec.extra_sources[0]
+    assert set(record["metrics_by_source"]) == {eyepacs.folder}  # APTOS photos are read alone
+    share = record["metrics_by_source"][eyepacs.folder]
+    assert share["n"] == tm.card["metrics_by_source"][eyepacs.folder]["n"]
+    assert share["one_image_read"]["quadratic_kappa"] == pytest.approx(
+        tm.card["metrics_by_source"][eyepacs.folder]["quadratic_kappa"])
+    # a folder of the shared-data format: EyePACS validation photos with their patient column
+    src = config.data_root() / eyepacs.folder
+    keep = {s.path for s in data.source_splits(spec, eyepacs)["val"]}
+    folder = tmp_path / "eyes"
+    (folder / "images").mkdir(parents=True)
+    with open(src / "labels.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["path"] in keep]
+    for r in rows:
+        (folder / "images" / r["path"]).symlink_to(src / "images" / r["path"])
+    with open(folder / "labels.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["path", "grade", "patient"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    result = evaluate.evaluate_folder(tm, spec, folder, with_confidence=False)
+    paired = int((partner_index([r["patient"] for r in rows]) >= 0).sum())
+    assert paired >= 400 and f"{paired} of {len(rows)} images" in result["reading"]
+    # joined with the right eye of the right patient, the photos are predicted better than alone
+    assert result["nll"] < result["one_image_read"]["nll"]
+    assert result["quadratic_kappa"] > result["one_image_read"]["quadratic_kappa"]

@@ -45,10 +45,9 @@ HELP = {
     "abnormal_auc": "ROC AUC of abnormal vs normal films.",
     "sensitivity": "Share of abnormal films called abnormal at the chosen threshold.",
     "specificity": "Share of normal films called normal at the chosen threshold.",
-    "paired_read": "The paired read: this film's score plus how much more abnormal it looks than the same "
-                   "patient's other film, mapped to a probability on validation films. Radiologists compare the "
-                   "two breasts because an abnormality is usually on one side; on our validation films this "
-                   "ranked films better than reading each alone (model card, paired_read).",
+    "paired_read": "The paired read: this image's probabilities joined with those of the same patient's other "
+                   "image, in a way fitted on validation images, where it did better than reading each image "
+                   "alone (model card, paired_read).",
     "temperature": "Temperature T fitted on the validation split: softmax(logits / T). T > 1 softens "
                    "over-confident outputs.",
     "ood_auroc": "How well a score separates in-distribution test images from out-of-distribution ones "
@@ -71,17 +70,23 @@ PROMISES = {
 }
 
 
-def paired_read_caption(record: dict) -> str:
+def paired_read_caption(spec, record: dict) -> str:
     """The Model cards page's line on the paired read (a card's ``paired_read``, adopted)."""
-    metrics, goals = record.get("metrics") or {}, record.get("goals") or []
-    goal_text = "; ".join(f"goal {g['metric'].replace('_', ' ')} ≥ {g['goal']:.2f} "
-                          f"{'met' if g.get('met_on_our_test_split') else '**not met**'}" for g in goals)
-    auc = metrics.get("abnormal_auc")
-    return (f"Beside the other breast (the paired read): each film's score plus how much more abnormal it looks "
-            f"than the same patient's other film, mapped to a probability on validation films. Chosen on "
-            f"validation (AUC {record.get('val_score_film', float('nan')):.3f} one film at a time, "
-            f"{record.get('val_score_paired', float('nan')):.3f} paired). On our test split "
-            + (f"abnormal AUC {auc:.3f}" if isinstance(auc, float) else "not scored")
-            + (f" ({goal_text})" if goal_text else "")
-            + ". The other rows read each film alone. `evaluate` reports the paired read as the headline where a "
-              "folder holds both films of a patient; the app reads an uploaded film alone.")
+    how = ("each film's score plus how much more abnormal it looks than the same patient's other film"
+           if record.get("kind") == "asymmetry" else "each image's probabilities joined with those of the same "
+           "patient's other image")
+    shares = []
+    for source, m in (record.get("metrics_by_source") or {}).items():
+        alone = m.get("one_image_read") or {}
+        pairs = ", ".join(f"{k.replace('_', ' ')} {alone[k]:.3f} -> {m[k]:.3f}" for k in spec.key_metrics
+                          if isinstance(m.get(k), float) and isinstance(alone.get(k), float))
+        shares.append(f"{source} ({m.get('n', '?')} test images): {pairs}")
+    goals = "; ".join(f"goal {g['metric'].replace('_', ' ')} ≥ {g['goal']:.2f} "
+                      f"{'met' if g.get('met_on_our_test_split') else '**not met**'}" for g in record.get("goals") or [])
+    return (f"Read in pairs, beside {record.get('partner', 'the other side')}: {how}, mapped to probabilities on "
+            f"validation images. Chosen on validation (score {record.get('val_score_film', float('nan')):.3f} one "
+            f"image at a time, {record.get('val_score_paired', float('nan')):.3f} paired). On our test split, one "
+            "image at a time -> paired: " + ("; ".join(shares) or "no test images in pairs")
+            + (f" ({goals})" if goals else "")
+            + ". The other rows read each image alone. `evaluate` reports the paired read as the headline where a "
+              "folder holds both images of a patient; the app reads an uploaded image alone.")

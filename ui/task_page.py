@@ -228,35 +228,44 @@ def decision_rule_caption(spec, card: dict, mean: np.ndarray) -> None:
 
 
 def paired_read_section(spec, task_model, case) -> None:
-    """Mammography: the film beside the same patient's other film, where the gallery holds it."""
+    """The image beside the same patient's other one (``TaskSpec.paired_read``), where the gallery holds it."""
     from lifelens.paired_read import PairedRead
 
-    record = task_model.card.get("paired_read") if spec.paired_read else None
+    record = task_model.card.get("paired_read") if spec.paired_read is not None else None
     rule = PairedRead.from_card(record)
     if rule is None:
         return
-    # an upload has no patient: the gallery (which needs the data folder) is not even read
-    partners = cases.partner_indices(gallery_cases(spec.id), case) if case.source == "gallery" else []
-    if len(partners) != 1:
-        st.caption("Read alone: the paired read compares a film with the same patient's other film, "
-                   + ("which an uploaded film does not come with." if case.source != "gallery" else
-                      f"and this patient has {len(partners) + 1} films here, not two."))
+    partner = spec.paired_read.partner
+    if case.source != "gallery":  # an upload has no patient; the gallery (which needs the data folder) is not read
+        st.caption(f"Read alone: the paired read joins an image with {partner} of the same patient, which an "
+                   "upload does not come with.")
         return
-    key, name = model_key(task_model), spec.class_names[rule.positive]
-    film = _shipped_probs(key, case.digest, task_model, case.prepared)
-    others = [gallery_case(spec.id, i) for i in partners]
-    other_probs = [_shipped_probs(key, o.digest, task_model, o.prepared) for o in others]
-    paired = rule.read_beside(film, other_probs)
+    partners = cases.partner_indices(gallery_cases(spec.id), case)
+    if len(partners) != 1:
+        if partners:
+            st.caption(f"Read alone: this patient has {len(partners) + 1} images here, not a pair.")
+        return  # no patient recorded with this image (its source has none): nothing to say
+    key = model_key(task_model)
+    own = _shipped_probs(key, case.digest, task_model, case.prepared)
+    other = gallery_case(spec.id, partners[0])
+    other_probs = _shipped_probs(key, other.digest, task_model, other.prepared)
+    paired = rule.read_beside(own, [other_probs])
     threshold = record.get("threshold")
-    called = threshold is not None and paired[rule.positive] >= threshold
-    st.metric(f"{name}, beside the other breast", f"{paired[rule.positive]:.0%}",
-              f"{film[rule.positive]:.0%} read alone", delta_color="off", delta_arrow="off", border=True,
-              help=screen_text.HELP["paired_read"])
-    st.caption(f"Beside {', '.join(o.name for o in others)} ({', '.join(f'{p[rule.positive]:.0%}' for p in other_probs)} "
-               f"{name.lower()} read alone): "
-               + (f"called **{spec.class_names[rule.positive] if called else spec.class_names[1 - rule.positive]}** "
-                  f"at the paired read's own threshold {threshold:.2f}, chosen on validation films."
-                  if threshold is not None else "no threshold in the card."))
+    called = spec.class_names[int(scoring.predicted_class(spec, paired[None], threshold)[0])]
+    help_text = f"{spec.paired_read.why} {screen_text.HELP['paired_read']}"
+    if spec.operating_point is not None:
+        pos = spec.operating_point.positive
+        name = spec.class_names[pos]
+        st.metric(f"{name}, beside {partner}", f"{paired[pos]:.0%}", f"{own[pos]:.0%} read alone",
+                  delta_color="off", delta_arrow="off", border=True, help=help_text)
+        alone = f"{other_probs[pos]:.0%} {name.lower()} read alone"
+    else:
+        top = int(np.argmax(paired))
+        st.metric(f"Beside {partner}", called, f"{spec.class_names[top]} {paired[top]:.0%}",
+                  delta_color="off", delta_arrow="off", border=True, help=help_text)
+        alone = f"{spec.class_names[int(np.argmax(other_probs))]} read alone"
+    st.caption(f"Beside {other.name} ({alone}): called **{called}** by the paired read's own decision rule, "
+               "chosen on validation images.")
 
 
 def prediction_section(spec, task_model, case) -> dict:

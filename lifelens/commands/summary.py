@@ -40,12 +40,20 @@ def metrics_table(specs, cards) -> list[str]:
 
 
 def sources_table(specs, cards) -> list[str]:
-    lines = ["| task | source | n test | key metric (ensemble) |", "|---|---|---|---|"]
+    lines = ["| task | source | n test | key metric (ensemble) | read in pairs |", "|---|---|---|---|---|"]
     for spec in specs:
         key = spec.goals[0][0] if spec.goals else spec.key_metrics[0]  # what the task is judged by
+        paired = cards[spec.id].get("paired_read") or {}
+        in_pairs = (paired.get("metrics_by_source") or {}) if paired.get("used") else {}
         for source, m in (cards[spec.id].get("metrics_by_source") or {}).items():
-            extra = f"; referable AUC {_f(m.get('referable_auc'))}" if m.get("referable_auc") is not None else ""
-            lines.append(f"| {spec.id} | {source} | {m.get('n')} | {key} {_f(m.get(key))}{extra} |")
+            cells = []
+            for found in (m, in_pairs.get(source)):
+                if found is None:
+                    cells.append("–")
+                    continue
+                extra = f"; referable AUC {_f(found.get('referable_auc'))}" if found.get("referable_auc") is not None else ""
+                cells.append(f"{key} {_f(found.get(key))}{extra}")
+            lines.append(f"| {spec.id} | {source} | {m.get('n')} | {cells[0]} | {cells[1]} |")
     return lines
 
 
