@@ -393,6 +393,10 @@ SKIN = TaskSpec(
     # Also tried and not adopted: member 0 fine-tuned 6 more epochs on ISIC 2017 training images alone
     # (train --train-sources own --init-from): ISIC 2017 validation isic2017_score 0.793 -> 0.802 through
     # seborrheic keratosis only (melanoma AUC 0.729 -> 0.725, NLL 0.817 -> 0.824), HAM10000's 0.859 -> 0.837.
+    # No paired read: HAM10000 photographs one lesion up to six times (lesion_id), but averaging a
+    # lesion's photos in log space lowered the validation selection score (HAM10000's 787 validation
+    # images, 405 of a lesion photographed more than once: balanced accuracy 0.689 -> 0.687; NLL
+    # 0.651 -> 0.641, isic2017_score 0.859 -> 0.865), and ISIC 2017 records no lesion.
     recipe=TrainingRecipe(epochs=24, class_weighting="balanced", members=3, acquisition_faults=0.5, fine_tune_epochs=6),
 )
 
