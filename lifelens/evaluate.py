@@ -266,7 +266,8 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
     if spec.paired_read:
         entries["paired_read"] = paired_read_entry(task_model, train, {"val": entries["_val_probs"],
-                                                                       "test": entries["_test_probs"]}, log)
+                                                                       "test": entries["_test_probs"]},
+                                                   entries.get("threshold"), log)
     entries.pop("_val_probs")
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
                                                      known={"": entries.pop("_test_probs")})
@@ -322,13 +323,14 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
     return entries
 
 
-def paired_read_entry(task_model, splits: dict, own_probs: dict, log) -> dict:
+def paired_read_entry(task_model, splits: dict, own_probs: dict, one_image_threshold, log) -> dict:
     """The card's ``paired_read`` (:mod:`lifelens.paired_read`): fitted on the validation images
     of every source that come in pairs of one patient, adopted (``used``) only if it raises the
     validation score, then scored on each source's test share that has pairs (``metrics_by_source``,
     with intervals). ``metrics`` and ``goals`` are the own folder's, where it has pairs.
     ``splits``: :func:`data.training_splits`; ``own_probs``: the ensemble's "val" and "test"
-    predictions of the own folder's images (they come first in each split)."""
+    predictions of the own folder's images (they come first in each split);
+    ``one_image_threshold``: the decision rule of the one-image read (the card's ``threshold``)."""
     from lifelens.models import ensemble_proba
     from lifelens.paired_read import fit_paired_read, in_pairs
     from lifelens.scoring import selection_score
@@ -360,7 +362,7 @@ def paired_read_entry(task_model, splits: dict, own_probs: dict, log) -> dict:
         name = source or spec.data_folder
         scored = _scored(spec, labels["test"][index], paired["test"][index], threshold)
         scored["one_image_read"] = {k: v for k, v in classification_metrics(
-            spec, labels["test"][index], probs["test"][index], task_model.card.get("threshold")).items()
+            spec, labels["test"][index], probs["test"][index], one_image_threshold).items()
             if k in spec.key_metrics + ("nll", "accuracy")}
         entry["metrics_by_source"][name] = scored
     own = entry["metrics_by_source"].get(spec.data_folder)
