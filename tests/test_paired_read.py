@@ -87,7 +87,9 @@ def test_evaluate_reads_each_fundus_photo_with_the_other_eye_as_the_card_chose_o
         tm.card["metrics_by_source"][eyepacs.folder]["quadratic_kappa"])
     # a folder of the shared-data format: EyePACS validation photos with their patient column
     src = config.data_root() / eyepacs.folder
-    keep = {s.path for s in data.source_splits(spec, eyepacs)["val"]}
+    val = data.source_splits(spec, eyepacs)["val"]
+    patients = sorted({s.group for s in val})[:120]  # about half of them, to keep the test short
+    keep = {s.path for s in val if s.group in patients}
     folder = tmp_path / "eyes"
     (folder / "images").mkdir(parents=True)
     with open(src / "labels.csv", newline="") as fh:
@@ -100,7 +102,7 @@ def test_evaluate_reads_each_fundus_photo_with_the_other_eye_as_the_card_chose_o
         writer.writerows(rows)
     result = evaluate.evaluate_folder(tm, spec, folder, with_confidence=False)
     paired = int((partner_index([r["patient"] for r in rows]) >= 0).sum())
-    assert paired >= 400 and f"{paired} of {len(rows)} images" in result["reading"]
+    assert paired >= 150 and f"{paired} of {len(rows)} images" in result["reading"]
     # joined with the right eye of the right patient, the photos are predicted better than alone
     assert result["nll"] < result["one_image_read"]["nll"]
     assert result["quadratic_kappa"] > result["one_image_read"]["quadratic_kappa"]
