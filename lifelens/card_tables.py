@@ -3,8 +3,9 @@ baselines, majority class, chance) per headline metric, whether a gain is clear 
 interval, and the faithfulness table with the random map first."""
 from __future__ import annotations
 
-COMPARED = (("ensemble", "Deep ensemble"), ("paired", "Deep ensemble, read in pairs"), ("member", "One member"), ("boosted", "Gradient boosting"),
-            ("logistic", "Logistic regression"), ("majority_class", "Majority class"), ("chance", "Chance"))
+COMPARED = (("ensemble", "Deep ensemble"), ("paired", "Deep ensemble, read in pairs"), ("member", "One member"),
+            ("boosted", "Gradient boosting"), ("logistic", "Logistic regression"),
+            ("majority_class", "Majority class"), ("chance", "Chance"))
 
 
 def _compared(card: dict) -> dict:
