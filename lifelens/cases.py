@@ -75,7 +75,6 @@ class Case:
     label: int | None = None
     marks: tuple = field(default_factory=tuple)
     note: str = ""  # how the file was rendered, when it is not plain (e.g. a DICOM window)
-    group: str = ""  # a gallery case's patient (or lesion): what its other films share
 
     def display_with_marks(self) -> np.ndarray:
         out = self.display
@@ -86,9 +85,10 @@ class Case:
 
 def partner_indices(gallery: list[Sample], case: Case) -> list[int]:
     """Gallery indices of the other films of a gallery case's patient (none for an upload)."""
-    if case.source != "gallery" or not case.group:
-        return []
-    return [i for i, s in enumerate(gallery) if s.group == case.group and s.path != case.name]
+    from lifelens.paired_read import other_films
+
+    index = next((i for i, s in enumerate(gallery) if s.path == case.name), None) if case.source == "gallery" else None
+    return [] if index is None else other_films([s.group for s in gallery])[index]
 
 
 def shown_name(case: Case, show_file_names: bool = False) -> str:
@@ -134,7 +134,7 @@ def case_from_bytes(spec: TaskSpec, content: bytes, name: str, source: str = "up
     return Case(
         task_id=spec.id, source=source, name=name, image=image, prepared=prepared, display=display,
         digest=digest(content), label=None if sample is None else sample.label,
-        marks=lesion_marks(sample, image.shape[0], geometry), group="" if sample is None else sample.group,
+        marks=lesion_marks(sample, image.shape[0], geometry),
         note=imaging.dicom_rendering(content) or imaging.colour_note(content, spec.channels),
     )
 

@@ -264,13 +264,15 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["baselines"] = _baseline_entries(spec, x_train, y_train, xs, ys, log)
     entries["baseline"] = entries["baselines"]["logistic"]  # the Model cards page's first comparison
     entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
+    own_probs = {"val": entries.pop("_val_probs"), "test": entries.pop("_test_probs")}
+    known = {"": own_probs["test"]}
     if spec.paired_read:
-        entries["paired_read"] = paired_read_entry(task_model, train, {"val": entries["_val_probs"],
-                                                                       "test": entries["_test_probs"]},
-                                                   entries.get("threshold"), log)
-    entries.pop("_val_probs")
+        # every source's validation and test images, predicted once for the paired read and the source table
+        probs = {part: _with_extra_sources(task_model, train[part], own_probs[part]) for part in own_probs}
+        entries["paired_read"] = paired_read_entry(spec, train, probs, entries.get("threshold"), log)
+        known = {src: probs["test"][ix] for src, ix in data.by_source(train["test"]).items()}
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
-                                                     known={"": entries.pop("_test_probs")})
+                                                     known=known)
     entries["intended_use"] = intended_use(spec)
     entries["limitations"] = list(spec.limitations)
     entries["dataset"] = dataset_entry(spec)
@@ -323,28 +325,31 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
     return entries
 
 
-def paired_read_entry(task_model, splits: dict, own_probs: dict, one_image_threshold, log) -> dict:
+def _with_extra_sources(task_model, items: list, own_probs: np.ndarray) -> np.ndarray:
+    """(N, K) the ensemble's prediction of a split of every source (:func:`data.training_splits`),
+    from the own folder's (which come first, ``own_probs``) and the extra sources' images."""
+    from lifelens.models import ensemble_proba
+
+    rest = items[len(own_probs):]
+    if not rest:
+        return own_probs
+    return np.concatenate([own_probs, ensemble_proba(task_model, data.load_prepared(task_model.spec, rest)
+                                                     .astype(np.float32))])
+
+
+def paired_read_entry(spec: TaskSpec, splits: dict, probs: dict, one_image_threshold, log) -> dict:
     """The card's ``paired_read`` (:mod:`lifelens.paired_read`): fitted on the validation images
     of every source that come in pairs of one patient, adopted (``used``) only if it raises the
     validation score, then scored on each source's test share that has pairs (``metrics_by_source``,
     with intervals). ``metrics`` and ``goals`` are the own folder's, where it has pairs.
-    ``splits``: :func:`data.training_splits`; ``own_probs``: the ensemble's "val" and "test"
-    predictions of the own folder's images (they come first in each split);
-    ``one_image_threshold``: the decision rule of the one-image read (the card's ``threshold``)."""
-    from lifelens.models import ensemble_proba
+    ``splits``: :func:`data.training_splits`; ``probs``: the ensemble's (N, K) prediction of its
+    "val" and "test" images; ``one_image_threshold``: the decision rule of the one-image read
+    (the card's ``threshold``)."""
     from lifelens.paired_read import fit_paired_read, in_pairs
     from lifelens.scoring import selection_score
 
-    spec = task_model.spec
-    probs, labels, groups = {}, {}, {}
-    for part in ("val", "test"):
-        items = splits[part]
-        rest = items[len(own_probs[part]):]  # the extra sources' images
-        extra = (ensemble_proba(task_model, data.load_prepared(spec, rest).astype(np.float32)) if rest
-                 else np.zeros((0, spec.num_classes)))
-        probs[part] = np.concatenate([own_probs[part], extra])
-        labels[part] = np.array([s.label for s in items])
-        groups[part] = [s.group for s in items]
+    labels = {part: np.array([s.label for s in splits[part]]) for part in probs}
+    groups = {part: [s.group for s in splits[part]] for part in probs}
     positive = spec.operating_point.positive if spec.operating_point is not None else 1
     rule = fit_paired_read(spec.paired_read.kind, probs["val"], labels["val"], groups["val"], positive)
     paired = {k: rule.probabilities(probs[k], groups[k]) for k in probs}

@@ -1,4 +1,4 @@
-"""The paired read of mammography: each film beside the same patient's other film."""
+"""The paired read: each image beside the same patient's other one (two breasts, two eyes)."""
 from __future__ import annotations
 
 import csv
@@ -12,23 +12,28 @@ from lifelens.paired_read import PairedRead, other_films, partner_index
 from lifelens.tasks import get_task
 
 
-def _validation_folder(tmp_path, with_patient: bool):
-    """Every validation film of mini-MIAS, linked (not copied) into a folder of the shared-data
-    format; without the patient column when ``with_patient`` is False."""
-    spec = get_task("mammo")
-    src = spec.data_dir()
-    keep = {s.path for s in data.task_splits(spec)["val"]}
-    folder = tmp_path / ("paired" if with_patient else "films")
+def _linked_folder(folder, src, keep: set, drop_columns=()) -> list[dict]:
+    """A folder of the shared-data format holding the images of ``src`` named in ``keep``, linked
+    (not copied), with their ``labels.csv`` rows less ``drop_columns``; returns the rows."""
     (folder / "images").mkdir(parents=True)
     with open(src / "labels.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["path"] in keep]
-    fields = [f for f in rows[0] if with_patient or f != "patient"]
     for path in {r["path"] for r in rows}:
         (folder / "images" / path).symlink_to(src / "images" / path)
     with open(folder / "labels.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=[f for f in rows[0] if f not in drop_columns], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
+    return rows
+
+
+def _validation_folder(tmp_path, with_patient: bool):
+    """Every validation film of mini-MIAS in a folder of its own; without the patient column
+    when ``with_patient`` is False."""
+    spec = get_task("mammo")
+    folder = tmp_path / ("paired" if with_patient else "films")
+    _linked_folder(folder, spec.data_dir(), {s.path for s in data.task_splits(spec)["val"]},
+                   () if with_patient else ("patient",))
     return folder
 
 
@@ -89,17 +94,8 @@ def test_evaluate_reads_each_fundus_photo_with_the_other_eye_as_the_card_chose_o
     src = config.data_root() / eyepacs.folder
     val = data.source_splits(spec, eyepacs)["val"]
     patients = sorted({s.group for s in val})[:120]  # about half of them, to keep the test short
-    keep = {s.path for s in val if s.group in patients}
     folder = tmp_path / "eyes"
-    (folder / "images").mkdir(parents=True)
-    with open(src / "labels.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["path"] in keep]
-    for r in rows:
-        (folder / "images" / r["path"]).symlink_to(src / "images" / r["path"])
-    with open(folder / "labels.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "grade", "patient"], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = _linked_folder(folder, src, {s.path for s in val if s.group in patients})
     result = evaluate.evaluate_folder(tm, spec, folder, with_confidence=False)
     paired = int((partner_index([r["patient"] for r in rows]) >= 0).sum())
     assert paired >= 150 and f"{paired} of {len(rows)} images" in result["reading"]

@@ -45,6 +45,14 @@ def _shipped_probs(model_key: str, image_digest: str, _task_model, _prepared) ->
     return case_prediction.shipped_probabilities(_task_model, _prepared)
 
 
+def shipped_probs(task_model, case, pred: dict | None = None) -> np.ndarray:
+    """(K,) the ensemble's prediction of a case: the page's prediction when it is the ensemble's,
+    else computed once per image and cached."""
+    if pred is not None and pred["method"] == "ensemble":
+        return case_prediction.shipped_probabilities(task_model, case.prepared, pred)
+    return _shipped_probs(model_key(task_model), case.digest, task_model, case.prepared)
+
+
 @st.cache_resource(show_spinner=False)
 def _input_gate(model_key: str, task_id: str):
     from lifelens.uncertainty.gate import InputGate, gate_path
@@ -89,8 +97,7 @@ def conformal_section(spec, task_model, case, pred: dict) -> None:
     level = st.segmented_control("Coverage of the prediction set", ["0.8", "0.9", "0.95"], default="0.9",
                                  format_func=lambda v: f"{float(v):.0%}", key=f"{spec.id}_coverage",
                                  help=screen_text.HELP["conformal"]) or "0.9"
-    probs = (case_prediction.shipped_probabilities(task_model, case.prepared, pred) if pred["method"] == "ensemble"
-             else _shipped_probs(model_key(task_model), case.digest, task_model, case.prepared))
+    probs = shipped_probs(task_model, case, pred)
     methods = [m for m in ("ordinal", "lac") if m in calibrations]
     for method in methods:
         members = conformal.describe_set(conformal.prediction_sets(calibrations[method], probs, level),
@@ -227,7 +234,7 @@ def decision_rule_caption(spec, card: dict, mean: np.ndarray) -> None:
                    "probable grade when the probability is spread over neighbouring grades.")
 
 
-def paired_read_section(spec, task_model, case) -> None:
+def paired_read_section(spec, task_model, case, pred: dict) -> None:
     """The image beside the same patient's other one (``TaskSpec.paired_read``), where the gallery holds it."""
     from lifelens.paired_read import PairedRead
 
@@ -245,10 +252,9 @@ def paired_read_section(spec, task_model, case) -> None:
         if partners:
             st.caption(f"Read alone: this patient has {len(partners) + 1} images here, not a pair.")
         return  # no patient recorded with this image (its source has none): nothing to say
-    key = model_key(task_model)
-    own = _shipped_probs(key, case.digest, task_model, case.prepared)
+    own = shipped_probs(task_model, case, pred)
     other = gallery_case(spec.id, partners[0])
-    other_probs = _shipped_probs(key, other.digest, task_model, other.prepared)
+    other_probs = shipped_probs(task_model, other)
     paired = rule.read_beside(own, [other_probs])
     threshold = record.get("threshold")
     called = spec.class_names[int(scoring.predicted_class(spec, paired[None], threshold)[0])]
@@ -304,7 +310,7 @@ def prediction_section(spec, task_model, case) -> dict:
         row2[0].metric("Entropy (nats)", f"{pred['predictive_entropy']:.2f}", help=screen_text.HELP["entropy"], border=True)
         row2[1].metric("Mutual information (nats)", f"{pred['mutual_information']:.3f}",
                        help=screen_text.HELP["mutual_information"], border=True)
-        paired_read_section(spec, task_model, case)
+        paired_read_section(spec, task_model, case, pred)
         warnings = case_prediction.prediction_warnings(names, pred["softmax"], pred["samples"],
                                                   task_model.card.get("warnings"), bayes_method)
         for w in warnings:
