@@ -469,3 +469,35 @@ def test_ensemble_map_is_the_members_mean_for_the_ensembles_class(load_shipped, 
     maps = np.stack([explain(m, x, free.targets, method="gradcam").maps for m in tm.members])
     np.testing.assert_allclose(free.maps, maps.mean(axis=0), atol=1e-6)
     np.testing.assert_allclose(free.extra["std"], maps.std(axis=0), atol=1e-6)
+
+
+
+def test_ensemble_members_share_one_trace_and_each_map_uses_its_own_weights(load_shipped, real_images):
+    """Members of one architecture run one traced Grad-CAM pass fed with their own weights (a
+    cold ensemble map traced once instead of once per member), and every member's map still
+    equals a Grad-CAM computed eagerly from that member's own layers."""
+    import keras
+    import tensorflow as tf
+
+    from lifelens.explain import base
+    from lifelens.explain.cam import upsample_and_normalise
+
+    tm = load_shipped("plant")
+    _, x = real_images("plant", 2)
+    targets = np.array([3, 7])
+    maps = [explain(m, x, targets, method="gradcam").maps for m in tm.members]
+    traces = {id(base.handle_for(m).functions["cam@block4_relu2"].trace) for m in tm.members}
+    assert len(traces) == 1 and tracing_counts()[f"{tm.members[1].name}:cam@block4_relu2"] == 1
+    for member, got in zip(tm.members, maps):
+        # Eager Grad-CAM from the member's own layers: logits of its Dense head on the pooled activations.
+        trunk = keras.Model(member.inputs[0], member.get_layer("block4_relu2").output)
+        head = member.get_layer("probs")
+        activations = tf.constant(trunk(x, training=False))
+        with tf.GradientTape() as tape:
+            tape.watch(activations)
+            logits = tf.reduce_mean(activations, axis=(1, 2)) @ head.kernel + head.bias
+            score = tf.gather(logits, targets, batch_dims=1)
+        weights = tf.reduce_mean(tape.gradient(score, activations), axis=(1, 2), keepdims=True)
+        expected = upsample_and_normalise(tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1)), 128, 128)
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+    assert not np.allclose(maps[1], maps[2], atol=1e-2)  # the members' own weights, not one member's

@@ -86,7 +86,9 @@ class GradCAMUncertainty(Method):
 
             return run
 
-        return handle.function(f"gradcam_mc@{self.layer_name}|{graph.path_name(dropout_path)}", build)
+        # Not shared between members: its dropout draws advance each model's own seed state,
+        # which a trace fed through a stateless scope would not write back (the same masks every call).
+        return handle.function(f"gradcam_mc@{self.layer_name}|{graph.path_name(dropout_path)}", build, shared=False)
 
     def _run(self, images, targets):
         mean, std, probs, targets = self._compiled()(images, np.asarray(targets, np.int32),
