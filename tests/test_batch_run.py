@@ -160,6 +160,17 @@ def test_two_thousand_images_with_flat_memory_and_a_resume_after_kill(tmp_path, 
     assert all(full[r["file"]] == r for r in records)
 
 
+def _same_record(a, b, tolerance: float = 2e-6) -> bool:
+    """The same JSON record, numbers equal within ``tolerance``."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_record(a[k], b[k], tolerance) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_same_record(x, y, tolerance) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tolerance
+    return a == b
+
+
 def test_ray_with_two_workers_gives_the_serial_records(tmp_path):
     pytest.importorskip("ray")
     folder = _linked_folder(tmp_path / "images", _real_image_files(24), per_folder=8)
@@ -171,7 +182,9 @@ def test_ray_with_two_workers_gives_the_serial_records(tmp_path):
     ray_records = _lines(on_ray)
     assert len(ray_records) == 24 and {r["file"] for r in ray_records} == set(by_file)
     for record in ray_records:
-        assert record == by_file[record["file"]]
+        # Equal up to the last printed digit: TensorFlow's thread count moves a probability by up
+        # to 6e-8 (measured, 1 against 2 threads), which can flip the sixth decimal a record keeps.
+        assert _same_record(record, by_file[record["file"]]), record["file"]
     import ray
 
     assert ray.is_initialized() and ray.cluster_resources().get("CPU", 0) >= 2

@@ -90,6 +90,8 @@ def test_500_explanations_keep_memory_flat_and_never_retrace():
     ours = {k: v for k, v in traces_after.items() if k.startswith(model.name + ":")}
     # the five CAM variants share one compiled pass; with probs, gradients and the MC-dropout map
     assert any(k.endswith(":cam@block4_relu2") for k in ours) and len(ours) >= 4, ours
-    assert traces_after == traces_before, "a tf.function was retraced during the run"
+    # A function missing afterwards belonged to a model (of an earlier test) collected meanwhile.
+    retraced = {k: v for k, v in traces_after.items() if traces_before.get(k) != v}
+    assert not retraced, f"a tf.function was traced or retraced during the run: {retraced}"
     assert set(ours.values()) == {1}, f"fixed signatures mean one trace per function: {ours}"
     assert shap_after == shap_before, "shap's gradient functions were retraced during the run"

@@ -107,6 +107,18 @@ class PredictionHandle(_Handle):
         return _batched(lambda chunk: np.asarray(predict(chunk), np.float32), np.asarray(images, np.float32),
                         batch_size, self.num_classes)
 
+    def outputs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, C) -> float32 (N, F): the model's first output as it is (say the pooled
+        features of a ``features`` view), in batches through one traced function."""
+        import tensorflow as tf
+
+        def build():
+            return tf.function(lambda x: tf.cast(graph.run_graph(self.model, [x], training=lambda path, layer: False)[0],
+                                                 tf.float32), input_signature=[self.image_spec], autograph=False)
+
+        fn = self.function("outputs", build)
+        return _batched(lambda chunk: fn(chunk).numpy(), images, batch_size, int(self.model.outputs[0].shape[-1]))
+
     def target_probs(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 64) -> np.ndarray:
         probs = self.probs(images, batch_size)
         return probs[np.arange(len(probs)), np.asarray(targets, dtype=np.int64)]
@@ -128,6 +140,19 @@ def handle_for(model) -> "ModelHandle | PredictionHandle":
         return found
 
 
+def traced_handle(model) -> "ModelHandle | None":
+    """The handle that runs ``model`` through traced graphs shared by its architecture (an
+    ensemble's members trace once), or None where the model must run eagerly: another Keras
+    backend (training on a GPU machine), or a model that is not a graph taking one image batch."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow" or not graph.is_graph_model(model):
+        return None
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        return None
+    return handle_for(model)
+
+
 def _architecture_digest(model) -> str | None:
     import hashlib
     import json
@@ -145,9 +170,12 @@ def _architecture_digest(model) -> str | None:
 class SharedTrace:
     """One traced graph for every model of one architecture: the model's weights are inputs.
 
-    ``fn`` is a tf.function built on the first model; it is traced once more with that
-    model's variables read from a ``keras.StatelessScope`` fed by the caller's values, so
-    :meth:`bind` gives each model a callable that runs the same graph on its own weights.
+    ``fn`` is a tf.function built on the first model. Its Python body is traced once more,
+    reading the model's variables through a ``keras.StatelessScope`` fed with the variables
+    the caller passes, so :meth:`bind` gives each model a callable that runs the same graph
+    on its own weights. The variables go in as variables (by handle, read inside the graph):
+    as tensors, casting 53 of them cost each plant member 5-10 ms a call. The trace is made
+    up front for ``fn``'s input signature (any batch size); calls of any batch size reuse it.
     Keeps the first model's layers (not the model object) alive while a bound callable is.
     """
 
@@ -156,15 +184,16 @@ class SharedTrace:
         import tensorflow as tf
 
         template = list(variables)
-        specs = [tf.TensorSpec(v.shape, v.dtype) for v in template]
         inner = fn.python_function
+        self.signature = fn.input_signature
 
-        @tf.function(input_signature=[specs, *fn.input_signature], autograph=False)
+        @tf.function(autograph=False)
         def run(values, *args):
             with keras.StatelessScope(state_mapping=list(zip(template, values))):
                 return inner(*args)
 
         run._omit_frequent_tracing_warning = True
+        run.get_concrete_function([v.value for v in template], *self.signature)
         self.run = run
 
     def bind(self, variables) -> "BoundTrace":
@@ -178,6 +207,10 @@ class BoundTrace:
         self.trace, self.variables = trace, variables
 
     def __call__(self, *args):
+        import tensorflow as tf
+
+        # Cast as the input signature would (a float64 array must not make a second trace).
+        args = [tf.convert_to_tensor(a, dtype=spec.dtype) for a, spec in zip(args, self.trace.signature)]
         return self.trace.run([v.value for v in self.variables], *args)
 
     def experimental_get_tracing_count(self) -> int:
@@ -354,6 +387,18 @@ class ModelHandle(_Handle):
 
         fn = self.function("probs", lambda: tf.function(self.probs_tensor, input_signature=[self.image_spec], autograph=False))
         return _batched(lambda chunk: fn(chunk).numpy(), images, batch_size, self.num_classes)
+
+    def outputs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, H, W, C) -> float32 (N, F): the model's first output as it is (say the pooled
+        features of a ``features`` view), in batches through one traced function."""
+        import tensorflow as tf
+
+        def build():
+            return tf.function(lambda x: tf.cast(graph.run_graph(self.model, [x], training=lambda path, layer: False)[0],
+                                                 tf.float32), input_signature=[self.image_spec], autograph=False)
+
+        fn = self.function("outputs", build)
+        return _batched(lambda chunk: fn(chunk).numpy(), images, batch_size, int(self.model.outputs[0].shape[-1]))
 
     def target_probs(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Probability of ``targets[i]`` for image i: (N,) float32."""

@@ -41,6 +41,11 @@ def features_of(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 3:
         images = images[None]
+    from lifelens.explain.base import traced_handle
+
+    handle = traced_handle(view)
+    if handle is not None:  # a traced graph: 0.056 s eagerly per plant image, 0.017 s so
+        return handle.outputs(images, batch_size)
     out = [np.asarray(call_model(view, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     return np.concatenate(out, axis=0) if out else np.zeros((0, view.output_shape[-1]), np.float32)
 
