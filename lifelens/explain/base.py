@@ -240,7 +240,8 @@ class ModelHandle(_Handle):
     """Per-model compiled pieces: tap models per layer, probability and gradient functions.
 
     Holds the model only weakly; every tf.function has a fixed input signature (any batch
-    size, the model's image size), so it is traced once per model.
+    size, the model's image size), so it is traced once per model, or once per architecture
+    where models share it (:meth:`function`, :class:`SharedTrace`).
     """
 
 
