@@ -295,3 +295,19 @@ def test_flipped_prediction_is_each_members_mean_over_its_views(task_id):
     # the mirrored views matter: the flipped prediction is not the plain one
     if len(views) > 1:
         assert np.abs(found - member_probabilities(tm, x, tta=False, tempered=False)).max() > 1e-4
+
+
+def test_members_predict_and_pool_features_through_one_trace_as_keras_does():
+    """The shipped prediction and the gate's features run through a traced graph that the
+    members of one architecture share; each member still gives what its own Keras call gives."""
+    from lifelens.explain.base import handle_for
+    from lifelens.uncertainty.features import call_model, features_of
+
+    tm = shipped_model("mammo")  # one trace for the three members, film-sized inputs
+    _, x = test_images("mammo", 2)
+    for member in tm.members:
+        np.testing.assert_allclose(predict_proba(member, x), np.asarray(member(x, training=False)), atol=1e-5)
+    assert len({id(handle_for(m).functions["probs"].trace) for m in tm.members}) == 1
+    eager = np.asarray(call_model(tm.features, x))
+    np.testing.assert_allclose(features_of(tm, x), eager, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(predict_proba(tm.members[1], x), predict_proba(tm.members[2], x), atol=1e-4)

@@ -107,18 +107,6 @@ class PredictionHandle(_Handle):
         return _batched(lambda chunk: np.asarray(predict(chunk), np.float32), np.asarray(images, np.float32),
                         batch_size, self.num_classes)
 
-    def outputs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """(N, H, W, C) -> float32 (N, F): the model's first output as it is (say the pooled
-        features of a ``features`` view), in batches through one traced function."""
-        import tensorflow as tf
-
-        def build():
-            return tf.function(lambda x: tf.cast(graph.run_graph(self.model, [x], training=lambda path, layer: False)[0],
-                                                 tf.float32), input_signature=[self.image_spec], autograph=False)
-
-        fn = self.function("outputs", build)
-        return _batched(lambda chunk: fn(chunk).numpy(), images, batch_size, int(self.model.outputs[0].shape[-1]))
-
     def target_probs(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 64) -> np.ndarray:
         probs = self.probs(images, batch_size)
         return probs[np.arange(len(probs)), np.asarray(targets, dtype=np.int64)]
