@@ -362,8 +362,6 @@ def predict_proba(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 3:
         images = images[None]
-    from keras import ops
-
     from lifelens.explain.base import traced_handle
 
     handle = traced_handle(model)
@@ -371,6 +369,8 @@ def predict_proba(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray
         # One traced graph per architecture, shared by an ensemble's members: on 2 cores one
         # image's flipped prediction by the five plant members took 0.35 s eagerly, 0.11 s so.
         return handle.probs(images, batch_size)
+    from keras import ops
+
     # convert_to_numpy, not np.asarray: a PyTorch-backend output carries autograd state
     out = [ops.convert_to_numpy(model(images[i:i + batch_size], training=False)) for i in range(0, len(images), batch_size)]
     probs = np.concatenate(out, axis=0) if out else np.zeros((0, model.output_shape[-1]), np.float32)

@@ -356,14 +356,19 @@ class ModelHandle(_Handle):
             scores = tf.concat([-scores, scores], axis=-1) if self.dense_logits else tf.concat([1.0 - scores, scores], axis=-1)
         return scores, probs
 
-    def probs_tensor(self, images):
-        """(N, K) probabilities as a tensor (two columns for a single sigmoid)."""
+    def outputs_tensor(self, images):
+        """(N, F) the model's first output as a float32 tensor, in inference mode."""
         import tensorflow as tf
 
         # The graph is run directly (not ``model(images)``), which for a loaded model whose
         # inputs are a one-element list would warn about the input structure on every trace.
-        output = graph.run_graph(self.model, [images], training=lambda path, layer: False)[0]
-        probs = tf.cast(output, tf.float32)
+        return tf.cast(graph.run_graph(self.model, [images], training=lambda path, layer: False)[0], tf.float32)
+
+    def probs_tensor(self, images):
+        """(N, K) probabilities as a tensor (two columns for a single sigmoid)."""
+        import tensorflow as tf
+
+        probs = self.outputs_tensor(images)
         if self.single_sigmoid:
             probs = tf.concat([1.0 - probs, probs], axis=-1)
         return probs
@@ -372,22 +377,20 @@ class ModelHandle(_Handle):
 
     def probs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, H, W, C) -> float32 (N, K) probabilities, in batches through one traced function."""
-        import tensorflow as tf
-
-        fn = self.function("probs", lambda: tf.function(self.probs_tensor, input_signature=[self.image_spec], autograph=False))
-        return _batched(lambda chunk: fn(chunk).numpy(), images, batch_size, self.num_classes)
+        return self._batched_through("probs", self.probs_tensor, images, batch_size, self.num_classes)
 
     def outputs(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, H, W, C) -> float32 (N, F): the model's first output as it is (say the pooled
         features of a ``features`` view), in batches through one traced function."""
+        return self._batched_through("outputs", self.outputs_tensor, images, batch_size,
+                                     int(self.model.outputs[0].shape[-1]))
+
+    def _batched_through(self, name: str, tensor_fn, images: np.ndarray, batch_size: int, width: int) -> np.ndarray:
+        """``tensor_fn`` (images -> (N, width) tensor), traced once as ``name``, over ``images`` in batches."""
         import tensorflow as tf
 
-        def build():
-            return tf.function(lambda x: tf.cast(graph.run_graph(self.model, [x], training=lambda path, layer: False)[0],
-                                                 tf.float32), input_signature=[self.image_spec], autograph=False)
-
-        fn = self.function("outputs", build)
-        return _batched(lambda chunk: fn(chunk).numpy(), images, batch_size, int(self.model.outputs[0].shape[-1]))
+        fn = self.function(name, lambda: tf.function(tensor_fn, input_signature=[self.image_spec], autograph=False))
+        return _batched(lambda chunk: fn(chunk).numpy(), images, batch_size, width)
 
     def target_probs(self, images: np.ndarray, targets: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Probability of ``targets[i]`` for image i: (N,) float32."""
