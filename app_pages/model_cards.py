@@ -125,8 +125,7 @@ with common.guarded("The training curves"):
     if history:
         st.altair_chart(charts.training_curves(history), width="content")
         hp = card.get("hyperparameters") or {}
-        st.caption(f"{len(history)} epochs in {card.get('training_seconds', '?')} s on {card.get('training_device', '?')}; "
-                   f"epoch {hp.get('selected_epoch', '?')} was kept ({hp.get('selection', 'lowest validation loss')}).")
+        st.caption(card_tables.training_summary(card))
         if hp:
             with st.expander("Hyperparameters"):
                 st.json(hp)

@@ -113,3 +113,42 @@ def versus_boosted(spec, card: dict) -> str | None:
         return "The deep ensemble beats the gradient-boosted baseline on every key metric (" + "; ".join(wins) + ")."
     return ("The deep ensemble does NOT beat the gradient-boosted baseline on " + "; ".join(losses)
             + (" (it does on " + "; ".join(wins) + ")" if wins else "") + ", on our test split.")
+
+
+def _duration(seconds) -> str:
+    """Seconds as people read them: '45 s', '13 min', '1 h 05 min'; '?' when unknown."""
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    minutes = round(seconds / 60)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def training_summary(card: dict) -> str:
+    """How the shipped network (member 0) and the whole ensemble were trained, in words, from
+    the card's ``ensemble.members`` rows (falling back to its top-level history): a member
+    fine-tuned with camera faults names both stages, since its curves show the second only."""
+    hp = card.get("hyperparameters") or {}
+    members = (card.get("ensemble") or {}).get("members") or []
+    first = next((m for m in members if m.get("member") == 0), {})
+    device = first.get("training_device") or card.get("training_device") or "?"
+    kept = first.get("selected_epoch", hp.get("selected_epoch", "?"))
+    rule = hp.get("selection", "lowest validation loss")
+    origin = first.get("fine_tuned_from")
+    if origin:
+        faults = first.get("acquisition_faults") or hp.get("acquisition_faults")
+        text = (f"The shown network was trained from scratch for {origin.get('epochs', '?')} epochs (epoch "
+                f"{origin.get('selected_epoch', '?')} kept, {_duration(origin.get('training_seconds'))}), then fine-tuned "
+                f"for {first.get('epochs', len(card.get('history') or []))} epochs"
+                + (f" with simulated camera faults on {faults:.0%} of the images" if faults else "")
+                + f" (epoch {kept} kept, {_duration(first.get('fine_tuning_seconds'))}); the curves show the "
+                f"fine-tuning, which kept the epoch with the {rule}. "
+                f"{_duration(first.get('training_seconds', card.get('training_seconds')))} in all on {device}.")
+    else:
+        text = (f"{len(card.get('history') or [])} epochs in {_duration(card.get('training_seconds'))} on {device}; "
+                f"epoch {kept} was kept, the one with the {rule}." + (f" This network was {first['note']}." if first.get("note") else ""))
+    total = (card.get("ensemble") or {}).get("training_seconds_total")
+    if len(members) > 1 and total:
+        text += f" The deep ensemble's {len(members)} members took {_duration(total)} of training in all."
+    return text

@@ -163,7 +163,7 @@ def training_curves(history: list[dict]) -> alt.Chart:
 
     def panel(metric: str, title: str):
         return alt.Chart(df[df["metric"] == metric]).mark_line(point=True).encode(
-            x=alt.X("epoch:Q", title="epoch"),
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),  # no epoch 1.5
             y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
             color=alt.Color("split:N", scale=SPLIT_COLOURS, legend=alt.Legend(orient="bottom", title=None)),
             tooltip=["epoch:Q", "split:N", alt.Tooltip("value:Q", format=".3f", title=title)],

@@ -258,6 +258,33 @@ def test_model_card_page_shows_cnn_against_baseline():
     assert not [c for c in comparison.columns if c.startswith("_")], "internal columns leak onto the screen"
 
 
+def test_model_card_page_says_how_a_fine_tuned_network_was_trained_in_both_stages():
+    """The plant curves show only the fine-tuning with camera faults: the caption names the
+    from-scratch stage before it, and epochs are whole numbers on the axis."""
+    import json
+
+    needs_model("plant")
+    first = read_card(get_task("plant"))["ensemble"]["members"][0]
+    origin = first["fine_tuned_from"]
+    at = open_page("model_cards")
+    no_failure(at)
+    caption = next(c.value for c in at.caption if c.value.startswith("The shown network was trained from scratch"))
+    assert (f"from scratch for {origin['epochs']} epochs (epoch {origin['selected_epoch']} kept" in caption
+            and f"then fine-tuned for {first['epochs']} epochs with simulated camera faults" in caption), caption
+    curves = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart") if '"epoch"' in c.proto.spec]
+    assert curves and all(panel["encoding"]["x"]["axis"]["format"] == "d" for panel in curves[0]["hconcat"])
+
+
+def test_training_summary_of_a_network_trained_once_names_its_epochs_and_the_ensembles_time():
+    from lifelens.card_tables import training_summary
+
+    card = read_card(get_task("retina"))
+    text = training_summary(card)
+    assert text.startswith(f"{len(card['history'])} epochs in ") and "fine-tuned" not in text
+    assert f"epoch {card['ensemble']['members'][0]['selected_epoch']} was kept" in text
+    assert f"The deep ensemble's {len(card['ensemble']['members'])} members took " in text
+
+
 def test_model_card_page_says_what_each_source_was_used_for():
     """A source that trained the model is no stand-in for an unseen clinic: the card page says which did."""
     from lifelens.evaluate import EXTRA_SOURCE_USE
