@@ -393,6 +393,17 @@ SKIN = TaskSpec(
     # Also tried and not adopted: member 0 fine-tuned 6 more epochs on ISIC 2017 training images alone
     # (train --train-sources own --init-from): ISIC 2017 validation isic2017_score 0.793 -> 0.802 through
     # seborrheic keratosis only (melanoma AUC 0.729 -> 0.725, NLL 0.817 -> 0.824), HAM10000's 0.859 -> 0.837.
+    # Also tried and not adopted: a square crop around the lesion before resizing (Otsu threshold
+    # on the darkest channel, the largest dark blob nearest the centre, 30 % margin; the full image
+    # when no blob fits), so a small lesion keeps its pixels and the dermoscope's dark rim goes.
+    # Member 1 (seed 1, 24 epochs, no faults, 14 min) against the shipped recipe's member 1 before
+    # its fine-tuning (commit d7b2601), both with flip TTA, each at its own temperature, on every
+    # source's validation images: ISIC 2017 isic2017_score 0.773 -> 0.781 (melanoma AUC 0.713 ->
+    # 0.715), balanced accuracy 0.607 -> 0.638, but NLL 0.708 -> 0.730 (all sources); HAM10000's
+    # score 0.853 -> 0.855. One seed, and the NLL the ensemble rule uses got worse: no evidence of a
+    # gain. Mixing the two preparations in one ensemble (members 1 + cropped 1: NLL 0.705, ISIC
+    # 0.783, melanoma 0.721; members 1 + 2: 0.720, 0.781, 0.712) would need per-member preparation
+    # and maps mapped back from the crop, for a difference within the seeds' spread.
     # No paired read: HAM10000 photographs one lesion up to six times (lesion_id), but averaging a
     # lesion's photos in log space lowered the validation selection score (HAM10000's 787 validation
     # images, 405 of a lesion photographed more than once: balanced accuracy 0.689 -> 0.687; NLL
