@@ -118,15 +118,16 @@ def test_mc_dropout_samples_vary_frequentist_is_fixed_and_batchnorm_is_untouched
     freq = predict_proba(tm.classifier, x)
 
     fast = uncertainty.mc_dropout_predict(tm, x, samples=30)
-    # The bring-your-own-model path: the whole network with its dropout layers switched on.
-    general = uncertainty.mc_dropout_predict(tm.classifier, x, samples=30, seed=5, head_only=False)
-    assert fast.shape == general.shape == (30, len(x), tm.spec.num_classes)
+    # The bring-your-own-model path: the whole network with its dropout layers switched on, 30 times
+    # the work of the head path per sample (12 samples, not 30: the film case took 29 s, now 12 s, on 2 cores).
+    general = uncertainty.mc_dropout_predict(tm.classifier, x, samples=12, seed=5, head_only=False)
+    assert fast.shape == (30, len(x), tm.spec.num_classes) and general.shape == (12, len(x), tm.spec.num_classes)
     np.testing.assert_allclose(fast.sum(axis=2), 1.0, atol=1e-4)
     assert not np.allclose(fast[0], fast[1]) and not np.allclose(general[0], general[1])
     # Both paths sample the same posterior: their means agree with each other and the softmax, roughly.
     assert np.abs(fast.mean(0) - general.mean(0)).max() < 0.25
     np.testing.assert_array_equal(
-        general, uncertainty.mc_dropout_predict(tm.classifier, x, samples=30, seed=5, head_only=False))
+        general, uncertainty.mc_dropout_predict(tm.classifier, x, samples=12, seed=5, head_only=False))
     np.testing.assert_array_equal(uncertainty.mc_dropout_predict(tm, x, 10, seed=3),
                                   uncertainty.mc_dropout_predict(tm, x, 10, seed=3))
 
