@@ -147,7 +147,9 @@ def training_summary(card: dict) -> str:
                 f"{_duration(first.get('training_seconds', card.get('training_seconds')))} in all on {device}.")
     else:
         text = (f"{len(card.get('history') or [])} epochs in {_duration(card.get('training_seconds'))} on {device}; "
-                f"epoch {kept} was kept, the one with the {rule}." + (f" This network was {first['note']}." if first.get("note") else ""))
+                f"epoch {kept} was kept, the one with the {rule}.")
+        if first.get("note"):
+            text += f" This network was {first['note']}."
     total = (card.get("ensemble") or {}).get("training_seconds_total")
     if len(members) > 1 and total:
         text += f" The deep ensemble's {len(members)} members took {_duration(total)} of training in all."

@@ -65,7 +65,7 @@ def calibrate(spec: TaskSpec, samples: int = 50, epochs: int | None = None, ood_
     report = confidence_report(task_model, None, test_labels, temperature, samples, seed,
                                features=test_features, ensemble=members["test"])
     report["split"] = "our test split"
-    ood = ood_auroc(task_model, test_features, ood_sets, samples, seed)
+    ood = ood_auroc(task_model, test_features, ood_sets, samples, seed, ensemble=members["test"])
     entries = {"temperature": temperature, "temperature_fit": fit, "variational_head": details,
                "confidence": report, "ood_auroc": ood, "conformal": sets, "warnings": alarms,
                "input_gate": gate_entry}
@@ -188,7 +188,7 @@ def summary_lines(spec, entries: dict) -> list[str]:
     at = curve["fractions"].index(0.2)
     lines.append(f"[{spec.id}] referral of 20 %: accuracy on the rest " + ", ".join(
         f"{k} {v[at]:.3f}" for k, v in curve.items() if k not in ("fractions", "retained")) + f" (all: {curve['max_softmax'][0]:.3f})")
-    for score in ("mutual_information", "max_softmax", "variational_mutual_information"):
+    for score in ("mutual_information", "max_softmax", "variational_mutual_information", "ensemble_mutual_information"):
         if score in entries["ood_auroc"]:
             lines.append(f"[{spec.id}] OOD AUROC {score}: " + ", ".join(
                 f"{k} {v:.2f}" for k, v in entries["ood_auroc"][score].items()))

@@ -193,28 +193,37 @@ def ood_images(spec: TaskSpec, per_source: int = OOD_PER_SOURCE, seed: int = 0) 
 
 
 def ood_auroc(task_model, in_features: np.ndarray, ood: dict[str, np.ndarray],
-              samples: int = DEFAULT_SAMPLES, seed: int = 0) -> dict:
+              samples: int = DEFAULT_SAMPLES, seed: int = 0, ensemble: np.ndarray | None = None) -> dict:
     """AUROC of each uncertainty score at telling OOD inputs (positive) from in-distribution ones.
 
     in_features: (N, F) features of this task's test images; ood: {source: (n, S, S, C)
-    prepared images}. Returns {"mutual_information": {source: auc} (MC dropout),
-    "max_softmax": {source: auc} (score 1 - max softmax), "variational_mutual_information":
-    {...} if a head is attached, "images": {"in_distribution": N, source: n}}. 0.5 is
-    chance, 1.0 perfect separation, below 0.5 means OOD inputs look MORE certain.
+    prepared images}; ensemble: the (M, N, K) member softmaxes of the same test images
+    (:func:`lifelens.models.member_probabilities`), for a deep ensemble. Returns
+    {"mutual_information": {source: auc} (MC dropout), "max_softmax": {source: auc} (score
+    1 - max softmax), "variational_mutual_information": {...} if a head is attached,
+    "ensemble_mutual_information": {...} (the members' disagreement) when ``ensemble`` has
+    two or more members, "images": {"in_distribution": N, source: n}}. 0.5 is chance, 1.0
+    perfect separation, below 0.5 means OOD inputs look MORE certain.
     """
-    def scores(features, offset):
-        out = head_predictions(task_model, features, None, samples, seed + offset)
+    from lifelens.models import member_probabilities
+
+    def scores(features, offset, members):
+        out = head_predictions(task_model, features, None, samples, seed + offset, members)
         found = {"mutual_information": metrics.mutual_information(out["mc_dropout"]),
                  "max_softmax": 1.0 - out["softmax"].max(axis=1)}
         if out["variational"] is not None:
             found["variational_mutual_information"] = metrics.mutual_information(out["variational"])
+        if out["ensemble"] is not None:
+            found["ensemble_mutual_information"] = metrics.mutual_information(out["ensemble"])
         return found
 
-    inside = scores(in_features, 0)
+    with_members = ensemble is not None and len(ensemble) > 1
+    inside = scores(in_features, 0, ensemble if with_members else None)
     report = {name: {} for name in inside}
     report["images"] = {"in_distribution": int(len(in_features))}
     for i, (source, images) in enumerate(ood.items(), start=1):
-        outside = scores(features_of(task_model, images), 10 * i)
+        outside = scores(features_of(task_model, images), 10 * i,
+                         member_probabilities(task_model, images) if with_members else None)
         truth = np.r_[np.zeros(len(in_features)), np.ones(len(images))]
         for name in inside:
             report[name][source] = float(roc_auc_score(truth, np.r_[inside[name], outside[name]]))
