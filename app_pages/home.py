@@ -1,8 +1,9 @@
 """Home: what LifeLens shows, how to read it, the four tasks."""
 import streamlit as st
 
+from lifelens import card_tables, models
 from lifelens.tasks import DISCLAIMER, TASKS
-from ui import common, task_page
+from ui import common, screen_text, task_page
 
 st.title(":material/biotech: LifeLens")
 st.markdown("#### Look inside image classifiers for plants, skin, breasts and eyes — and see how sure they are.")
@@ -10,8 +11,8 @@ st.warning(DISCLAIMER, icon=":material/warning:")
 
 st.markdown(
     """
-LifeLens opens four small convolutional networks (CNNs), trained from scratch on public image
-collections, and shows three things for every image you give them:
+LifeLens opens four deep ensembles of small convolutional networks (CNNs), each network trained
+from scratch on public image collections, and shows three things for every image you give them:
 
 1. **What the network predicts, and how sure it is — two ways.** The *softmax* bar is the
    network's single answer (frequentist confidence). The *Bayesian* bar averages many slightly
@@ -53,6 +54,12 @@ for i, (task_id, spec) in enumerate(TASKS.items()):
             for source in spec.extra_sources:
                 st.caption(f"{'Also trained on' if source.trains else 'Tested on, never trained on'}: "
                            f"{source.credit or source.folder}.")
+            with common.guarded(f"The {spec.title} results"):
+                card = models.read_card(spec)
+                if card_tables.goal_lines(card):
+                    st.markdown("**Our test split:** " + "; ".join(card_tables.goal_lines(card)) + ".",
+                                help=" ".join([screen_text.HELP["test_split_goals"]] + [
+                                    screen_text.metric_help(g["metric"]) for g in card["goals"]]))
             if spec.model_path.is_file():
                 st.page_link(task_page.page_for(task_id), label="Open", icon=":material/arrow_forward:",
                              help=f"The {spec.title} page: predict, explain and look inside.")

@@ -154,3 +154,19 @@ def training_summary(card: dict) -> str:
     if len(members) > 1 and total:
         text += f" The deep ensemble's {len(members)} members took {_duration(total)} of training in all."
     return text
+
+
+def goal_lines(card: dict) -> list[str]:
+    """Each goal of the card as one phrase: "quadratic kappa 0.865 [0.831, 0.897] (goal 0.80: met)",
+    the value the ensemble scored on our test split with its 95 % bootstrap interval; [] before evaluation."""
+    intervals = (card.get("metrics") or {}).get("intervals95") or {}
+    lines = []
+    for goal in card.get("goals") or []:
+        value = goal.get("our_test_split")
+        if not isinstance(value, (int, float)):
+            continue
+        interval = intervals.get(goal["metric"])
+        lines.append(f"{goal['metric'].replace('_', ' ')} {value:.3f}"
+                     + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
+                     + f" (goal {goal['goal']:.2f}: {'met' if goal.get('met_on_our_test_split') else 'NOT met'})")
+    return lines

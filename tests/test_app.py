@@ -66,6 +66,21 @@ def test_home_credits_every_source_and_says_whether_it_trained():
             assert source.credit and f"{role}: {source.credit}." in captions, source.folder
 
 
+def test_home_says_how_each_model_did_on_our_test_split_against_its_goal():
+    at = open_page("home")
+    no_failure(at)
+    shown = [m for m in at.markdown if m.value.startswith("**Our test split:**")]
+    assert len(shown) == len(TASK_IDS)
+    for task_id, line in zip(TASK_IDS, shown):
+        card = read_card(get_task(task_id))
+        for goal in card["goals"]:
+            low, high = card["metrics"]["intervals95"][goal["metric"]]
+            verdict = "met" if goal["met_on_our_test_split"] else "NOT met"
+            assert (f"{goal['metric'].replace('_', ' ')} {goal['our_test_split']:.3f} [{low:.3f}, {high:.3f}] "
+                    f"(goal {goal['goal']:.2f}: {verdict})") in line.value, line.value
+        assert "test split" in line.help and "other clinics" in line.help
+
+
 def no_failure(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
