@@ -129,6 +129,16 @@ def test_rise_masks_do_not_depend_on_the_batch_size():
     assert 0.0 <= one.min() and one.max() <= 1.0 and abs(one.mean() - 0.5) < 0.1
 
 
+def test_rise_map_does_not_depend_on_the_batch_size(load_shipped, real_images):
+    """The page's fast setting scores all 120 masks in one call: the same map as in calls of 64."""
+    member = load_shipped("plant").classifier
+    _, images = real_images("plant", 2)
+    assert METHODS["rise"].fast == {"masks": 120, "batch_size": 120}
+    whole = explain(member, images, targets=[0, 1], method="rise", masks=120, batch_size=120).maps
+    in_parts = explain(member, images, targets=[0, 1], method="rise", masks=120, batch_size=64).maps
+    np.testing.assert_allclose(whole, in_parts, atol=1e-5)
+
+
 def test_explaining_does_not_keep_the_model_alive(real_images):
     import gc
     import weakref

@@ -54,7 +54,8 @@ class RISE(Method):
                    "probability; needs only the model's predictions.")
     signed = False
     defaults = {"masks": 400, "cells": 7, "keep": 0.5, "fill": "black", "batch_size": 64, "seed": 0}
-    fast = {"masks": 120}  # the interactive setting; the defaults are the precise one
+    # The interactive setting: 120 masks, scored in one call per member (two calls of 64 took 15 % longer on 2 cores).
+    fast = {"masks": 120, "batch_size": 120}
 
     def attribute(self, images, targets):
         opts = self.options

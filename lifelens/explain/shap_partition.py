@@ -45,7 +45,8 @@ class PartitionSHAP(Method):
                    "red for, blue against the class.")
     signed = True
     defaults = {"max_evals": 300, "batch_size": 64, "fill": "blur", "blur": None, "seed": 0}
-    fast = {"max_evals": 120}  # the interactive setting; the defaults are the precise one
+    # The interactive setting: 120 evaluations, in batches of up to 120 (fewer model calls per member).
+    fast = {"max_evals": 120, "batch_size": 120}
 
     def attribute(self, images, targets):
         opts = self.options
