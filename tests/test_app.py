@@ -160,6 +160,11 @@ def test_switching_method_class_and_colormap_redraws_the_map():
     no_failure(at)
     assert overlay_of(at)[1].startswith("Integrated")
     assert not at.error, [e.value for e in at.error]
+    # The fast/precise switch names what changes the map (RISE's masks), not how many images go in one call.
+    at.selectbox(key="plant_method").set_value("rise").run()
+    no_failure(at)
+    precise_help = at.toggle(key="plant_precise").help
+    assert "masks = 120" in precise_help and "masks = 400" in precise_help and "batch_size" not in precise_help
 
 
 def test_comparison_grid_scores_each_map():

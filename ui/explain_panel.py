@@ -129,10 +129,11 @@ def controls(key: str, model_key: str, model, class_names: list[str], predicted:
                                      help="Colours of the heatmap: low importance at the start of the scale, high at the end.")
         alpha = cols[4].slider("Opacity", 0.0, 1.0, 0.45, 0.05, key=f"{key}_alpha", help=screen_text.HELP["opacity"])
     fast = _explain_module().METHODS[method].fast
+    shown = [k for k in fast if k != "batch_size"]  # how many images go in one call: speed, not the map
     precise = bool(fast) and not presenting and st.toggle(
         "Precise (slower)", key=f"{key}_precise",
-        help="Fast by default: " + ", ".join(f"{k} = {v}" for k, v in fast.items()) + ". Precise uses the method's "
-             "full setting (" + ", ".join(f"{k} = {_explain_module().METHODS[method].defaults[k]}" for k in fast)
+        help="Fast by default: " + ", ".join(f"{k} = {fast[k]}" for k in shown) + ". Precise uses the method's "
+             "full setting (" + ", ".join(f"{k} = {_explain_module().METHODS[method].defaults[k]}" for k in shown)
              + "), as the model cards and the command line do; it takes a few times longer.")
     return Choice(method, int(target), layer if uses_layer(method) else None, colormap, float(alpha), precise)
 
