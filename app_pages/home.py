@@ -56,8 +56,9 @@ for i, (task_id, spec) in enumerate(TASKS.items()):
                            f"{source.credit or source.folder}.")
             with common.guarded(f"The {spec.title} results"):
                 card = models.read_card(spec)
-                if card_tables.goal_lines(card):
-                    st.markdown("**Our test split:** " + "; ".join(card_tables.goal_lines(card)) + ".",
+                results = card_tables.goal_lines(card)
+                if results:
+                    st.markdown("**Our test split:** " + "; ".join(results) + ".",
                                 help=" ".join([screen_text.HELP["test_split_goals"]] + [
                                     screen_text.metric_help(g["metric"]) for g in card["goals"]]))
             if spec.model_path.is_file():
