@@ -2,7 +2,7 @@
 out-of-distribution detection, read from the model cards."""
 import streamlit as st
 
-from lifelens import charts, models
+from lifelens import card_tables, charts, models
 from lifelens.uncertainty import case_prediction
 from lifelens.tasks import TASKS, get_task
 from ui import common, screen_text
@@ -131,9 +131,12 @@ with common.guarded("The out-of-distribution figures"):
     if rows:
         st.altair_chart(charts.auroc_bars(rows, "Telling foreign images from this task's test images"), width="stretch")
         counts = ood.get("images") or {}
+        score, mean = card_tables.best_ood_score(ood)
         st.caption(f"AUROC of each uncertainty score at separating {counts.get('in_distribution', '?')} test images "
                    "from images of the other tasks and from noise, all prepared as this task's input. 0.5 = cannot "
-                   "tell them apart; below 0.5 = the foreign images look MORE certain than real ones.")
+                   "tell them apart; below 0.5 = the foreign images look MORE certain than real ones. Best here: "
+                   f"{SCORE_NAMES.get(score, score)}, mean AUROC {mean:.2f} over these sources"
+                   + (" (near chance: here only the input gate turns foreign images away)." if mean < 0.6 else "."))
     else:
         missing("Out-of-distribution detection", "ood_auroc")
 

@@ -170,3 +170,14 @@ def goal_lines(card: dict) -> list[str]:
                      + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
                      + f" (goal {goal['goal']:.2f}: {'met' if goal.get('met_on_our_test_split') else 'NOT met'})")
     return lines
+
+
+def best_ood_score(ood: dict) -> tuple[str, float] | None:
+    """(score, its mean AUROC over the foreign sources) of the card's ``ood_auroc`` score that best
+    tells foreign images from the task's own; None when the card has no scores."""
+    means = {score: sum(by_source.values()) / len(by_source) for score, by_source in ood.items()
+             if score != "images" and isinstance(by_source, dict) and by_source}
+    if not means:
+        return None
+    best = max(means, key=means.get)
+    return best, means[best]

@@ -342,6 +342,11 @@ def test_uncertainty_lab_draws_shift_and_simulates_referral(task_id):
     no_failure(at)
     assert not [i for i in at.info if "not in this model card" in i.value], [i.value for i in at.info]
     assert len(at.get("vega_lite_chart")) >= 5  # reliability, referral, OOD, shift lines, shift AUROC
+    ood = {k: v for k, v in read_card(get_task(task_id))["ood_auroc"].items() if k != "images"}
+    means = {k: np.mean(list(v.values())) for k, v in ood.items()}
+    best = max(means, key=means.get)
+    caption = next(c.value for c in at.caption if "Best here:" in c.value)
+    assert f"mean AUROC {means[best]:.2f} over these sources" in caption and len(ood) == 4, caption
     kept = float(metric(at, "Accuracy on the cases kept"))
     at.slider(key="lab_referral_share").set_value(40).run()
 
