@@ -25,7 +25,7 @@ SCORE_NAMES = {
 REFERRAL_SCORES = {"max_softmax": "1 − max probability", "entropy": "entropy", "mutual_information":
                    "ensemble mutual information", "set_size": "conformal set size (90 %)"}
 OOD_NAMES = {**{t.id: t.title for t in TASKS.values()}, "gaussian_noise": "Gaussian noise",
-             "uniform_noise": "uniform noise"}
+             "uniform_noise": "Uniform noise"}
 
 
 def missing(what: str, key: str) -> None:
