@@ -44,11 +44,15 @@ def comparison_rows(spec, card: dict) -> tuple[list[dict], list[str]]:
             continue
         row = {"model": label, "_values": {n: scored.get(n) for n in names}}
         for n in names:
-            value, interval = scored.get(n), (scored.get("intervals95") or {}).get(n)
-            row[n.replace("_", " ")] = ("—" if value is None else f"{value:.3f}"
-                                        + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else ""))
+            value = scored.get(n)
+            row[n.replace("_", " ")] = "—" if value is None else with_interval(value, (scored.get("intervals95") or {}).get(n))
         rows.append(row)
     return rows, names
+
+
+def with_interval(value: float, interval) -> str:
+    """"0.974 [0.948, 0.995]": a value with its 95 % interval when there is one."""
+    return f"{value:.3f}" + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
 
 
 def clear_gain(card: dict, name: str) -> tuple[float | None, bool]:
@@ -165,10 +169,8 @@ def goal_lines(card: dict) -> list[str]:
         value = goal.get("our_test_split")
         if not isinstance(value, (int, float)):
             continue
-        interval = intervals.get(goal["metric"])
-        lines.append(f"{goal['metric'].replace('_', ' ')} {value:.3f}"
-                     + (f" [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else "")
-                     + f" (goal {goal['goal']:.2f}: {'met' if goal.get('met_on_our_test_split') else 'NOT met'})")
+        lines.append(f"{goal['metric'].replace('_', ' ')} {with_interval(value, intervals.get(goal['metric']))}"
+                     f" (goal {goal['goal']:.2f}: {'met' if goal.get('met_on_our_test_split') else 'NOT met'})")
     return lines
 
 
