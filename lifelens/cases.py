@@ -103,11 +103,12 @@ def shown_name(case: Case, show_file_names: bool = False) -> str:
 def display_image(spec: TaskSpec, image: np.ndarray, size: int = DISPLAY_SIZE) -> tuple[np.ndarray, dict | None]:
     """uint8 RGB (size, size, 3) of what the network sees, for drawing on.
 
-    Plant, skin and retina inputs are square resizes of the photograph (the retina's
-    contrast step is left out so the eye looks like an eye); films are cropped and flipped
-    exactly as :func:`imaging.prepare_film` does. Returns (display, film geometry or None).
+    Plant, skin and retina inputs are square resizes of the photograph, framed as the
+    network sees it (:attr:`TaskSpec.frame`; the retina's contrast step is left out so the
+    eye looks like an eye); films are cropped and flipped exactly as
+    :func:`imaging.prepare_film` does. Returns (display, film geometry or None).
     """
-    image = imaging.to_channels(image, spec.channels)
+    image = spec.framed(image)
     if spec.augmentation == "film":
         film, geometry = imaging.prepare_film(image, size)
         return imaging.as_rgb_uint8(film), geometry

@@ -111,10 +111,11 @@ def every_class_in_turn(samples: list[Sample], n: int | None = None, reverse: bo
 
 
 def preparation_key(spec: TaskSpec) -> str:
-    """A short key of how ``spec`` prepares an image (its size, channels, the preparation's
-    code and the imaging module's): every on-disk cache of prepared images or of what a
-    network makes of them includes it, so a new contrast rule, say, is never read stale."""
-    return f"{spec.input_size}-{spec.channels}-{_preparation_fingerprint(spec.prepare)}"
+    """A short key of how ``spec`` prepares an image (its size, channels, the framing's and
+    preparation's code and the imaging module's): every on-disk cache of prepared images or of
+    what a network makes of them includes it, so a new contrast rule, say, is never read stale."""
+    key = f"{spec.input_size}-{spec.channels}-{_preparation_fingerprint(spec.prepare)}"
+    return key if spec.frame is None else f"{key}-{_preparation_fingerprint(spec.frame)}"
 
 
 @functools.lru_cache(maxsize=None)

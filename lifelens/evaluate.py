@@ -32,7 +32,8 @@ def dataset_entry(spec: TaskSpec) -> dict:
             "extra_source_credit": {s.folder: s.credit for s in spec.extra_sources},
             "citation": spec.citation, "licence": spec.licence, "modality": spec.modality,
             # Every input, in training, here and in the app, goes through this one preparation.
-            "preparation": " ".join((spec.prepare.__doc__ or "").split())}
+            "preparation": " ".join(" ".join((f.__doc__ or "").split("\n\n")[0].split())
+                                    for f in (spec.frame, spec.prepare) if f is not None)}
 
 
 def classification_metrics(spec: TaskSpec, labels: np.ndarray, probs: np.ndarray,

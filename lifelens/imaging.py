@@ -452,6 +452,53 @@ def _fundus_mask(image: np.ndarray) -> np.ndarray:
     return (grey > 10).astype(np.float32)
 
 
+def fundus_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of the fundus, the largest non-black region of a (H, W[, C]) photo,
+    or None where there is no clear one (under a tenth of the photo, or none at all).
+
+    Found on a copy at most 256 px wide, so a burnt-in caption in a corner or a few bright
+    pixels in the black surround do not count, whatever the photo's size.
+    """
+    h, w = image.shape[:2]
+    scale = min(1.0, 256.0 / max(h, w))
+    small = cv2.resize(np.ascontiguousarray(image), (max(1, round(w * scale)), max(1, round(h * scale))),
+                       interpolation=cv2.INTER_AREA) if scale < 1 else np.ascontiguousarray(image)
+    mask = _fundus_mask(small.reshape(small.shape[0], small.shape[1], -1)).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    if count <= 1:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    x, y, bw, bh, area = stats[largest]
+    if area < 0.1 * mask.size:
+        return None
+    return (int(np.floor(y / scale)), min(h, int(np.ceil((y + bh) / scale))),
+            int(np.floor(x / scale)), min(w, int(np.ceil((x + bw) / scale))))
+
+
+def frame_fundus(image: np.ndarray) -> np.ndarray:
+    """Crop or pad to a square centred on the fundus, its side the fundus's larger extent
+    (black outside), so every camera's photo is framed as most training photos are.
+
+    (H, W[, C]) uint8 -> (S, S[, C]) uint8. Cameras frame the eye differently: some leave a wide black surround, some clip the
+    circle at the top and bottom. A network trained on photos where the fundus fills the
+    frame misreads a photo where it fills 80 % of it (the shipped retina ensemble's quadratic
+    kappa on APTOS validation fell from 0.86 to 0.66, bench/measure_fundus_framing.py), so
+    the photo is brought to that framing first. A photo already framed so comes back the same
+    size and almost unchanged (re-centred); one with no clear fundus comes back unchanged.
+    """
+    box = fundus_box(image)
+    if box is None:
+        return image
+    y0, y1, x0, x1 = box
+    side = max(y1 - y0, x1 - x0)
+    top, left = (y0 + y1 - side) // 2, (x0 + x1 - side) // 2
+    square = np.zeros((side, side) + image.shape[2:], dtype=image.dtype)
+    sy0, sx0 = max(top, 0), max(left, 0)
+    sy1, sx1 = min(top + side, image.shape[0]), min(left + side, image.shape[1])
+    square[sy0 - top:sy1 - top, sx0 - left:sx1 - left] = image[sy0:sy1, sx0:sx1]
+    return square
+
+
 def film_geometry(film: np.ndarray) -> dict:
     """Where the breast is on a (H, W[, 1]) film and whether it must be flipped to face left.
 

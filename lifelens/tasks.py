@@ -141,6 +141,9 @@ class TaskSpec:
     # The input gate flags about this share of images like our validation images (its false
     # alarm rate): wider where the task's own images vary more (lifelens.uncertainty.gate).
     gate_alpha: float = 0.02
+    # A crop or pad of the decoded photo before ``prepare``, so the network sees it framed as
+    # its training photos were; the screen shows the photo framed the same way, so maps overlay it.
+    frame: Callable[[np.ndarray], np.ndarray] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -198,9 +201,14 @@ class TaskSpec:
             )
         return self.label_reader(folder, self)
 
+    def framed(self, image: np.ndarray) -> np.ndarray:
+        """uint8 (H, W[, C]) image as decoded -> uint8 (H', W', channels), framed by ``frame``."""
+        image = imaging.to_channels(image, self.channels)
+        return image if self.frame is None else self.frame(image)
+
     def prepare_image(self, image: np.ndarray) -> np.ndarray:
         """uint8 (H, W, C) image as decoded -> float32 (S, S, C) network input, values in [0, 255]."""
-        return self.prepare(imaging.to_channels(image, self.channels), self.input_size).astype(np.float32)
+        return self.prepare(self.framed(image), self.input_size).astype(np.float32)
 
     def load_image(self, path: Path) -> np.ndarray:
         """A file from disk, decoded for this task (uint8, H x W x channels)."""
@@ -473,6 +481,7 @@ RETINA = TaskSpec(
     data_folder="retina",
     label_reader=_by_label_column("grade", "patient"),  # APTOS has no patient column: each photo its own
     prepare=_prepare_fundus,
+    frame=imaging.frame_fundus,
     augmentation="fundus",
     limitations=(
         "Trained on APTOS (one screening programme in India, varied cameras) and EyePACS (US screening, photos "

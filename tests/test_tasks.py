@@ -130,7 +130,94 @@ def test_prepared_images_are_cached_by_what_the_preparation_does_not_by_its_name
     uncapped = dataclasses.replace(spec, prepare=_prepare_fundus)
     assert data.preparation_key(uncapped) != data.preparation_key(spec)
     shipped, plain = data.load_prepared(spec, items), data.load_prepared(uncapped, items)
-    expected = [np.clip(_prepare_fundus(spec.load_image(spec.image_path(s)), spec.input_size) + 0.5, 0, 255).astype(np.uint8)
+    expected = [np.clip(_prepare_fundus(spec.framed(spec.load_image(spec.image_path(s))), spec.input_size) + 0.5, 0, 255).astype(np.uint8)
                 for s in items]
     np.testing.assert_array_equal(plain, np.stack(expected))
     assert np.abs(shipped.astype(int) - plain.astype(int)).max() > 10
+
+
+def _shrunk_into_frame(photo: np.ndarray, share: float) -> np.ndarray:
+    """The photo at ``share`` of its size, centred on a black frame of its own size (another
+    camera's wider field), as bench/measure_fundus_framing.py makes it."""
+    import cv2
+
+    h, w = photo.shape[:2]
+    small = cv2.resize(photo, (round(w * share), round(h * share)), interpolation=cv2.INTER_AREA)
+    out = np.zeros_like(photo)
+    y0, x0 = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    out[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
+    return out
+
+
+def _fundus_photos(n: int = 6) -> list[np.ndarray]:
+    """n validation photos from each retina source (APTOS full circles, EyePACS clipped ones)."""
+    spec = get_task("retina")
+    items = data.task_splits(spec)["val"][:n] + data.source_splits(spec, spec.extra_sources[0])["val"][:n]
+    return [spec.load_image(spec.image_path(s)) for s in items]
+
+
+def test_fundus_framing_leaves_our_photos_and_undoes_a_wider_black_surround():
+    """Photos framed as the training photos are come back almost the same; the same photo
+    inside a wide black surround (another camera) comes back framed like the original; an
+    image with no fundus, or a caption burnt into the surround, changes nothing."""
+    import cv2
+
+    from lifelens import imaging
+
+    def extent(image):
+        y0, y1, x0, x1 = imaging.fundus_box(image)
+        return np.array([y1 - y0, x1 - x0])
+
+    for photo in _fundus_photos():
+        framed = imaging.frame_fundus(photo)
+        size = photo.shape[0]
+        # Our photos' fundus fills the frame one way at least: at most re-centred, never rescaled.
+        assert framed.shape == photo.shape
+        assert np.abs(extent(framed) - extent(photo)).max() <= 2
+        wide = _shrunk_into_frame(photo, 0.7)
+        wide[2:14, 2:60] = 255  # a caption burnt into a corner of the black surround
+        reframed = imaging.resize(imaging.frame_fundus(wide), size)
+        assert np.abs(extent(reframed) - extent(framed)).max() <= 0.03 * size
+        unframed_gap = np.abs(wide.astype(int) - framed.astype(int)).mean()
+        assert np.abs(reframed.astype(int) - framed.astype(int)).mean() < min(0.25 * unframed_gap, 10)
+    black = np.zeros((300, 400, 3), np.uint8)
+    assert imaging.frame_fundus(black) is black
+    speck = black.copy()
+    cv2.circle(speck, (200, 150), 30, (200, 100, 50), -1)  # under a tenth of the image: no clear fundus
+    assert imaging.frame_fundus(speck) is speck
+    leaf = data.task_splits(get_task("plant"))["val"][0]
+    leaf_photo = get_task("plant").load_image(get_task("plant").image_path(leaf))
+    assert imaging.frame_fundus(leaf_photo).shape[:2] == leaf_photo.shape[:2]  # fills its frame: kept
+
+
+def test_the_retina_ensemble_reads_a_photo_in_a_wide_surround_as_it_reads_the_photo():
+    """Through the task's preparation (framed first), a photo shrunk to 70 % inside a black
+    surround gets the grades the photo gets; prepared without the framing step, the shipped
+    ensemble reads it very differently (the failure the framing is for)."""
+    from conftest import shipped_model
+    from lifelens import imaging
+    from lifelens.models import ensemble_proba
+
+    spec = get_task("retina")
+    model = shipped_model("retina")
+    photos = _fundus_photos()
+    wide = [_shrunk_into_frame(p, 0.7) for p in photos]
+
+    def read(images, prepare):
+        return ensemble_proba(model, np.stack([prepare(im) for im in images]).astype(np.float32))
+
+    def not_framed(image):
+        return spec.prepare(imaging.to_channels(image, spec.channels), spec.input_size)
+
+    photo_probs = read(photos, spec.prepare_image)
+    # Total variation distance between the two grade distributions, per photo.
+    framed_gap = 0.5 * np.abs(read(wide, spec.prepare_image) - photo_probs).sum(axis=1)
+    unframed_gap = 0.5 * np.abs(read(wide, not_framed) - photo_probs).sum(axis=1)
+    assert framed_gap.mean() < 0.1
+    assert unframed_gap.mean() > 2 * framed_gap.mean()
+    # The display is framed the same way, so maps drawn on it sit on the eye the network saw.
+    from lifelens import cases
+
+    display, _ = cases.display_image(spec, wide[0])
+    expected = imaging.as_rgb_uint8(imaging.resize(imaging.frame_fundus(wide[0]), cases.DISPLAY_SIZE))
+    np.testing.assert_array_equal(display, expected)
