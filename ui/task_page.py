@@ -367,8 +367,7 @@ def shift_lab(spec, task_model, case) -> None:
     top = int(scoring.predicted_class(spec, pred["mean"][None], task_model.card.get("threshold"))[0])
     gradcam = explain.explain(task_model.classifier, prepared, targets=top, method="gradcam")
     left, right = st.columns([1, 1.3])
-    left.image(explain.overlay_image(gradcam, imaging.as_rgb_uint8(imaging.resize(image, cases.DISPLAY_SIZE))
-                                     if spec.channels == 3 else imaging.as_rgb_uint8(prepared)),
+    left.image(explain.overlay_image(gradcam, cases.display_image(spec, image)[0]),
                caption=f"Shifted image, Grad-CAM for {names[top]}", width="stretch")
     with right:
         m = st.columns(2)

@@ -22,8 +22,12 @@ SHIFTS = {
     "contrast": (0.7, 0.5, 0.3),  # scale deviations from the mean
     "rotation": (15.0, 30.0, 60.0),  # degrees
     "crop": (0.85, 0.7, 0.55),  # keep this share of the side, centred, scaled back up
+    # Another white balance: log gain of red (and minus that of blue), a warmer cast; 0.35 is
+    # red x1.42, blue x0.70. Random in hue when a fault draws it (see apply_shift).
+    "colour": (0.1, 0.2, 0.35),
 }
 LEVEL = "0.9"
+COLOUR_ONLY = ("colour",)  # kinds a greyscale image does not have
 
 # Camera faults a training image may be shown through (``random_fault``, the recipe's
 # ``acquisition_faults``): the photometric kinds above, each drawn up to about the medium
@@ -35,14 +39,22 @@ FAULT_RANGES = {
     "jpeg": (12, 60),
     "brightness": (0.7, 1.6),  # under- and overexposure
     "contrast": (0.5, 1.2),
+    "colour": (0.05, 0.25),
 }
+
+
+def shift_kinds(channels: int) -> list[str]:
+    """The kinds of :data:`SHIFTS` an image of ``channels`` channels can undergo (a greyscale
+    film has no white balance)."""
+    return [k for k in SHIFTS if channels == 3 or k not in COLOUR_ONLY]
 
 
 def apply_shift(image: np.ndarray, kind: str, amount: float, rng: np.random.Generator | None = None) -> np.ndarray:
     """A uint8 (H, W, C) image as a camera with this fault would give it; uint8, same shape.
 
-    ``amount`` is the kind's own parameter (see :data:`SHIFTS`; the identity is 0 for blur
-    and noise, 100 for jpeg, 1 for brightness, contrast and crop, 0 for rotation).
+    ``amount`` is the kind's own parameter (see :data:`SHIFTS`; the identity is 0 for blur,
+    noise and colour, 100 for jpeg, 1 for brightness, contrast and crop, 0 for rotation).
+    A colour cast is warmer without ``rng`` and of a random hue with it.
     """
     import cv2
 
@@ -71,6 +83,14 @@ def apply_shift(image: np.ndarray, kind: str, amount: float, rng: np.random.Gene
         ch, cw = max(1, int(h * amount)), max(1, int(w * amount))
         top, left = (h - ch) // 2, (w - cw) // 2
         out = cv2.resize(x[top:top + ch, left:left + cw], (w, h), interpolation=cv2.INTER_LINEAR).reshape(x.shape)
+    elif kind == "colour":
+        if x.shape[-1] != 3:
+            raise ValueError("A colour cast needs a colour image.")
+        angle = 0.0 if rng is None else rng.uniform(0.0, 2 * np.pi)
+        # Log gains in the plane where grey stays grey: angle 0 is red up, blue down (warmer).
+        direction = (np.cos(angle) * np.array([1.0, 0.0, -1.0]) / np.sqrt(2)
+                     + np.sin(angle) * np.array([1.0, -2.0, 1.0]) / np.sqrt(6))
+        out = np.clip(x.astype(np.float32) * np.exp(amount * np.sqrt(2) * direction).astype(np.float32), 0, 255)
     else:
         raise ValueError(f"Unknown shift {kind!r}; choose one of {', '.join(SHIFTS)}.")
     return np.asarray(out).astype(np.uint8).reshape(x.shape)
@@ -79,7 +99,8 @@ def apply_shift(image: np.ndarray, kind: str, amount: float, rng: np.random.Gene
 def random_fault(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``image`` (uint8 (H, W, C), decoded, before the task's preparation) through one camera
     fault of :data:`FAULT_RANGES`, its kind and amount drawn uniformly from ``rng``."""
-    kind = list(FAULT_RANGES)[rng.integers(len(FAULT_RANGES))]
+    kinds = [k for k in FAULT_RANGES if k in shift_kinds(np.asarray(image).shape[-1])]
+    kind = kinds[rng.integers(len(kinds))]
     low, high = FAULT_RANGES[kind]
     return apply_shift(image, kind, rng.uniform(low, high), rng)
 
@@ -142,7 +163,8 @@ def shift_report(task_model, raw_test: list, labels: np.ndarray, real: dict, log
     clean, clean_sets = _condition(spec, calibration, clean_members, labels, threshold)
     clean_scores = scores(clean_members, clean_sets)
     report = {"level": LEVEL, "predictor": "deep ensemble mean", "clean": clean, "acquisition": {}, "real": {}}
-    for kind, amounts in SHIFTS.items():
+    for kind in shift_kinds(spec.channels):
+        amounts = SHIFTS[kind]
         report["acquisition"][kind] = []
         for severity, amount in enumerate(amounts, start=1):
             members = member_probabilities(task_model, prepare([apply_shift(im, kind, amount) for im in raw_test]))
