@@ -154,7 +154,8 @@ with common.guarded("The shift figures"):
                 rows += [{"shift": kind, "severity": r["severity"], "measure": measure, "value": r[key]} for r in levels]
         st.altair_chart(charts.shift_lines(rows), width="content")
         st.caption(f"{clean['n']} test images, each shifted as a faulty camera would (blur, sensor noise, JPEG, "
-                   "over-exposure, low contrast, rotation, crop) at three severities. Coverage holds on data like "
+                   "over-exposure, low contrast, rotation, crop"
+                   + (", a warmer white balance" if "colour" in shift["acquisition"] else "") + ") at three severities. Coverage holds on data like "
                    "ours (severity 0) and may fall under shift: the guarantee assumes new images resemble the "
                    "calibration images. A useful uncertainty rises as accuracy falls.")
         auroc_rows = [{"shift": f"{kind} {r['severity']}", "score": REFERRAL_SCORES.get(k, k), "auroc": v}

@@ -367,6 +367,7 @@ def test_shift_lab_redraws_the_prediction_as_the_image_is_blurred():
 
     picture, before = lab_state()
     assert len(picture) == 1
+    assert "Colour photos only" in at.slider(key="skin_shift_colour").help
     at.slider(key="skin_shift_blur").set_value(6.0).run()
     no_failure(at)
     assert metric(at, "90 % conformal set").endswith(" of 3")

@@ -48,6 +48,31 @@ def test_every_shift_changes_the_image_and_keeps_its_shape():
             previous = out
 
 
+def test_a_colour_cast_changes_the_white_balance_only_and_films_have_none():
+    """The cast scales red and blue by reciprocal gains (the warm shift), or along a random
+    hue as a training fault; the skin preparation (shades-of-grey constancy) takes out most
+    of a mild one; a greyscale film is never drawn one."""
+    spec = get_task("skin")
+    _, raw, _ = _raw_test("skin", 2)
+    photo = raw[0]
+    warm = shift.apply_shift(photo, "colour", 0.35)
+    inside = (photo > 20).all(axis=-1) & (photo < 170).all(axis=-1)  # no clipping at either end (255 / 1.42)
+    ratio = warm[inside].astype(float).mean(axis=0) / photo[inside].astype(float).mean(axis=0)
+    np.testing.assert_allclose(ratio, np.exp([0.35, 0.0, -0.35]), rtol=0.03)
+    tinted = shift.apply_shift(photo, "colour", 0.25, np.random.default_rng(5))
+    assert not np.array_equal(tinted, shift.apply_shift(photo, "colour", 0.25))  # another hue
+    # A plain resize would keep the whole difference; the colour constancy takes out most of a mild cast.
+    mild = shift.apply_shift(photo, "colour", 0.2)
+    cast_gap = np.abs(spec.prepare_image(mild) - spec.prepare_image(photo)).mean()
+    assert cast_gap < 0.6 * np.abs(mild.astype(float) - photo.astype(float)).mean(), cast_gap
+    film = get_task("mammo").load_image(get_task("mammo").image_path(data.task_splits(get_task("mammo"))["test"][0]))
+    assert "colour" not in shift.shift_kinds(1) and "colour" in shift.shift_kinds(3)
+    with pytest.raises(ValueError, match="colour image"):
+        shift.apply_shift(film, "colour", 0.2)
+    for seed in range(40):  # every fault a film can be drawn is one it can have
+        assert shift.random_fault(film, np.random.default_rng(seed)).shape == film.shape
+
+
 def test_training_faults_are_drawn_per_image_from_their_seed_and_prepared_like_any_photo(tmp_path, monkeypatch):
     spec = get_task("retina")
     chosen = data.task_splits(spec)["train"][:6]
@@ -71,7 +96,8 @@ def test_training_faults_are_drawn_per_image_from_their_seed_and_prepared_like_a
 @pytest.mark.parametrize("task_id", TASK_IDS)
 def test_card_holds_the_shift_table(task_id):
     record = shipped_model(task_id).card["shift"]
-    assert set(record["acquisition"]) == set(shift.SHIFTS)
+    assert set(record["acquisition"]) == set(shift.shift_kinds(get_task(task_id).channels))
+    assert ("colour" in record["acquisition"]) == (get_task(task_id).channels == 3)
     for rows in record["acquisition"].values():
         assert [r["severity"] for r in rows] == [1, 2, 3]
         assert all(0 <= r["coverage"] <= 1 and set(r["auroc"]) == {"max_softmax", "entropy", "mutual_information",

@@ -341,6 +341,9 @@ SHIFT_SLIDERS = (  # (shift kind, label, min, max, identity, step, help)
     ("contrast", "Contrast ×", 0.2, 1.5, 1.0, 0.1, "Deviations from the mean colour scaled."),
     ("rotation", "Rotation (°)", -90, 90, 0, 5, "The image turned about its centre."),
     ("crop", "Crop (share kept)", 0.4, 1.0, 1.0, 0.05, "A centred crop, scaled back to the full size."),
+    ("colour", "White balance", -0.4, 0.4, 0.0, 0.05,
+     "Another camera's colour cast: above 0 warmer (red up, blue down by the same factor), below 0 cooler; "
+     "0.35 is red ×1.42, blue ×0.70. Colour photos only."),
 )
 SHIFT_LAB_SIDE = 512  # the lab works on the image at most this big: fast at any upload size
 
@@ -352,13 +355,14 @@ def shift_lab(spec, task_model, case) -> None:
     from lifelens import explain, imaging
     from lifelens.uncertainty import conformal, shift
 
+    sliders = [row for row in SHIFT_SLIDERS if row[0] in shift.shift_kinds(spec.channels)]
     cols = st.columns(4)
     amounts = {kind: cols[i % 4].slider(label, lo, hi, ident, step, key=f"{spec.id}_shift_{kind}", help=text)
-               for i, (kind, label, lo, hi, ident, step, text) in enumerate(SHIFT_SLIDERS)}
+               for i, (kind, label, lo, hi, ident, step, text) in enumerate(sliders)}
     image = case.image
     if max(image.shape[:2]) > SHIFT_LAB_SIDE:
         image = imaging.resize_longest(image, SHIFT_LAB_SIDE)
-    for kind, _, _, _, ident, _, _ in SHIFT_SLIDERS:
+    for kind, _, _, _, ident, _, _ in sliders:
         if amounts[kind] != ident:
             image = shift.apply_shift(image, kind, amounts[kind])
     prepared = spec.prepare_image(image)
