@@ -21,38 +21,20 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lifelens import data, imaging  # noqa: E402
 from lifelens.models import load_model_file, predict_proba, split_views  # noqa: E402
 from lifelens.tasks import get_task  # noqa: E402
-
-
-def shrink_into_frame(photo: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """The photo scaled by (sx, sy) <= 1 and centred on a black frame of its own size."""
-    h, w = photo.shape[:2]
-    small = cv2.resize(photo, (round(w * sx), round(h * sy)), interpolation=cv2.INTER_AREA)
-    out = np.zeros_like(photo)
-    y0, x0 = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
-    out[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
-    return out
-
-
-def zoom(photo: np.ndarray, share: float) -> np.ndarray:
-    """The central ``share`` of the photo, enlarged back to its size."""
-    h, w = photo.shape[:2]
-    ch, cw = round(h * share), round(w * share)
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    return cv2.resize(photo[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+from lifelens.uncertainty.shift import apply_shift  # noqa: E402
 
 
 CONDITIONS = {
     "as photographed": lambda p: p,
-    "margin 0.8": lambda p: shrink_into_frame(p, 0.8, 0.8),
-    "margin 0.65": lambda p: shrink_into_frame(p, 0.65, 0.65),
-    "narrow 0.75": lambda p: shrink_into_frame(p, 0.75, 1.0),
-    "zoom 0.9": lambda p: zoom(p, 0.9),
+    "margin 0.8": lambda p: imaging.shrink_into_frame(p, 0.8, 0.8),
+    "margin 0.65": lambda p: imaging.shrink_into_frame(p, 0.65, 0.65),
+    "narrow 0.75": lambda p: imaging.shrink_into_frame(p, 0.75, 1.0),
+    "zoom 0.9": lambda p: apply_shift(p, "crop", 0.9),
 }
 
 

@@ -475,6 +475,18 @@ def fundus_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
             int(np.floor(x / scale)), min(w, int(np.ceil((x + bw) / scale))))
 
 
+def shrink_into_frame(photo: np.ndarray, share_x: float, share_y: float) -> np.ndarray:
+    """The (H, W[, C]) photo scaled by (share_x, share_y) <= 1 and centred on a black frame
+    of its own size: the same eye as a camera with a wider field frames it (what
+    :func:`frame_fundus` undoes)."""
+    h, w = photo.shape[:2]
+    small = cv2.resize(photo, (round(w * share_x), round(h * share_y)), interpolation=cv2.INTER_AREA)
+    out = np.zeros_like(photo)
+    y0, x0 = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    out[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small.reshape(small.shape[0], small.shape[1], *photo.shape[2:])
+    return out
+
+
 def frame_fundus(image: np.ndarray) -> np.ndarray:
     """Crop or pad to a square centred on the fundus, its side the fundus's larger extent
     (black outside), so every camera's photo is framed as most training photos are.

@@ -136,19 +136,6 @@ def test_prepared_images_are_cached_by_what_the_preparation_does_not_by_its_name
     assert np.abs(shipped.astype(int) - plain.astype(int)).max() > 10
 
 
-def _shrunk_into_frame(photo: np.ndarray, share: float) -> np.ndarray:
-    """The photo at ``share`` of its size, centred on a black frame of its own size (another
-    camera's wider field), as bench/measure_fundus_framing.py makes it."""
-    import cv2
-
-    h, w = photo.shape[:2]
-    small = cv2.resize(photo, (round(w * share), round(h * share)), interpolation=cv2.INTER_AREA)
-    out = np.zeros_like(photo)
-    y0, x0 = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
-    out[y0:y0 + small.shape[0], x0:x0 + small.shape[1]] = small
-    return out
-
-
 def _fundus_photos(n: int = 6) -> list[np.ndarray]:
     """n validation photos from each retina source (APTOS full circles, EyePACS clipped ones)."""
     spec = get_task("retina")
@@ -174,7 +161,7 @@ def test_fundus_framing_leaves_our_photos_and_undoes_a_wider_black_surround():
         # Our photos' fundus fills the frame one way at least: at most re-centred, never rescaled.
         assert framed.shape == photo.shape
         assert np.abs(extent(framed) - extent(photo)).max() <= 2
-        wide = _shrunk_into_frame(photo, 0.7)
+        wide = imaging.shrink_into_frame(photo, 0.7, 0.7)
         wide[2:14, 2:60] = 255  # a caption burnt into a corner of the black surround
         reframed = imaging.resize(imaging.frame_fundus(wide), size)
         assert np.abs(extent(reframed) - extent(framed)).max() <= 0.03 * size
@@ -201,7 +188,7 @@ def test_the_retina_ensemble_reads_a_photo_in_a_wide_surround_as_it_reads_the_ph
     spec = get_task("retina")
     model = shipped_model("retina")
     photos = _fundus_photos()
-    wide = [_shrunk_into_frame(p, 0.7) for p in photos]
+    wide = [imaging.shrink_into_frame(p, 0.7, 0.7) for p in photos]
 
     def read(images, prepare):
         return ensemble_proba(model, np.stack([prepare(im) for im in images]).astype(np.float32))
