@@ -491,8 +491,8 @@ def frame_fundus(image: np.ndarray) -> np.ndarray:
     """Crop or pad to a square centred on the fundus, its side the fundus's larger extent
     (black outside), so every camera's photo is framed as most training photos are.
 
-    (H, W[, C]) uint8 -> (S, S[, C]) uint8. Cameras frame the eye differently: some leave a wide black surround, some clip the
-    circle at the top and bottom. A network trained on photos where the fundus fills the
+    (H, W[, C]) uint8 -> (S, S[, C]) uint8. Cameras frame the eye differently: some leave a
+    wide black surround, some clip the circle at the top and bottom. A network trained on photos where the fundus fills the
     frame misreads a photo where it fills 80 % of it (the shipped retina ensemble's quadratic
     kappa on APTOS validation fell from 0.86 to 0.66, bench/measure_fundus_framing.py), so
     the photo is brought to that framing first. A photo already framed so comes back the same

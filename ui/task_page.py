@@ -494,7 +494,10 @@ def explanations_and_export(spec, task_model, case, pred) -> None:
         panels.append(explain_panel.main_view(spec.id, key, explained, case.prepared, display, case.digest,
                                               spec.class_names, choice))
     if choice is not None and not common.presenter():
-        kinds = "blur, noise, JPEG, exposure, rotation, crop" + (", white balance" if spec.channels == 3 else "")
+        from lifelens.uncertainty import shift
+
+        colour = "colour" in shift.shift_kinds(spec.channels)
+        kinds = "blur, noise, JPEG, exposure, rotation, crop" + (", white balance" if colour else "")
         if st.toggle(f"Shift lab: {kinds}", key=f"{spec.id}_shift_lab",
                      help="Change the image as another camera or a faulty one would, and watch the prediction, "
                           "the uncertainty, the conformal set and the map respond."):
