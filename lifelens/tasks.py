@@ -206,9 +206,14 @@ class TaskSpec:
         image = imaging.to_channels(image, self.channels)
         return image if self.frame is None else self.frame(image)
 
+    def prepare_framed(self, framed: np.ndarray) -> np.ndarray:
+        """uint8 image as :meth:`framed` gives it -> float32 (S, S, C) network input in [0, 255]
+        (for callers that also draw the framed image, so it is framed once)."""
+        return self.prepare(framed, self.input_size).astype(np.float32)
+
     def prepare_image(self, image: np.ndarray) -> np.ndarray:
         """uint8 (H, W, C) image as decoded -> float32 (S, S, C) network input, values in [0, 255]."""
-        return self.prepare(self.framed(image), self.input_size).astype(np.float32)
+        return self.prepare_framed(self.framed(image))
 
     def load_image(self, path: Path) -> np.ndarray:
         """A file from disk, decoded for this task (uint8, H x W x channels)."""
@@ -260,13 +265,8 @@ def _read_mammo(folder: Path, spec: TaskSpec) -> list[Sample]:
 
 # ----------------------------------------------------------------------------- preparation
 
-def _prepare_leaf(image: np.ndarray, size: int) -> np.ndarray:
+def _prepare_colour_constant(image: np.ndarray, size: int) -> np.ndarray:
     """Resize, then remove the camera's colour cast (shades-of-grey colour constancy)."""
-    return imaging.shades_of_grey(imaging.resize(image, size))
-
-
-def _prepare_dermoscopy(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize, then remove the dermoscope's colour cast (shades-of-grey colour constancy)."""
     return imaging.shades_of_grey(imaging.resize(image, size))
 
 
@@ -319,7 +319,7 @@ PLANT = TaskSpec(
     # the median for 9 in 10), which the networks had learned to lean on. Members trained from
     # scratch on colour-constant leaves (both stages of the recipe) hold up under any cast but
     # score lower on our own photos; see the card and the README for the numbers.
-    prepare=_prepare_leaf,
+    prepare=_prepare_colour_constant,
     augmentation="natural",
     limitations=(
         "PlantVillage photographs are single detached leaves on a plain lab background; field photos look different and will be misread.",
@@ -365,7 +365,7 @@ SKIN = TaskSpec(
     channels=3,
     data_folder="skin",
     label_reader=_by_label_column("label"),
-    prepare=_prepare_dermoscopy,
+    prepare=_prepare_colour_constant,
     augmentation="dermoscopy",
     limitations=(
         "Trained from scratch on about 5,200 dermoscopy images (ISIC 2017 + HAM10000) at 128 px: far below clinical-grade "

@@ -26,7 +26,7 @@ def _fifth_spec() -> TaskSpec:
         channels=3,
         data_folder=FOLDER,
         label_reader=tasks._by_label_column("dx", "lesion_id"),
-        prepare=tasks._prepare_dermoscopy,
+        prepare=tasks._prepare_colour_constant,
         augmentation="dermoscopy",
         key_metrics=("balanced_accuracy", "macro_auc"),
         citation="Tschandl P. et al. (2018) The HAM10000 dataset. Sci. Data 5:180161.",

@@ -205,6 +205,6 @@ def test_the_retina_ensemble_reads_a_photo_in_a_wide_surround_as_it_reads_the_ph
     # The display is framed the same way, so maps drawn on it sit on the eye the network saw.
     from lifelens import cases
 
-    display, _ = cases.display_image(spec, wide[0])
+    display, _ = cases.display_image(spec, spec.framed(wide[0]))
     expected = imaging.as_rgb_uint8(imaging.resize(imaging.frame_fundus(wide[0]), cases.DISPLAY_SIZE))
     np.testing.assert_array_equal(display, expected)

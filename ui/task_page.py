@@ -365,13 +365,14 @@ def shift_lab(spec, task_model, case) -> None:
     for kind, _, _, _, ident, _, _ in sliders:
         if amounts[kind] != ident:
             image = shift.apply_shift(image, kind, amounts[kind])
-    prepared = spec.prepare_image(image)
+    framed = spec.framed(image)
+    prepared = spec.prepare_framed(framed)
     pred = case_prediction.predict_case(task_model, prepared, "ensemble" if task_model.is_ensemble else "mc_dropout", 30)
     names = spec.class_names
     top = int(scoring.predicted_class(spec, pred["mean"][None], task_model.card.get("threshold"))[0])
     gradcam = explain.explain(task_model.classifier, prepared, targets=top, method="gradcam")
     left, right = st.columns([1, 1.3])
-    left.image(explain.overlay_image(gradcam, cases.display_image(spec, image)[0]),
+    left.image(explain.overlay_image(gradcam, cases.display_image(spec, framed)[0]),
                caption=f"Shifted image, Grad-CAM for {names[top]}", width="stretch")
     with right:
         m = st.columns(2)
