@@ -319,6 +319,14 @@ PLANT = TaskSpec(
     # the median for 9 in 10), which the networks had learned to lean on. Members trained from
     # scratch on colour-constant leaves (both stages of the recipe) hold up under any cast but
     # score lower on our own photos; see the card and the README for the numbers.
+    # Why the cost cannot be avoided (python bench/measure_white_balance_cue.py, 400 validation
+    # photos): the white balance alone (two numbers per photo) tells the class with balanced
+    # accuracy 0.378 (chance 0.10), as PlantVillage photographed its classes in sessions. The
+    # earlier members, run on commit f3ab74a's preparation, leaned on that cue: 0.962 as the photos
+    # are, 0.728 with each photo's white balance set to the training median, 0.384 / 0.470 under a
+    # x1.11 warmer / cooler cast. The shipped members: 0.942, 0.939, 0.944, 0.947. So keeping the
+    # photos' own colours only while their white balance looks like the training photos' cannot
+    # rescue the earlier members: a cast too small to flag already breaks them.
     prepare=_prepare_colour_constant,
     augmentation="natural",
     limitations=(
