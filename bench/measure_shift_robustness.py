@@ -10,6 +10,11 @@ binary task) per shift and severity, clean first, then the mean over the photome
 
     python bench/measure_shift_robustness.py plant models/plant.keras models/trials/plant_faults/plant.keras
 
+``--shift KIND=A,B`` (repeatable) measures only those kinds at those amounts instead, and
+``--key-metrics`` prints the task's key metrics per source instead of the selection score:
+
+    python bench/measure_shift_robustness.py retina models/retina.keras --shift jpeg=90,75,50 --shift noise=3,6 --key-metrics
+
 Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
 """
 from __future__ import annotations
@@ -30,34 +35,49 @@ from lifelens.tasks import get_task  # noqa: E402
 from lifelens.uncertainty.shift import FAULT_RANGES, SHIFTS, apply_shift  # noqa: E402
 
 
-def main(task_id: str, predictors: list[str], n: int, seed: int = 0) -> None:
+def main(task_id: str, predictors: list[str], n: int, shifts: dict[str, tuple] | None = None,
+         key_metrics: bool = False, seed: int = 0) -> None:
     spec = get_task(task_id)
     val = data.training_splits(spec)["val"]
     keep = np.sort(np.random.default_rng(seed).permutation(len(val))[:n])
     samples = [val[i] for i in keep]
     labels = np.array([s.label for s in samples])
+    sources = data.by_source(samples)
     raw = [spec.load_image(spec.image_path(s)) for s in samples]
     print(f"{spec.id}: {len(samples)} validation images of {len(val)} "
-          f"({', '.join(f'{k or spec.data_folder} {len(v)}' for k, v in data.by_source(samples).items())})", flush=True)
+          f"({', '.join(f'{k or spec.data_folder} {len(v)}' for k, v in sources.items())})", flush=True)
     groups = [p.split(",") for p in predictors]
     # Each file loaded and run once per condition, however many predictors share it.
     models = {f: split_views(load_model_file(f))[0] for g in groups for f in g}
 
-    def score(images: list[np.ndarray]) -> list[float]:
+    def per_source(probs: np.ndarray) -> str:
+        parts = []
+        for source, ix in sources.items():
+            found = scoring.headline_metrics(spec, labels[ix], probs[ix])
+            values = ", ".join(f"{k} {found[k]:.3f}" for k in spec.key_metrics if found.get(k) is not None)
+            parts.append(f"{source or spec.data_folder}: {values}")
+        return "; ".join(parts)
+
+    def score(images: list[np.ndarray]) -> list:
         x = np.stack([spec.prepare_image(im) for im in images]).astype(np.float32)
         probs = {f: predict_proba(m, x) for f, m in models.items()}
-        return [scoring.selection_score(spec, np.mean([probs[f] for f in g], axis=0), labels) for g in groups]
+        means = [np.mean([probs[f] for f in g], axis=0) for g in groups]
+        return [per_source(p) if key_metrics else scoring.selection_score(spec, p, labels) for p in means]
 
+    chosen = SHIFTS if shifts is None else shifts
     rows = {"clean": score(raw)}
-    for kind, amounts in SHIFTS.items():
+    for kind, amounts in chosen.items():
         for severity, amount in enumerate(amounts, start=1):
-            rows[f"{kind} {severity}"] = score([apply_shift(im, kind, amount) for im in raw])
+            name = f"{kind} {severity}" if shifts is None else f"{kind} {amount:g}"
+            rows[name] = score([apply_shift(im, kind, amount) for im in raw])
         print(f"  {kind} done", flush=True)
     names = [p if "," not in p else f"{p.split(',')[0]} and {p.count(',')} more" for p in predictors]
     print("| condition | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for name, values in rows.items():
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+        print(f"| {name} | " + " | ".join(v if isinstance(v, str) else f"{v:.3f}" for v in values) + " |")
+    if shifts is not None or key_metrics:
+        return
     for label, kinds in (("photometric", [k for k in SHIFTS if k in FAULT_RANGES]),
                          ("geometric", [k for k in SHIFTS if k not in FAULT_RANGES])):
         for severities, tag in (((1, 2), "severity 1-2"), ((3,), "severity 3")):
@@ -65,10 +85,22 @@ def main(task_id: str, predictors: list[str], n: int, seed: int = 0) -> None:
             print(f"| mean {label}, {tag} | " + " | ".join(f"{v:.3f}" for v in means) + " |")
 
 
+def parse_shift(text: str) -> tuple[str, tuple[float, ...]]:
+    """"jpeg=90,75" -> ("jpeg", (90.0, 75.0))."""
+    kind, _, amounts = text.partition("=")
+    if kind not in SHIFTS or not amounts:
+        raise argparse.ArgumentTypeError(f"{text!r}: give KIND=A,B with KIND one of {', '.join(SHIFTS)}")
+    return kind, tuple(float(a) for a in amounts.split(","))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task")
     parser.add_argument("predictors", nargs="+", help="a model file, or files joined by commas (their mean)")
     parser.add_argument("--n", type=int, default=300, help="validation images (a fixed random subset)")
+    parser.add_argument("--shift", type=parse_shift, action="append",
+                        help="KIND=A,B: only this kind at these amounts (repeatable)")
+    parser.add_argument("--key-metrics", action="store_true",
+                        help="the task's key metrics per source instead of the selection score")
     args = parser.parse_args()
-    main(args.task, args.predictors, args.n)
+    main(args.task, args.predictors, args.n, dict(args.shift) if args.shift else None, args.key_metrics)
