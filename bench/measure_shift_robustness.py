@@ -35,6 +35,26 @@ from lifelens.tasks import get_task  # noqa: E402
 from lifelens.uncertainty.shift import FAULT_RANGES, SHIFTS, apply_shift  # noqa: E402
 
 
+def predictor_probabilities(spec, predictors: list[str]):
+    """``predictors``: model files, or files joined by commas (the mean of their softmaxes).
+    Returns a function: decoded images -> one (N, K) probability array per predictor, the
+    images prepared as the app prepares them. Each file is loaded and run once per call,
+    however many predictors share it."""
+    groups = [p.split(",") for p in predictors]
+    models = {f: split_views(load_model_file(f))[0] for g in groups for f in g}
+
+    def mean_probs(images: list[np.ndarray]) -> list[np.ndarray]:
+        x = np.stack([spec.prepare_image(im) for im in images]).astype(np.float32)
+        probs = {f: predict_proba(m, x) for f, m in models.items()}
+        return [np.mean([probs[f] for f in g], axis=0) for g in groups]
+
+    return mean_probs
+
+
+def predictor_names(predictors: list[str]) -> list[str]:
+    return [p if "," not in p else f"{p.split(',')[0]} and {p.count(',')} more" for p in predictors]
+
+
 def main(task_id: str, predictors: list[str], n: int, shifts: dict[str, tuple] | None = None,
          key_metrics: bool = False, seed: int = 0) -> None:
     spec = get_task(task_id)
@@ -46,9 +66,7 @@ def main(task_id: str, predictors: list[str], n: int, shifts: dict[str, tuple] |
     raw = [spec.load_image(spec.image_path(s)) for s in samples]
     print(f"{spec.id}: {len(samples)} validation images of {len(val)} "
           f"({', '.join(f'{k or spec.data_folder} {len(v)}' for k, v in sources.items())})", flush=True)
-    groups = [p.split(",") for p in predictors]
-    # Each file loaded and run once per condition, however many predictors share it.
-    models = {f: split_views(load_model_file(f))[0] for g in groups for f in g}
+    mean_probs = predictor_probabilities(spec, predictors)
 
     def per_source(probs: np.ndarray) -> str:
         parts = []
@@ -59,10 +77,7 @@ def main(task_id: str, predictors: list[str], n: int, shifts: dict[str, tuple] |
         return "; ".join(parts)
 
     def score(images: list[np.ndarray]) -> list:
-        x = np.stack([spec.prepare_image(im) for im in images]).astype(np.float32)
-        probs = {f: predict_proba(m, x) for f, m in models.items()}
-        means = [np.mean([probs[f] for f in g], axis=0) for g in groups]
-        return [per_source(p) if key_metrics else scoring.selection_score(spec, p, labels) for p in means]
+        return [per_source(p) if key_metrics else scoring.selection_score(spec, p, labels) for p in mean_probs(images)]
 
     chosen = SHIFTS if shifts is None else shifts
     rows = {"clean": score(raw)}
@@ -71,7 +86,7 @@ def main(task_id: str, predictors: list[str], n: int, shifts: dict[str, tuple] |
             name = f"{kind} {severity}" if shifts is None else f"{kind} {amount:g}"
             rows[name] = score([apply_shift(im, kind, amount) for im in raw])
         print(f"  {kind} done", flush=True)
-    names = [p if "," not in p else f"{p.split(',')[0]} and {p.count(',')} more" for p in predictors]
+    names = predictor_names(predictors)
     print("| condition | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for name, values in rows.items():

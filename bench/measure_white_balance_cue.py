@@ -31,9 +31,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
 from lifelens import data, imaging, scoring  # noqa: E402
-from lifelens.models import load_model_file, predict_proba, split_views  # noqa: E402
 from lifelens.tasks import get_task  # noqa: E402
 from lifelens.uncertainty.shift import SHIFTS, apply_shift  # noqa: E402
+from measure_shift_robustness import predictor_names, predictor_probabilities  # noqa: E402
 
 POWER = 6.0  # the shades-of-grey norm of imaging.shades_of_grey
 
@@ -70,13 +70,10 @@ def main(task_id: str, predictors: list[str], n: int, n_train: int, seed: int = 
     print(f"the white balance alone: balanced accuracy {balanced_accuracy_score(labels, cue.predict(val_wb)):.3f} "
           f"(chance {1 / spec.num_classes:.3f})", flush=True)
 
-    groups = [p.split(",") for p in predictors]
-    models = {f: split_views(load_model_file(f))[0] for g in groups for f in g}
+    mean_probs = predictor_probabilities(spec, predictors)
 
     def score(images: list[np.ndarray]) -> list[float]:
-        x = np.stack([spec.prepare_image(im) for im in images]).astype(np.float32)
-        probs = {f: predict_proba(m, x) for f, m in models.items()}
-        return [scoring.selection_score(spec, np.mean([probs[f] for f in g], axis=0), labels) for g in groups]
+        return [scoring.selection_score(spec, p, labels) for p in mean_probs(images)]
 
     amount = SHIFTS["colour"][0]
     rows = {
@@ -85,7 +82,7 @@ def main(task_id: str, predictors: list[str], n: int, n_train: int, seed: int = 
         f"warmer cast ({amount})": score([apply_shift(im, "colour", amount) for im in raw]),
         f"cooler cast ({-amount})": score([apply_shift(im, "colour", -amount) for im in raw]),
     }
-    names = [p if "," not in p else f"{p.split(',')[0]} and {p.count(',')} more" for p in predictors]
+    names = predictor_names(predictors)
     print("| validation photos | " + " | ".join(names) + " |")
     print("|---" * (len(names) + 1) + "|")
     for name, values in rows.items():
