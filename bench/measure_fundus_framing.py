@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from lifelens import data, imaging  # noqa: E402
-from lifelens.models import load_model_file, predict_proba, split_views  # noqa: E402
 from lifelens.tasks import get_task  # noqa: E402
 from lifelens.uncertainty.shift import apply_shift  # noqa: E402
+from measure_shift_robustness import predictor_names, predictor_probabilities  # noqa: E402
 
 
 CONDITIONS = {
@@ -47,8 +47,7 @@ def main(predictors: list[str], n: int, seed: int = 0) -> None:
     labels = np.array([s.label for s in samples])
     sources = np.array([s.source or spec.data_folder for s in samples])
     photos = [spec.load_image(spec.image_path(s)) for s in samples]
-    groups = [p.split(",") for p in predictors]
-    models = {f: split_views(load_model_file(f))[0] for g in groups for f in g}
+    mean_probs = predictor_probabilities(spec, predictors)
     preparations = {
         "framed": spec.prepare_image,
         "not framed": lambda p: spec.prepare(imaging.to_channels(p, spec.channels), spec.input_size),
@@ -60,15 +59,11 @@ def main(predictors: list[str], n: int, seed: int = 0) -> None:
     for condition, reframe in CONDITIONS.items():
         shown = [reframe(p) for p in photos]
         for name, prepare in preparations.items():
-            x = np.stack([prepare(p) for p in shown]).astype(np.float32)
-            probs = {f: predict_proba(m, x) for f, m in models.items()}
-            for g, label in zip(groups, predictors):
-                mean = np.mean([probs[f] for f in g], axis=0)
+            for mean, short in zip(mean_probs(shown, prepare), predictor_names(predictors)):
                 cells = []
                 for s in np.unique(sources):
                     result = score(labels[sources == s], mean[sources == s])
                     cells += [f"{result['quadratic_kappa']:.3f}", f"{result['referable_auc']:.3f}"]
-                short = label if "," not in label else f"{label.split(',')[0]} and {label.count(',')} more"
                 print(f"| {condition} | {name} | {short} | " + " | ".join(cells) + " |", flush=True)
 
 

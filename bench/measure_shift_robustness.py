@@ -37,14 +37,14 @@ from lifelens.uncertainty.shift import FAULT_RANGES, SHIFTS, apply_shift  # noqa
 
 def predictor_probabilities(spec, predictors: list[str]):
     """``predictors``: model files, or files joined by commas (the mean of their softmaxes).
-    Returns a function: decoded images -> one (N, K) probability array per predictor, the
-    images prepared as the app prepares them. Each file is loaded and run once per call,
+    Returns a function: decoded images (and a preparation, the app's by default) -> one
+    (N, K) probability array per predictor. Each file is loaded once, and run once per call
     however many predictors share it."""
     groups = [p.split(",") for p in predictors]
     models = {f: split_views(load_model_file(f))[0] for g in groups for f in g}
 
-    def mean_probs(images: list[np.ndarray]) -> list[np.ndarray]:
-        x = np.stack([spec.prepare_image(im) for im in images]).astype(np.float32)
+    def mean_probs(images: list[np.ndarray], prepare=spec.prepare_image) -> list[np.ndarray]:
+        x = np.stack([prepare(im) for im in images]).astype(np.float32)
         probs = {f: predict_proba(m, x) for f, m in models.items()}
         return [np.mean([probs[f] for f in g], axis=0) for g in groups]
 

@@ -45,9 +45,10 @@ def white_balance(image: np.ndarray) -> np.ndarray:
     return np.log(norm[[0, 2]] / norm[1])
 
 
-def with_white_balance(image: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The photo with its red and blue gains set so its white balance is ``target``."""
-    gain = np.exp(target - white_balance(image))
+def with_white_balance(image: np.ndarray, balance: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The photo, whose white balance is ``balance``, with its red and blue gains set so its
+    white balance is ``target``."""
+    gain = np.exp(target - balance)
     return np.clip(image.astype(np.float32) * np.array([gain[0], 1.0, gain[1]], np.float32), 0, 255).astype(np.uint8)
 
 
@@ -78,7 +79,7 @@ def main(task_id: str, predictors: list[str], n: int, n_train: int, seed: int = 
     amount = SHIFTS["colour"][0]
     rows = {
         "as they are": score(raw),
-        "white balance set to the training median": score([with_white_balance(im, median) for im in raw]),
+        "white balance set to the training median": score([with_white_balance(im, wb, median) for im, wb in zip(raw, val_wb)]),
         f"warmer cast ({amount})": score([apply_shift(im, "colour", amount) for im in raw]),
         f"cooler cast ({-amount})": score([apply_shift(im, "colour", -amount) for im in raw]),
     }
