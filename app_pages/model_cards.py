@@ -52,7 +52,9 @@ with common.guarded("The metrics"):
                        "meaning": screen_text.metric_help(n)}
                       for r, v in zip(rows, values) for n in names if isinstance(v.get(n), (int, float))]
         st.dataframe(rows, hide_index=True, width="stretch", column_config={
-            "model": st.column_config.TextColumn(help="Deep ensemble: the shipped prediction. Read in pairs: the "
+            "model": st.column_config.TextColumn(help="Deep ensemble: the shipped prediction (where it is fused "
+                                                 "with gradient boosting, the row below gives its networks alone). "
+                                                 "Read in pairs: the "
                                                  "same ensemble, each image read beside the same patient's other "
                                                  "one (the paired read, where a card has one). One member: a "
                                                  "single network of it. The rest are simpler models or no-skill "
@@ -72,6 +74,8 @@ with common.guarded("The metrics"):
         paired = card.get("paired_read") or {}
         if paired.get("used"):
             st.caption(screen_text.paired_read_caption(spec, paired))
+        if card_tables.is_fused(card):
+            st.caption(screen_text.fusion_caption(card["fusion"]))
         if card.get("ensemble_vs_boosted"):
             st.caption(card["ensemble_vs_boosted"])
         if chart_rows:

@@ -14,6 +14,8 @@ import numpy as np
 GABOR_ORIENTATIONS = 4
 GABOR_WAVELENGTHS = (4.0, 8.0)  # pixels at the network's input size: fine and coarse texture
 HIST_BINS = 16
+BOOSTED_DESCRIPTION = ("HistGradientBoostingClassifier (balanced, early stopping) on HSV + Lab histograms, "
+                       "Gabor energies (2 wavelengths x 4 orientations) and an 8x8 grey thumbnail")
 
 
 def thumbnail_features(images: np.ndarray) -> np.ndarray:
@@ -105,6 +107,4 @@ def fit_boosted(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0) -> Base
                                            early_stopping=len(y_train) >= 1000, validation_fraction=0.1,
                                            random_state=seed)
     model.fit(colour_texture_features(x_train), y_train)
-    return Baseline("boosted", colour_texture_features, model,
-                    "HistGradientBoostingClassifier (balanced, early stopping) on HSV + Lab histograms, "
-                    "Gabor energies (2 wavelengths x 4 orientations) and an 8x8 grey thumbnail")
+    return Baseline("boosted", colour_texture_features, model, BOOSTED_DESCRIPTION)

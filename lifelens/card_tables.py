@@ -3,7 +3,8 @@ baselines, majority class, chance) per headline metric, whether a gain is clear 
 interval, and the faithfulness table with the random map first."""
 from __future__ import annotations
 
-COMPARED = (("ensemble", "Deep ensemble"), ("paired", "Deep ensemble, read in pairs"), ("member", "One member"),
+COMPARED = (("ensemble", "Deep ensemble"), ("networks", "Deep ensemble, networks alone"),
+            ("paired", "Deep ensemble, read in pairs"), ("member", "One member"),
             ("boosted", "Gradient boosting"), ("logistic", "Logistic regression"),
             ("majority_class", "Majority class"), ("chance", "Chance"))
 
@@ -13,12 +14,19 @@ def _compared(card: dict) -> dict:
     baselines = card.get("baselines") or {}
     refs = card.get("reference_levels") or {}
     paired = card.get("paired_read") or {}
-    found = {"ensemble": card.get("metrics"), "paired": paired.get("metrics") if paired.get("used") else None,
+    found = {"ensemble": card.get("metrics"),
+             "networks": card.get("network_ensemble_metrics") if is_fused(card) else None,
+             "paired": paired.get("metrics") if paired.get("used") else None,
              "member": card.get("single_member_metrics"),
              "boosted": (baselines.get("boosted") or {}).get("metrics"),
              "logistic": (baselines.get("logistic") or card.get("baseline") or {}).get("metrics"),
              "majority_class": refs.get("majority_class"), "chance": refs.get("chance")}
     return {k: v for k, v in found.items() if v}
+
+
+def is_fused(card: dict) -> bool:
+    """Whether the shipped prediction fuses the networks with the boosted model (card ``fusion``)."""
+    return bool((card.get("fusion") or {}).get("used"))
 
 
 def headline_names(spec, card: dict) -> list[str]:
@@ -42,6 +50,8 @@ def comparison_rows(spec, card: dict) -> tuple[list[dict], list[str]]:
         scored = _compared(card).get(who)
         if not scored:
             continue
+        if who == "ensemble" and is_fused(card):
+            label = "Deep ensemble fused with gradient boosting (shipped)"
         row = {"model": label, "_values": {n: scored.get(n) for n in names}}
         for n in names:
             value = scored.get(n)
@@ -58,7 +68,7 @@ def with_interval(value: float, interval) -> str:
 def clear_gain(card: dict, name: str) -> tuple[float | None, bool]:
     """(the best simpler model's or reference's value, whether the ensemble's 95 % interval lies above it)."""
     compared = _compared(card)
-    others = [m.get(name) for who, m in compared.items() if who not in ("ensemble", "paired", "member")]
+    others = [m.get(name) for who, m in compared.items() if who not in ("ensemble", "networks", "paired", "member")]
     others = [v for v in others if isinstance(v, (int, float))]
     if not others or "ensemble" not in compared:
         return None, False
@@ -99,10 +109,11 @@ def _share_text(share: float | None, is_reference: bool) -> str:
 
 
 def versus_boosted(spec, card: dict) -> str | None:
-    """One sentence: does the deep ensemble beat the gradient-boosted baseline on each key
-    metric of our test split, and where not, by how much (None when the card lacks either)."""
+    """One sentence: does the deep ensemble (its networks alone, where the shipped prediction
+    fuses the boosted model in) beat the gradient-boosted baseline on each key metric of our
+    test split, and where not, by how much (None when the card lacks either)."""
     compared = _compared(card)
-    ensemble, boosted = compared.get("ensemble"), compared.get("boosted")
+    ensemble, boosted = compared.get("networks") or compared.get("ensemble"), compared.get("boosted")
     if not ensemble or not boosted:
         return None
     lower_is_better = {"nll", "ece", "brier"}
@@ -113,10 +124,19 @@ def versus_boosted(spec, card: dict) -> str | None:
             continue
         better = a < b if name in lower_is_better else a > b
         (wins if better else losses).append(f"{name.replace('_', ' ')} {a:.3f} vs {b:.3f}")
+    plural = "networks" in compared
+    who = "The deep ensemble's networks alone" if plural else "The deep ensemble"
     if not losses:
-        return "The deep ensemble beats the gradient-boosted baseline on every key metric (" + "; ".join(wins) + ")."
-    return ("The deep ensemble does NOT beat the gradient-boosted baseline on " + "; ".join(losses)
-            + (" (it does on " + "; ".join(wins) + ")" if wins else "") + ", on our test split.")
+        sentence = f"{who} beat{'' if plural else 's'} the gradient-boosted baseline on every key metric (" + "; ".join(wins) + ")."
+    else:
+        sentence = (f"{who} do{'' if plural else 'es'} NOT beat the gradient-boosted baseline on " + "; ".join(losses)
+                    + (f" ({'they do' if plural else 'it does'} on " + "; ".join(wins) + ")" if wins else "")
+                    + ", on our test split.")
+    if "networks" in compared:
+        fused = compared["ensemble"]
+        sentence += (" Fused with it (the shipped prediction, weights chosen on validation): " + "; ".join(
+            f"{n.replace('_', ' ')} {fused[n]:.3f}" for n in spec.key_metrics if isinstance(fused.get(n), (int, float))) + ".")
+    return sentence
 
 
 def _duration(seconds) -> str:

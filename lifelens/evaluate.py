@@ -253,16 +253,22 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     validation split; write them into the card."""
     from lifelens.models import load_task_model, update_card, write_member_cards
 
+    from lifelens import baseline as simple
+
     task_model = load_task_model(spec)
     splits = data.task_splits(spec)
     xs = {k: data.load_prepared(spec, v) for k, v in splits.items()}
     ys = {k: np.array([s.label for s in v]) for k, v in splits.items()}
-    entries = _ensemble_entries(task_model, xs, ys, log)
-    update_card(spec, ensemble=task_model.card["ensemble"])
     train = data.training_splits(spec)
     x_train = data.load_prepared(spec, train["train"])
     y_train = np.array([s.label for s in train["train"]])
-    entries["baselines"] = _baseline_entries(spec, x_train, y_train, xs, ys, log)
+    # Fitted once: the baseline the ensemble must beat, and the second opinion fusion may add.
+    boosted = simple.fit_boosted(x_train, y_train)
+    log(f"[{spec.id}] gradient-boosted model fitted on {len(y_train)} training images")
+    entries = _ensemble_entries(task_model, xs, ys, log, boosted=boosted, every_source_val=train["val"])
+    entries["fusion"] = task_model.card["fusion"]
+    update_card(spec, ensemble=task_model.card["ensemble"])
+    entries["baselines"] = _baseline_entries(spec, x_train, y_train, xs, ys, log, boosted)
     entries["baseline"] = entries["baselines"]["logistic"]  # the Model cards page's first comparison
     entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
     own_probs = {"val": entries.pop("_val_probs"), "test": entries.pop("_test_probs")}
@@ -288,12 +294,14 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     return entries
 
 
-def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
-    """Test-time flips and temperatures chosen on validation, then the ensemble, its first
-    member and every member scored on test. Sets ``task_model.card`` ``tta`` and
-    ``ensemble.temperature``; ``_test_probs`` and ``_val_probs`` are the ensemble's test and
-    validation predictions (for reuse)."""
-    from lifelens.models import member_probabilities, temper
+def _ensemble_entries(task_model, xs: dict, ys: dict, log, boosted, every_source_val: list) -> dict:
+    """Test-time flips, temperatures and fusion with the ``boosted`` model chosen on
+    validation, then the shipped ensemble, the networks alone, the first member and every
+    member scored on test. Sets ``task_model.card`` ``tta``, ``ensemble.temperature`` and
+    ``fusion`` (and ``task_model.companion``); ``_test_probs`` and ``_val_probs`` are the
+    shipped test and validation predictions (for reuse). ``every_source_val``: the validation
+    samples of every training source, the own folder's first (fusion is fitted on them)."""
+    from lifelens.models import as_shipped, member_probabilities, temper
 
     spec = task_model.spec
     tta, raw_val = choose_tta(task_model, xs["val"].astype(np.float32), ys["val"])
@@ -305,7 +313,9 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
     member_ts = [fit_temperature(raw["val"][m:m + 1], ys["val"]) for m in range(len(raw["val"]))]
     task_model.card.setdefault("ensemble", {})["temperature"] = ensemble_t
     log(f"[{spec.id}] ensemble temperature {ensemble_t:.3f}, member 0 alone {member_ts[0]:.3f} (validation NLL)")
-    members = {k: temper(v, ensemble_t).mean(axis=0) for k, v in raw.items()}
+    networks = {k: temper(v, ensemble_t).mean(axis=0) for k, v in raw.items()}
+    _choose_fusion(task_model, boosted, raw["val"], xs["val"], every_source_val, log)
+    members = {k: as_shipped(task_model, v, xs[k]).mean(axis=0) for k, v in raw.items()}
     single = {k: temper(v[0], member_ts[0]) for k, v in raw.items()}
     entries, thresholds = {"tta": tta, "_test_probs": members["test"], "_val_probs": members["val"]}, {}
     rule = fit_decision_rule(spec, ys["val"], members["val"])
@@ -319,11 +329,46 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log) -> dict:
     entries["metrics"]["ensemble_members"] = len(task_model.members)
     entries["single_member_metrics"] = _scored(spec, ys["test"], single["test"], thresholds.get("member"))
     entries["single_member_metrics"]["temperature"] = member_ts[0]
-    entries["ensemble_vs_member"] = ensemble_vs_members(raw["test"], ys["test"], ensemble_t, member_ts)
+    if task_model.companion is not None:
+        entries["network_ensemble_metrics"] = _scored(spec, ys["test"], networks["test"], fit_decision_rule(
+            spec, ys["val"], networks["val"]) if rule is not None else None)
+    entries["ensemble_vs_member"] = ensemble_vs_members(members["test"], raw["test"], ys["test"], member_ts)
     entries["member_metrics"] = [
         {k: classification_metrics(spec, ys["test"], p, None).get(k) for k in spec.key_metrics + ("nll", "accuracy")}
         for p in raw["test"]]  # each member as trained, untempered
     return entries
+
+
+def _choose_fusion(task_model, boosted, raw_own_val: np.ndarray, x_own_val: np.ndarray, every_source_val, log) -> None:
+    """Fuse the boosted model into the prediction if that lowers the cross-fitted validation
+    NLL (:func:`lifelens.fusion.choose_fusion`, on every training source's validation images);
+    sets ``task_model.card["fusion"]`` and ``task_model.companion``, writes or removes
+    ``models/<task>.boosted.joblib``."""
+    from lifelens import fusion as late
+    from lifelens.models import member_probabilities
+
+    spec = task_model.spec
+    path = late.companion_path(spec)
+    rest = every_source_val[raw_own_val.shape[1]:]  # the extra sources' validation images follow the own folder's
+    raw, images = raw_own_val, x_own_val
+    if rest:
+        x_rest = data.load_prepared(spec, rest).astype(np.float32)
+        raw = np.concatenate([raw, member_probabilities(task_model, x_rest, tempered=False)], axis=1)
+        images = np.concatenate([images, x_rest])
+    labels = np.array([s.label for s in every_source_val])
+    groups = [s.group for s in every_source_val]
+    record = late.choose_fusion(raw, late.companion_probabilities(boosted, images), labels, groups)
+    crossed = record["validation"]["cross_fitted_nll"]
+    log(f"[{spec.id}] fusion with the boosted model {'adopted' if record['used'] else 'not adopted'}: cross-fitted "
+        f"validation NLL {crossed['networks']:.4f} networks alone, {crossed['fused']:.4f} fused "
+        f"(weights {record['network_weight']} / {record['companion_weight']}, {len(labels)} images)")
+    if record["used"]:
+        record.update(file=path.name, sha256=late.save_companion(boosted, path), method=boosted.description)
+        task_model.companion = boosted
+    else:
+        task_model.companion = None
+        path.unlink(missing_ok=True)  # a companion the card no longer uses
+    task_model.card["fusion"] = record
 
 
 def _with_extra_sources(task_model, items: list, own_probs: np.ndarray) -> np.ndarray:
@@ -381,24 +426,25 @@ def paired_read_entry(spec: TaskSpec, splits: dict, probs: dict, one_image_thres
     return entry
 
 
-def _baseline_entries(spec: TaskSpec, x_train, y_train, xs: dict, ys: dict, log) -> dict:
-    """Both simple models fitted on the training split and scored like the ensemble."""
+def _baseline_entries(spec: TaskSpec, x_train, y_train, xs: dict, ys: dict, log, boosted=None) -> dict:
+    """Both simple models fitted on the training split (``boosted``: already fitted) and scored like the ensemble."""
     from lifelens import baseline as simple
 
     out = {}
-    for fitted in (simple.fit_logistic(x_train, y_train), simple.fit_boosted(x_train, y_train)):
+    for fitted in (simple.fit_logistic(x_train, y_train), boosted or simple.fit_boosted(x_train, y_train)):
         threshold = fit_decision_rule(spec, ys["val"], fitted.predict_proba(xs["val"]))
         out[fitted.kind] = _scored(spec, ys["test"], fitted.predict_proba(xs["test"]), threshold, fitted.description)
         log(f"[{spec.id}] baseline {fitted.kind} fitted on {len(y_train)} training images")
     return out
 
 
-def ensemble_vs_members(raw_test: np.ndarray, y_test: np.ndarray, ensemble_t: float, member_ts: list) -> dict:
-    """Test NLL of the tempered ensemble against each member at its own validation-fitted
-    temperature: is the ensemble better than one network, the first or a typical one?"""
+def ensemble_vs_members(ensemble_test: np.ndarray, raw_test: np.ndarray, y_test: np.ndarray, member_ts: list) -> dict:
+    """Test NLL of the shipped ensemble prediction (N, K) against each member (``raw_test``
+    (M, N, K)) at its own validation-fitted temperature: is the ensemble better than one
+    network, the first or a typical one?"""
     from lifelens.models import temper
 
-    ensemble = negative_log_likelihood(temper(raw_test, ensemble_t).mean(axis=0), y_test)
+    ensemble = negative_log_likelihood(ensemble_test, y_test)
     members = [negative_log_likelihood(temper(p, t), y_test) for p, t in zip(raw_test, member_ts)]
     verdict = ("below every member" if ensemble < min(members) else "below the mean member"
                if ensemble < float(np.mean(members)) else "NOT below a single member")

@@ -169,6 +169,8 @@ class TaskModel:
     card: dict
     # Every deep-ensemble member's image -> softmax model, member 0 (``classifier``) first.
     members: list = field(default_factory=list)
+    # The gradient-boosted colour-texture model fused into the prediction (card ``fusion``), or None.
+    companion: object | None = None
 
     def __post_init__(self):
         if not self.members:
@@ -207,7 +209,13 @@ def load_task_model(spec: TaskSpec, verify: bool = True) -> TaskModel:
             continue
         path = spec.model_path.parent / row["file"]
         members.append(split_views(_load_member(spec, path, row.get("sha256") if verify else None))[0])
-    return TaskModel(spec, full, classifier, features, head, card, members)
+    companion = None
+    fusion = card.get("fusion") or {}
+    if fusion.get("used"):
+        from lifelens.fusion import load_companion
+
+        companion = load_companion(spec.model_path.parent / fusion["file"], fusion.get("sha256") if verify else None)
+    return TaskModel(spec, full, classifier, features, head, card, members, companion)
 
 
 def _load_member(spec: TaskSpec, path: Path, expected_sha256: str | None):
@@ -310,16 +318,31 @@ def member_probabilities(task_model: TaskModel, images: np.ndarray, batch_size: 
     """(N, S, S, C) prepared inputs -> (M, N, K) softmax of each ensemble member (dropout off).
 
     ``tta``: average each member over :func:`flip_views` (default: what the card chose on
-    validation, ``card["tta"]["used"]``). ``tempered``: every member at the ensemble's
-    temperature (``card["ensemble"]["temperature"]``, fitted on validation: label smoothing
-    leaves each member under-confident and averaging adds to it), so the members are the
-    posterior samples and their mean the shipped prediction, one calibrated answer.
+    validation, ``card["tta"]["used"]``). ``tempered``: each member as shipped, so the members
+    are the posterior samples and their mean the shipped prediction, one calibrated answer:
+    fused with the boosted model where the card adopted fusion (``card["fusion"]``,
+    :mod:`lifelens.fusion`), else at the ensemble's temperature (``card["ensemble"]
+    ["temperature"]``, fitted on validation: label smoothing leaves each member under-confident
+    and averaging adds to it). ``tempered=False``: each network's own softmax.
     """
     if tta is None:
         tta = bool((task_model.card.get("tta") or {}).get("used"))
     views = flip_views(images, task_model.spec.augmentation) if tta else [np.asarray(images, np.float32)]
     raw = np.stack([_mean_over_views(m, views, batch_size) for m in task_model.members])
-    return temper(raw, (task_model.card.get("ensemble") or {}).get("temperature")) if tempered else raw
+    return as_shipped(task_model, raw, images) if tempered else raw
+
+
+def as_shipped(task_model: TaskModel, raw: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """(M, N, K) the networks' own softmax of (N, S, S, C) ``images`` -> (M, N, K) the members
+    as shipped: fused with the boosted model when ``task_model.companion`` is set (weights in
+    ``card["fusion"]``), else at the ensemble's temperature."""
+    if task_model.companion is not None:
+        from lifelens.fusion import companion_probabilities, fuse
+
+        fusion = task_model.card["fusion"]
+        return fuse(raw, companion_probabilities(task_model.companion, images),
+                    fusion["network_weight"], fusion["companion_weight"])
+    return temper(raw, (task_model.card.get("ensemble") or {}).get("temperature"))
 
 
 def _mean_over_views(model, views: list[np.ndarray], batch_size: int) -> np.ndarray:

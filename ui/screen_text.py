@@ -94,3 +94,14 @@ def paired_read_caption(spec, record: dict) -> str:
             + (f" ({goals})" if goals else "")
             + ". The other rows read each image alone. `evaluate` reports the paired read as the headline where a "
               "folder holds both images of a patient; the app reads an uploaded image alone.")
+
+
+def fusion_caption(record: dict) -> str:
+    """The line under an ensemble prediction (and on the Model cards page) when the card fuses
+    the networks with the gradient-boosted model (a card's ``fusion``, adopted)."""
+    crossed = (record.get("validation") or {}).get("cross_fitted_nll") or {}
+    return (f"The deep ensemble's answer includes a second, simpler opinion: each network's softmax is multiplied "
+            f"with a gradient-boosted model's on colour and texture features (weights {record.get('network_weight')} "
+            f"and {record.get('companion_weight')}, fitted on validation images; validation NLL "
+            f"{crossed.get('networks', float('nan')):.3f} for the networks alone, {crossed.get('fused', float('nan')):.3f} "
+            "fused, scored on images the weights were not fitted on). The maps explain the networks only.")

@@ -310,6 +310,8 @@ def prediction_section(spec, task_model, case) -> dict:
         row2[0].metric("Entropy (nats)", f"{pred['predictive_entropy']:.2f}", help=screen_text.HELP["entropy"], border=True)
         row2[1].metric("Mutual information (nats)", f"{pred['mutual_information']:.3f}",
                        help=screen_text.HELP["mutual_information"], border=True)
+        if bayes_method == "ensemble" and task_model.companion is not None:
+            st.caption(screen_text.fusion_caption(task_model.card["fusion"]))
         paired_read_section(spec, task_model, case, pred)
         warnings = case_prediction.prediction_warnings(names, pred["softmax"], pred["samples"],
                                                   task_model.card.get("warnings"), bayes_method)
