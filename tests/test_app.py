@@ -135,6 +135,9 @@ def test_gallery_case_shows_both_confidences_and_a_heatmap(task_id):
     assert any(f"True class: {spec.classes[case.label].name}" in c for img in at.image for c in img.captions)
     assert any("not a diagnostic device" in c.value for c in at.caption)  # the disclaimer beside the prediction
     assert at.get("vega_lite_chart"), "the confidence charts are drawn"
+    # An ensemble prediction fused with the boosted model says so beside the numbers, and only then.
+    fused = read_card(spec)["fusion"]["used"]
+    assert any("a second, simpler opinion" in c.value for c in at.caption) == fused
 
 
 def test_switching_method_class_and_colormap_redraws_the_map():
@@ -274,8 +277,24 @@ def test_model_card_page_shows_cnn_against_baseline():
     assert "accuracy" in card_metrics and "balanced accuracy" in card_metrics
     assert at.get("vega_lite_chart")
     comparison = at.dataframe[0].value
-    assert list(comparison["model"])[:2] == ["Deep ensemble", "One member"]
+    shipped = (["Deep ensemble fused with gradient boosting (shipped)", "Deep ensemble, networks alone"]
+               if read_card(get_task("plant"))["fusion"]["used"] else ["Deep ensemble"])
+    assert list(comparison["model"])[:len(shipped) + 1] == shipped + ["One member"]
     assert not [c for c in comparison.columns if c.startswith("_")], "internal columns leak onto the screen"
+
+
+def test_model_card_page_shows_a_fused_prediction_beside_its_networks_alone():
+    needs_model("skin")
+    card = read_card(get_task("skin"))
+    assert card["fusion"]["used"], "skin's card fuses the boosted model (chosen on validation)"
+    at = open_page("model_cards")
+    at.selectbox(key="cards_task").set_value("skin").run()
+    no_failure(at)
+    rows = dict(zip(at.dataframe[0].value["model"], at.dataframe[0].value["isic2017 score"]))
+    assert rows["Deep ensemble fused with gradient boosting (shipped)"].startswith(f"{card['metrics']['isic2017_score']:.3f}")
+    assert rows["Deep ensemble, networks alone"].startswith(f"{card['network_ensemble_metrics']['isic2017_score']:.3f}")
+    caption = next(c.value for c in at.caption if "a second, simpler opinion" in c.value)
+    assert f"weights {card['fusion']['network_weight']} and {card['fusion']['companion_weight']}" in caption
 
 
 def test_model_card_page_says_how_a_fine_tuned_network_was_trained_in_both_stages():
@@ -328,7 +347,9 @@ def test_model_card_page_shows_the_paired_read_beside_the_film_read():
     at.selectbox(key="cards_task").set_value("mammo").run()
     no_failure(at)
     comparison = at.dataframe[0].value
-    assert list(comparison["model"])[:3] == ["Deep ensemble", "Deep ensemble, read in pairs", "One member"]
+    shipped = (["Deep ensemble fused with gradient boosting (shipped)", "Deep ensemble, networks alone"]
+               if read_card(get_task("mammo"))["fusion"]["used"] else ["Deep ensemble"])
+    assert list(comparison["model"])[:len(shipped) + 2] == shipped + ["Deep ensemble, read in pairs", "One member"]
     paired = read_card(get_task("mammo"))["paired_read"]
     caption = next(c.value for c in at.caption if c.value.startswith("Read in pairs, beside the other breast"))
     assert f"{paired['val_score_paired']:.3f} paired" in caption
