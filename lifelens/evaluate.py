@@ -343,7 +343,7 @@ def _choose_fusion(task_model, boosted, raw_own_val: np.ndarray, x_own_val: np.n
     """Fuse the boosted model into the prediction if that lowers the cross-fitted validation
     NLL (:func:`lifelens.fusion.choose_fusion`, on every training source's validation images);
     sets ``task_model.card["fusion"]`` and ``task_model.companion``, writes or removes
-    ``models/<task>.boosted.joblib``."""
+    ``models/<task>.boosted.skops``."""
     from lifelens import fusion as late
     from lifelens.models import member_probabilities
 

@@ -98,24 +98,31 @@ def choose_fusion(members: np.ndarray, companion: np.ndarray, labels: np.ndarray
 # ----------------------------------------------------------------------------- the fitted boosted model on disk
 
 def companion_path(spec) -> Path:
-    """Where a task's fitted boosted model lives: ``models/<task>.boosted.joblib``."""
-    return spec.model_path.parent / f"{spec.id}.boosted.joblib"
+    """Where a task's fitted boosted model lives: ``models/<task>.boosted.skops``."""
+    return spec.model_path.parent / f"{spec.id}.boosted.skops"
+
+
+# The one type a fitted HistGradientBoostingClassifier holds beyond skops' defaults. skops loads
+# without pickle and refuses any other type, so a tampered file cannot run code.
+TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
 def save_companion(fitted, path: Path) -> str:
-    """Write a fitted :class:`lifelens.baseline.Baseline` (``boosted``) with joblib; returns its sha256."""
-    import joblib
+    """Write a fitted :class:`lifelens.baseline.Baseline` (``boosted``) with skops; returns its sha256."""
+    import zipfile
+
+    import skops.io
 
     from lifelens.models import sha256_file
 
-    joblib.dump(fitted.estimator, path, compress=3)
+    skops.io.dump(fitted.estimator, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     return sha256_file(path)
 
 
 def load_companion(path: Path, expected_sha256: str | None = None):
     """The fitted boosted model as a :class:`lifelens.baseline.Baseline`, after checking the
-    file's sha256 against the card (joblib unpickles: only our own, checked files are loaded)."""
-    import joblib
+    file's sha256 against the card."""
+    import skops.io
 
     from lifelens.baseline import BOOSTED_DESCRIPTION, Baseline, colour_texture_features
     from lifelens.models import ModelError, sha256_file
@@ -128,8 +135,8 @@ def load_companion(path: Path, expected_sha256: str | None = None):
         raise ModelError(f"The boosted model file {path.name} does not match the sha256 in the model card "
                          "(damaged or replaced). Restore it from git or run `python -m lifelens evaluate --card`.")
     try:
-        estimator = joblib.load(path)
-    except Exception as exc:  # a truncated or foreign pickle: one clear message, not a traceback
+        estimator = skops.io.load(path, trusted=TRUSTED_TYPES)
+    except Exception as exc:  # truncated, not a skops file, or holding a type we do not trust
         raise ModelError(f"The boosted model file {path.name} cannot be read ({type(exc).__name__}). "
                          "Restore it from git or run `python -m lifelens evaluate --card`.") from None
     return Baseline("boosted", colour_texture_features, estimator, BOOSTED_DESCRIPTION)

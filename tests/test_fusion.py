@@ -68,11 +68,25 @@ def test_the_shipped_prediction_is_the_cards_fusion_or_temperature(task_id):
 
 
 def test_a_missing_or_damaged_boosted_model_file_is_refused_by_name(tmp_path):
-    path = tmp_path / "skin.boosted.joblib"
-    with pytest.raises(ModelError, match="skin.boosted.joblib is missing"):
+    path = tmp_path / "skin.boosted.skops"
+    with pytest.raises(ModelError, match="skin.boosted.skops is missing"):
         fusion.load_companion(path)
     path.write_bytes(b"\x80\x04 not a pickle at all")
-    with pytest.raises(ModelError, match="skin.boosted.joblib cannot be read"):
+    with pytest.raises(ModelError, match="skin.boosted.skops cannot be read"):
         fusion.load_companion(path)
     with pytest.raises(ModelError, match="does not match the sha256"):
         fusion.load_companion(path, expected_sha256="0" * 64)
+
+
+def test_a_boosted_model_file_holding_code_is_refused(tmp_path):
+    """skops names every type a file holds; anything beyond the fitted trees is refused, so a
+    file that would call os.system on load never gets that far."""
+    import os
+
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+
+    path = tmp_path / "skin.boosted.skops"
+    skops.io.dump(FunctionTransformer(os.system), path)
+    with pytest.raises(ModelError, match="skin.boosted.skops cannot be read"):
+        fusion.load_companion(path)
