@@ -233,3 +233,15 @@ def test_faithfulness_rows_put_chance_first_then_most_faithful():
     assert [r["method"] for r in rows] == ["random map (chance)", "Grad-CAM", "Eigen-CAM"]
     assert rows[1]["deletion AUC"] == 0.3 and rows[1]["beats random"] == "90 % of images"
     assert rows[0]["beats random"] == "(the reference)"
+
+
+@pytest.mark.parametrize("task_id", ["skin", "plant"])
+def test_an_exported_case_names_the_boosted_model_where_the_prediction_fuses_it(task_id):
+    from ui.task_page import _provenance
+
+    tm = shipped_model(task_id)
+    model, _ = _provenance(get_task(task_id), tm)
+    if tm.card["fusion"]["used"]:
+        assert f"models/{tm.card['fusion']['file']}" in model["Ensemble fused with"]
+    else:
+        assert "Ensemble fused with" not in model

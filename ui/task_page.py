@@ -411,6 +411,10 @@ def _provenance(spec, task_model) -> tuple[dict, dict]:
         model["Test-split " + key.replace("_", " ")] = f"{metrics[key]:.3f}"
     if case_prediction.card_temperature(card):
         model["Temperature"] = f"{case_prediction.card_temperature(card):.3f}"
+    if task_model.companion is not None:
+        fusion = card["fusion"]
+        model["Ensemble fused with"] = (f"gradient boosting on colour and texture (models/{fusion['file']}, "
+                                        f"weights {fusion['network_weight']} / {fusion['companion_weight']})")
     data = {"Data set": spec.citation, "Licence": spec.licence, "Modality": spec.modality}
     return model, data
 
