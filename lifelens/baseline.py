@@ -43,7 +43,8 @@ def _gabor_bank(size: int = 15):
 
 
 def colour_texture_features(images: np.ndarray) -> np.ndarray:
-    """(N, S, S, C) uint8 -> (N, F) float32 hand-made features, F = 176 for colour, 103 for grey.
+    """(N, S, S, C) uint8, or floats in [0, 255] (rounded to uint8 first) -> (N, F) float32
+    hand-made features, F = 176 for colour, 103 for grey.
 
     Colour: 16-bin histograms of H, S, V and L, a, b (96); grey: 16-bin intensity histogram.
     Both: mean and standard deviation of 8 Gabor filter responses (2 wavelengths x 4
@@ -52,6 +53,9 @@ def colour_texture_features(images: np.ndarray) -> np.ndarray:
     """
     import cv2
 
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        images = np.clip(images + 0.5, 0, 255).astype(np.uint8)
     bank = _gabor_bank()
     out = []
     for img in images:

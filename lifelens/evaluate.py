@@ -251,9 +251,8 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     """Evaluate the shipped deep ensemble, its first member and two baselines on OUR test
     split, each source's test share separately; choose the mammography threshold on the
     validation split; write them into the card."""
-    from lifelens.models import load_task_model, update_card, write_member_cards
-
     from lifelens import baseline as simple
+    from lifelens.models import load_task_model, update_card, write_member_cards
 
     task_model = load_task_model(spec)
     splits = data.task_splits(spec)
@@ -426,15 +425,15 @@ def paired_read_entry(spec: TaskSpec, splits: dict, probs: dict, one_image_thres
     return entry
 
 
-def _baseline_entries(spec: TaskSpec, x_train, y_train, xs: dict, ys: dict, log, boosted=None) -> dict:
-    """Both simple models fitted on the training split (``boosted``: already fitted) and scored like the ensemble."""
+def _baseline_entries(spec: TaskSpec, x_train, y_train, xs: dict, ys: dict, log, boosted) -> dict:
+    """Both simple models, fitted on the training split (``boosted``: already fitted), scored like the ensemble."""
     from lifelens import baseline as simple
 
     out = {}
-    for fitted in (simple.fit_logistic(x_train, y_train), boosted or simple.fit_boosted(x_train, y_train)):
+    for fitted in (simple.fit_logistic(x_train, y_train), boosted):
         threshold = fit_decision_rule(spec, ys["val"], fitted.predict_proba(xs["val"]))
         out[fitted.kind] = _scored(spec, ys["test"], fitted.predict_proba(xs["test"]), threshold, fitted.description)
-        log(f"[{spec.id}] baseline {fitted.kind} fitted on {len(y_train)} training images")
+        log(f"[{spec.id}] baseline {fitted.kind} (fitted on {len(y_train)} training images) scored")
     return out
 
 

@@ -145,8 +145,4 @@ def load_companion(path: Path, expected_sha256: str | None = None):
 def companion_probabilities(companion, images: np.ndarray) -> np.ndarray:
     """(N, S, S, C) prepared images (float 0-255 or uint8) -> (N, K) boosted-model probabilities."""
     images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    if images.dtype != np.uint8:
-        images = np.clip(np.rint(images), 0, 255).astype(np.uint8)
-    return companion.predict_proba(images).astype(np.float32)
+    return companion.predict_proba(images[None] if images.ndim == 3 else images).astype(np.float32)

@@ -56,7 +56,7 @@ def image_statistics(images: np.ndarray) -> np.ndarray:
     """(N, S, S, C) prepared images in [0, 255] -> (N, F) colour and texture statistics."""
     from lifelens.baseline import colour_texture_features
 
-    return colour_texture_features(np.clip(np.asarray(images) + 0.5, 0, 255).astype(np.uint8))
+    return colour_texture_features(images)
 
 
 @dataclass
