@@ -75,6 +75,8 @@ with common.guarded("The summary"):
         })
         st.caption(f"{confidence.get('images', '?')} test images; Bayesian methods use "
                    f"{confidence.get('samples', '?')} posterior samples and are scored on their mean prediction.")
+        if card_tables.is_fused(card):
+            st.caption("Deep ensemble row: " + screen_text.fusion_caption(card["fusion"]))
     else:
         missing("The confidence report", "confidence")
 

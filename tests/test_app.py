@@ -368,6 +368,9 @@ def test_uncertainty_lab_draws_shift_and_simulates_referral(task_id):
     best = max(means, key=means.get)
     caption = next(c.value for c in at.caption if "Best here:" in c.value)
     assert f"mean AUROC {means[best]:.2f} over these sources" in caption and len(ood) == 4, caption
+    # the ensemble row says when it is the networks fused with the boosted model
+    fused = read_card(get_task(task_id))["fusion"]["used"]
+    assert any(c.value.startswith("Deep ensemble row: ") for c in at.caption) == fused
     kept = float(metric(at, "Accuracy on the cases kept"))
     at.slider(key="lab_referral_share").set_value(40).run()
 
