@@ -163,6 +163,10 @@ def evaluate_folder(task_model, spec: TaskSpec, data_dir: Path, on_error=None, w
     result.update(_paired_read(task_model, spec, kept, labels, probs, result))
     result["data"] = str(Path(data_dir))
     result["ensemble_members"] = len(task_model.members)
+    fusion = task_model.card.get("fusion") or {}
+    result["fused_with_boosted_model"] = (
+        {"file": fusion["file"], "network_weight": fusion["network_weight"], "companion_weight": fusion["companion_weight"]}
+        if task_model.companion is not None else None)
     result.update(conformal_coverage(task_model, spec, labels, probs))
     if with_confidence and len(labels):
         result["confidence"] = _confidence(task_model, spec, kept, labels, data_dir)

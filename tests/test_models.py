@@ -117,6 +117,9 @@ def test_evaluate_cli_on_an_unseen_folder(task_id, tmp_path):
     assert result["n"] == len({r for r in (folder / "images").rglob("*") if r.is_symlink()})
     # the deep ensemble answers, and the conformal sets' coverage at each level is reported
     assert result["ensemble_members"] == len(shipped_model(task_id).members) >= 3
+    # the output says whether the boosted model was fused in (skin: yes, mammography: no), as the card chose
+    fusion = shipped_model(task_id).card["fusion"]
+    assert (result["fused_with_boosted_model"] or {}).get("file") == (fusion["file"] if fusion["used"] else None)
     assert set(result["conformal"]) == {"0.8", "0.9", "0.95"}
     sizes = [result["conformal"][k]["mean_set_size"] for k in ("0.8", "0.9", "0.95")]
     assert sizes == sorted(sizes) and all(0 <= result["conformal"][k]["coverage"] <= 1 for k in result["conformal"])
