@@ -4,7 +4,7 @@ Each member's softmax ``p_m`` (N, K) and the boosted model's ``q`` (N, K) are co
 space, ``softmax(a log p_m + b log q)``: a product of experts whose two weights are fitted on
 validation by NLL. With ``b = 0`` this is temperature scaling (``a = 1 / T``), so fusion nests
 the shipped calibration and is adopted only when it lowers the validation NLL on images it was
-not fitted on (grouped cross-fitting). The fused members stay the posterior samples: their
+not fitted on (grouped cross-fitting) by more than twice the gain's standard error. The fused members stay the posterior samples: their
 mean is the prediction and their spread the networks' disagreement. Every explanation still
 explains the networks; the boosted model is a second, simpler opinion inside the prediction.
 """
@@ -42,17 +42,12 @@ def _nll(members, companion, labels, weights) -> float:
     return float(_image_nll(members, companion, labels, weights).mean())
 
 
-def fit_weights(members: np.ndarray, companion: np.ndarray | None, labels: np.ndarray) -> tuple[float, float]:
+def fit_weights(members: np.ndarray, companion: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(a, b) minimising the NLL of the fused ensemble mean on (``members`` (M, N, K),
-    ``companion`` (N, K), ``labels`` (N,)); ``companion`` None fits ``a`` alone (b = 0), which
-    is temperature scaling of the members."""
-    from scipy.optimize import minimize, minimize_scalar
+    ``companion`` (N, K), ``labels`` (N,))."""
+    from scipy.optimize import minimize
 
     labels = np.asarray(labels, dtype=int)
-    if companion is None:
-        dummy = np.full(members.shape[1:], 1.0 / members.shape[-1])
-        found = minimize_scalar(lambda a: _nll(members, dummy, labels, (a, 0.0)), bounds=WEIGHT_BOUNDS[0], method="bounded")
-        return round(float(found.x), 4), 0.0
     found = minimize(lambda w: _nll(members, companion, labels, w), x0=np.array([1.0, 0.2]),
                      bounds=WEIGHT_BOUNDS, method="L-BFGS-B")
     return round(float(found.x[0]), 4), round(float(found.x[1]), 4)
@@ -66,14 +61,17 @@ def cross_fitted_nll(members: np.ndarray, companion: np.ndarray, labels: np.ndar
     "gain_standard_error": its standard error, "folds": int}."""
     from sklearn.model_selection import GroupKFold
 
+    from lifelens.evaluate import fit_temperature
+
     labels = np.asarray(labels, dtype=int)
     losses = {"networks": np.zeros(len(labels)), "fused": np.zeros(len(labels))}
     splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fit_ix, score_ix in splitter.split(labels, labels, groups):
         m_fit, m_score = members[:, fit_ix], members[:, score_ix]
-        for name, fit_on in (("networks", None), ("fused", companion[fit_ix])):
-            weights = fit_weights(m_fit, fit_on, labels[fit_ix])
-            losses[name][score_ix] = _image_nll(m_score, companion[score_ix], labels[score_ix], weights)
+        weights = {"networks": (1.0 / fit_temperature(m_fit, labels[fit_ix]), 0.0),  # the shipped calibration
+                   "fused": fit_weights(m_fit, companion[fit_ix], labels[fit_ix])}
+        for name, w in weights.items():
+            losses[name][score_ix] = _image_nll(m_score, companion[score_ix], labels[score_ix], w)
     gain = losses["networks"] - losses["fused"]
     return {"networks": round(float(losses["networks"].mean()), 4), "fused": round(float(losses["fused"].mean()), 4),
             "gain": round(float(gain.mean()), 4), "gain_standard_error": round(float(gain.std(ddof=1) / np.sqrt(len(gain))), 4),
