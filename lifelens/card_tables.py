@@ -3,6 +3,7 @@ baselines, majority class, chance) per headline metric, whether a gain is clear 
 interval, and the faithfulness table with the random map first."""
 from __future__ import annotations
 
+FUSED_LABEL = "Deep ensemble fused with gradient boosting (shipped)"  # the "ensemble" row of a fused card
 COMPARED = (("ensemble", "Deep ensemble"), ("networks", "Deep ensemble, networks alone"),
             ("paired", "Deep ensemble, read in pairs"), ("member", "One member"),
             ("boosted", "Gradient boosting"), ("logistic", "Logistic regression"),
@@ -51,7 +52,7 @@ def comparison_rows(spec, card: dict) -> tuple[list[dict], list[str]]:
         if not scored:
             continue
         if who == "ensemble" and is_fused(card):
-            label = "Deep ensemble fused with gradient boosting (shipped)"
+            label = FUSED_LABEL
         row = {"model": label, "_values": {n: scored.get(n) for n in names}}
         for n in names:
             value = scored.get(n)
@@ -132,7 +133,7 @@ def versus_boosted(spec, card: dict) -> str | None:
         sentence = (f"{who} do{'' if plural else 'es'} NOT beat the gradient-boosted baseline on " + "; ".join(losses)
                     + (f" ({'they do' if plural else 'it does'} on " + "; ".join(wins) + ")" if wins else "")
                     + ", on our test split.")
-    if "networks" in compared:
+    if plural:
         fused = compared["ensemble"]
         sentence += (" Fused with it (the shipped prediction, weights chosen on validation): " + "; ".join(
             f"{n.replace('_', ' ')} {fused[n]:.3f}" for n in spec.key_metrics if isinstance(fused.get(n), (int, float))) + ".")

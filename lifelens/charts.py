@@ -10,6 +10,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from lifelens.card_tables import FUSED_LABEL
+
 FREQUENTIST = "Softmax (one pass)"
 BAYESIAN = "Bayesian (posterior mean)"
 METHOD_COLOURS = alt.Scale(domain=[FREQUENTIST, BAYESIAN], range=["#4c78a8", "#f58518"])
@@ -174,7 +176,7 @@ def training_curves(history: list[dict]) -> alt.Chart:
 
 # The ensemble in the app's blue (its paired read a lighter blue), the simpler models in muted
 # colours, the references in greys: one colour per compared model (card_tables.COMPARED), on every task.
-MODEL_COLOURS = {"Deep ensemble": "#4c78a8", "Deep ensemble fused with gradient boosting (shipped)": "#4c78a8",
+MODEL_COLOURS = {"Deep ensemble": "#4c78a8", FUSED_LABEL: "#4c78a8",
                  "Deep ensemble, networks alone": "#2f4b7c", "Deep ensemble, read in pairs": "#9ecae9",
                  "One member": "#72b7b2", "Gradient boosting": "#e45756", "Logistic regression": "#f58518",
                  "Majority class": "#bab0ac", "Chance": "#d8d3cf"}

@@ -275,10 +275,11 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["baseline"] = entries["baselines"]["logistic"]  # the Model cards page's first comparison
     entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
     own_probs = {"val": entries.pop("_val_probs"), "test": entries.pop("_test_probs")}
+    every_source_val = entries.pop("_every_source_val_probs")
     known = {"": own_probs["test"]}
     if spec.paired_read:
-        # every source's validation and test images, predicted once for the paired read and the source table
-        probs = {part: _with_extra_sources(task_model, train[part], own_probs[part]) for part in own_probs}
+        # every source's validation and test images, predicted once for fusion, the paired read and the source table
+        probs = {"val": every_source_val, "test": _with_extra_sources(task_model, train["test"], own_probs["test"])}
         entries["paired_read"] = paired_read_entry(spec, train, probs, entries.get("threshold"), log)
         known = {src: probs["test"][ix] for src, ix in data.by_source(train["test"]).items()}
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
@@ -302,7 +303,8 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log, boosted, every_source
     validation, then the shipped ensemble, the networks alone, the first member and every
     member scored on test. Sets ``task_model.card`` ``tta``, ``ensemble.temperature`` and
     ``fusion`` (and ``task_model.companion``); ``_test_probs`` and ``_val_probs`` are the
-    shipped test and validation predictions (for reuse). ``every_source_val``: the validation
+    shipped test and validation predictions, ``_every_source_val_probs`` the shipped prediction
+    of ``every_source_val`` (for reuse). ``every_source_val``: the validation
     samples of every training source, the own folder's first (fusion is fitted on them)."""
     from lifelens.models import as_shipped, member_probabilities, temper
 
@@ -317,10 +319,11 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log, boosted, every_source
     task_model.card.setdefault("ensemble", {})["temperature"] = ensemble_t
     log(f"[{spec.id}] ensemble temperature {ensemble_t:.3f}, member 0 alone {member_ts[0]:.3f} (validation NLL)")
     networks = {k: temper(v, ensemble_t).mean(axis=0) for k, v in raw.items()}
-    _choose_fusion(task_model, boosted, raw["val"], xs["val"], every_source_val, log)
+    raw_every, x_every = _choose_fusion(task_model, boosted, raw["val"], xs["val"], every_source_val, log)
     members = {k: as_shipped(task_model, v, xs[k]).mean(axis=0) for k, v in raw.items()}
     single = {k: temper(v[0], member_ts[0]) for k, v in raw.items()}
-    entries, thresholds = {"tta": tta, "_test_probs": members["test"], "_val_probs": members["val"]}, {}
+    entries, thresholds = {"tta": tta, "_test_probs": members["test"], "_val_probs": members["val"],
+                           "_every_source_val_probs": as_shipped(task_model, raw_every, x_every).mean(axis=0)}, {}
     rule = fit_decision_rule(spec, ys["val"], members["val"])
     if rule is not None:
         entries["threshold"] = thresholds["ensemble"] = rule
@@ -342,11 +345,13 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log, boosted, every_source
     return entries
 
 
-def _choose_fusion(task_model, boosted, raw_own_val: np.ndarray, x_own_val: np.ndarray, every_source_val, log) -> None:
+def _choose_fusion(task_model, boosted, raw_own_val: np.ndarray, x_own_val: np.ndarray, every_source_val,
+                   log) -> tuple[np.ndarray, np.ndarray]:
     """Fuse the boosted model into the prediction if that lowers the cross-fitted validation
     NLL (:func:`lifelens.fusion.choose_fusion`, on every training source's validation images);
     sets ``task_model.card["fusion"]`` and ``task_model.companion``, writes or removes
-    ``models/<task>.boosted.skops``."""
+    ``models/<task>.boosted.skops``. Returns the members' own softmax (M, N, K) of those images
+    and the images (N, S, S, C), for reuse."""
     from lifelens import fusion as late
     from lifelens.models import member_probabilities
 
@@ -372,6 +377,7 @@ def _choose_fusion(task_model, boosted, raw_own_val: np.ndarray, x_own_val: np.n
         task_model.companion = None
         path.unlink(missing_ok=True)  # a companion the card no longer uses
     task_model.card["fusion"] = record
+    return raw, images
 
 
 def _with_extra_sources(task_model, items: list, own_probs: np.ndarray) -> np.ndarray:

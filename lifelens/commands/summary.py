@@ -104,7 +104,7 @@ def fusion_table(specs, cards) -> list[str]:
     for spec in specs:
         card = cards[spec.id]
         record = card.get("fusion")
-        if not record or "validation" not in record:
+        if not record:
             continue
         crossed = record["validation"]["cross_fitted_nll"]
         alone, shipped = card.get("network_ensemble_metrics"), card.get("metrics") or {}
