@@ -122,7 +122,7 @@ def load_companion(path: Path, expected_sha256: str | None = None):
     file's sha256 against the card."""
     import skops.io
 
-    from lifelens.baseline import BOOSTED_DESCRIPTION, Baseline, colour_texture_features
+    from lifelens.baseline import BOOSTED_DESCRIPTION, Baseline, boosted_features
     from lifelens.models import ModelError, sha256_file
 
     path = Path(path)
@@ -137,7 +137,7 @@ def load_companion(path: Path, expected_sha256: str | None = None):
     except Exception as exc:  # truncated, not a skops file, or holding a type we do not trust
         raise ModelError(f"The boosted model file {path.name} cannot be read ({type(exc).__name__}). "
                          "Restore it from git or run `python -m lifelens evaluate --card`.") from None
-    return Baseline("boosted", colour_texture_features, estimator, BOOSTED_DESCRIPTION)
+    return Baseline("boosted", boosted_features, estimator, BOOSTED_DESCRIPTION)
 
 
 def companion_probabilities(companion, images: np.ndarray) -> np.ndarray:

@@ -185,7 +185,7 @@ def test_card_compares_ensemble_member_and_both_baselines_with_intervals(task_id
 
 
 def test_baseline_features_describe_real_images():
-    from lifelens.baseline import colour_texture_features, fit_boosted
+    from lifelens.baseline import boosted_features, colour_texture_features, fit_boosted
 
     spec = get_task("plant")
     items = data.task_splits(spec)["train"]
@@ -201,9 +201,33 @@ def test_baseline_features_describe_real_images():
     np.testing.assert_allclose(feats[:, :16].sum(axis=1), 1.0, atol=1e-5)
     assert feats.std(axis=0).max() > 0.01
     fitted = fit_boosted(x, labels)
+    assert fitted.features is boosted_features and boosted_features(x[:2]).shape == (2, 176 + 34)
     assert (fitted.predict_proba(x).argmax(axis=1) == labels).mean() > 0.5  # it learns from these features
-    grey = colour_texture_features(data.load_prepared(get_task("mammo"), data.task_splits(get_task("mammo"))["test"][:3]))
-    assert grey.shape == (3, 16 + 5 + 2 + 16 + 64)
+    films = data.load_prepared(get_task("mammo"), data.task_splits(get_task("mammo"))["test"][:3])
+    assert colour_texture_features(films).shape == (3, 16 + 5 + 2 + 16 + 64)
+    assert boosted_features(films).shape == (3, 103 + 28)
+
+
+def test_local_binary_patterns_are_texture_not_brightness_or_orientation():
+    """Uniform LBP histograms (radius 1: 10 bins, radius 2: 18) sum to 1, barely move when a
+    leaf is turned a quarter or brightened (no pixel clipped), and tell two diseases apart."""
+    from lifelens.baseline import local_pattern_features
+
+    samples, x = test_images("plant", 2, per_class=True)
+    assert samples[0].label != samples[1].label
+    leaf = x[0].astype(np.uint8)
+    feats = local_pattern_features(leaf[None])[0]
+    assert feats.shape == (10 + 18 + 6,)
+    np.testing.assert_allclose([feats[:10].sum(), feats[10:28].sum()], 1.0, atol=1e-6)
+    patterns = slice(0, 28)
+    turned = local_pattern_features(np.rot90(leaf)[None])[0]
+    assert np.abs(turned[patterns] - feats[patterns]).max() < 1e-3  # a pixel or two at the border
+    dim = leaf // 2  # room to brighten every pixel without clipping
+    brighter = local_pattern_features((dim + 40)[None])[0]
+    assert np.abs(brighter[patterns] - local_pattern_features(dim[None])[0][patterns]).max() < 1e-3
+    assert np.abs(brighter[28:] - local_pattern_features(dim[None])[0][28:]).max() > 0.05  # the colour moments see it
+    other = local_pattern_features(x[1:2].astype(np.uint8))[0]
+    assert np.abs(other[patterns] - feats[patterns]).sum() > 0.05
 
 
 def test_retina_grade_is_called_by_cut_points_chosen_on_validation():
