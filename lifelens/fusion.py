@@ -105,23 +105,41 @@ def companion_path(spec) -> Path:
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
+def _skops_io():
+    """The ``skops.io`` module. At import, skops lists every scikit-learn estimator (its trusted
+    types) by walking every scikit-learn package, and the walk imports PyTorch, where it is
+    installed, through scikit-learn's array-API shim: 0.9 of its 1.2 s on 2 cores, on the first
+    page's cold start, for nothing a boosted model uses. So unless something has already
+    imported PyTorch, it is hidden for that one import (the shim is skipped, no estimator lost)
+    and importable again right after."""
+    import sys
+
+    if "skops.io" in sys.modules or "torch" in sys.modules:
+        import skops.io
+
+        return skops.io
+    sys.modules["torch"] = None  # makes `import torch` raise ImportError, which the walk skips
+    try:
+        import skops.io
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+    return skops.io
+
+
 def save_companion(fitted, path: Path) -> str:
     """Write a fitted :class:`lifelens.baseline.Baseline` (``boosted``) with skops; returns its sha256."""
     import zipfile
 
-    import skops.io
-
     from lifelens.models import sha256_file
 
-    skops.io.dump(fitted.estimator, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    _skops_io().dump(fitted.estimator, path, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     return sha256_file(path)
 
 
 def load_companion(path: Path, expected_sha256: str | None = None):
     """The fitted boosted model as a :class:`lifelens.baseline.Baseline`, after checking the
     file's sha256 against the card."""
-    import skops.io
-
     from lifelens.baseline import BOOSTED_DESCRIPTION, Baseline, boosted_features
     from lifelens.models import ModelError, sha256_file
 
@@ -133,7 +151,7 @@ def load_companion(path: Path, expected_sha256: str | None = None):
         raise ModelError(f"The boosted model file {path.name} does not match the sha256 in the model card "
                          "(damaged or replaced). Restore it from git or run `python -m lifelens evaluate --card`.")
     try:
-        estimator = skops.io.load(path, trusted=TRUSTED_TYPES)
+        estimator = _skops_io().load(path, trusted=TRUSTED_TYPES)
     except Exception as exc:  # truncated, not a skops file, or holding a type we do not trust
         raise ModelError(f"The boosted model file {path.name} cannot be read ({type(exc).__name__}). "
                          "Restore it from git or run `python -m lifelens evaluate --card`.") from None

@@ -90,3 +90,20 @@ def test_a_boosted_model_file_holding_code_is_refused(tmp_path):
     skops.io.dump(FunctionTransformer(os.system), path)
     with pytest.raises(ModelError, match="skin.boosted.skops cannot be read"):
         fusion.load_companion(path)
+
+
+def test_reading_a_boosted_model_leaves_pytorch_unimported_yet_importable():
+    """skops' import walks every scikit-learn package, which would import PyTorch (0.9 s of a
+    cold start) through scikit-learn's array-API shim; reading a boosted model must not, and
+    PyTorch must import normally afterwards (a GPU machine trains Keras on it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import sys; from lifelens import fusion; from lifelens.tasks import get_task; "
+              "fusion.load_companion(fusion.companion_path(get_task('skin'))); "
+              "print('torch' in sys.modules, 'skops.io' in sys.modules); import torch; print(torch.ones(2).sum().item())")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "2.0"]

@@ -52,8 +52,7 @@ _WARM_UP_STARTED = False
 def start_background_imports() -> None:
     """Import TensorFlow/Keras and the explanation and uncertainty modules in a background thread,
     once per server process, so the first page's own imports and drawing overlap with the
-    seconds TensorFlow takes to import (about 0.7 s saved on a cold start on 2 cores), and the
-    readers of a fused task's boosted model (skops about 1.1 s, scikit-image's patterns 0.6 s)."""
+    seconds TensorFlow takes to import (about 0.7 s saved on a cold start on 2 cores)."""
     global _WARM_UP_STARTED
     with _WARM_UP:
         if _WARM_UP_STARTED:
@@ -63,9 +62,6 @@ def start_background_imports() -> None:
     def warm() -> None:
         try:
             import keras  # noqa: F401
-
-            import skops.io  # noqa: F401
-            import skimage.feature  # noqa: F401
 
             from lifelens import charts, explain, uncertainty  # noqa: F401
 
