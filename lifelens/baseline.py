@@ -84,7 +84,7 @@ def local_pattern_features(images: np.ndarray) -> np.ndarray:
 
     Histograms of uniform, rotation-invariant local binary patterns (Ojala et al. 2002) of the
     grey image at :data:`LBP_SCALES` (10 + 18 bins, each summing to 1): micro-texture such as a
-    pigment network or fine speckling, unchanged by a brightness offset or a rotation. Colour
+    pigment network or fine speckling, which a brightness offset or a rotation barely moves. Colour
     images add the mean and standard deviation of L, a and b (6, scaled to [0, 1]).
     """
     import cv2
@@ -145,8 +145,9 @@ def fit_logistic(x_train: np.ndarray, y_train: np.ndarray) -> Baseline:
 
 
 def fit_boosted(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0) -> Baseline:
-    """Colour and texture features (:func:`boosted_features`) -> gradient-boosted trees, class-balanced, with early
-    stopping on an internal 10 % of the training split (never our validation or test)."""
+    """Colour and texture features (:func:`boosted_features`) -> gradient-boosted trees,
+    class-balanced, with early stopping on an internal 10 % of the training split (never our
+    validation or test)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     # Early stopping needs a held-back tenth with every class in it: only for a real training split.

@@ -102,7 +102,8 @@ def test_reading_a_boosted_model_leaves_pytorch_unimported_yet_importable():
 
     script = ("import sys; from lifelens import fusion; from lifelens.tasks import get_task; "
               "fusion.load_companion(fusion.companion_path(get_task('skin'))); "
-              "print('torch' in sys.modules, 'skops.io' in sys.modules); import torch; print(torch.ones(2).sum().item())")
+              "print('torch' in sys.modules, 'skops.io' in sys.modules); "
+              "import torch; print(torch.ones(2).sum().item())")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                          cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -75,5 +75,9 @@ def test_loading_a_model_imports_no_training_or_evaluation_code(entry):
     loaded = set(_run(f"import json, sys\n{entry}\nprint(json.dumps(sorted(sys.modules)))\n"))
     assert "lifelens.models" in loaded and "lifelens.bayesian_layers" in loaded
     for heavy in ("lifelens.train", "lifelens.evaluate", "lifelens.uncertainty.calibration",
-                  "lifelens.uncertainty.bayes_head", "lifelens.baseline", "mapie"):
+                  "lifelens.uncertainty.bayes_head", "mapie", "torch"):
         assert heavy not in loaded, heavy
+    # plant fuses its boosted model: its reader and its features (lifelens.baseline, numpy alone
+    # at import) come with it, and nothing else of the simple models' fitting
+    card = json.loads((Path(__file__).resolve().parent.parent / "models" / "plant.json").read_text())
+    assert ("lifelens.fusion" in loaded) == card["fusion"]["used"]

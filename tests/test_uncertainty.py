@@ -189,7 +189,8 @@ def test_variational_layer_round_trips_through_keras_file(tmp_path):
 def test_attaching_the_head_keeps_the_cnn_bit_identical(tmp_path, monkeypatch):
     """On a copy of the shipped plant model: attach twice (re-run), CNN weights never change."""
     tm = require_model("plant")
-    for name in ("plant.json", *(row["file"] for row in tm.card["ensemble"]["members"])):
+    fused = [tm.card["fusion"]["file"]] if tm.card["fusion"]["used"] else []
+    for name in ("plant.json", *(row["file"] for row in tm.card["ensemble"]["members"]), *fused):
         shutil.copy(config.MODELS_DIR / name, tmp_path / name)
     monkeypatch.setattr(config, "MODELS_DIR", tmp_path)
     spec = get_task("plant")
