@@ -106,7 +106,12 @@ def local_pattern_features(images: np.ndarray) -> np.ndarray:
 
 def boosted_features(images: np.ndarray) -> np.ndarray:
     """(N, S, S, C) -> (N, F) float32 the boosted model's input: :func:`colour_texture_features`
-    then :func:`local_pattern_features` (F = 210 for colour, 131 for grey)."""
+    then :func:`local_pattern_features` (F = 210 for colour, 131 for grey).
+
+    The patterns were kept because they lowered the fused prediction's cross-fitted validation
+    NLL (skin by 2.7 standard errors, plant and retina a little); grey-level co-occurrence
+    statistics did not (under 2 standard errors on every task). README, "The boosted model's
+    features"."""
     return np.hstack([colour_texture_features(images), local_pattern_features(images)])
 
 
