@@ -319,11 +319,13 @@ def _ensemble_entries(task_model, xs: dict, ys: dict, log, boosted, every_source
     task_model.card.setdefault("ensemble", {})["temperature"] = ensemble_t
     log(f"[{spec.id}] ensemble temperature {ensemble_t:.3f}, member 0 alone {member_ts[0]:.3f} (validation NLL)")
     networks = {k: temper(v, ensemble_t).mean(axis=0) for k, v in raw.items()}
-    raw_every, x_every = _choose_fusion(task_model, boosted, raw["val"], xs["val"], every_source_val, log)
-    members = {k: as_shipped(task_model, v, xs[k]).mean(axis=0) for k, v in raw.items()}
+    raw_every, boosted_every = _choose_fusion(task_model, boosted, raw["val"], xs["val"], every_source_val, log)
+    # the own folder's validation images lead every source's: their shipped prediction is its first rows
+    every_val = as_shipped(task_model, raw_every, None, companion_probs=boosted_every).mean(axis=0)
+    members = {"val": every_val[:len(ys["val"])], "test": as_shipped(task_model, raw["test"], xs["test"]).mean(axis=0)}
     single = {k: temper(v[0], member_ts[0]) for k, v in raw.items()}
     entries, thresholds = {"tta": tta, "_test_probs": members["test"], "_val_probs": members["val"],
-                           "_every_source_val_probs": as_shipped(task_model, raw_every, x_every).mean(axis=0)}, {}
+                           "_every_source_val_probs": every_val}, {}
     rule = fit_decision_rule(spec, ys["val"], members["val"])
     if rule is not None:
         entries["threshold"] = thresholds["ensemble"] = rule
@@ -351,7 +353,7 @@ def _choose_fusion(task_model, boosted, raw_own_val: np.ndarray, x_own_val: np.n
     NLL (:func:`lifelens.fusion.choose_fusion`, on every training source's validation images);
     sets ``task_model.card["fusion"]`` and ``task_model.companion``, writes or removes
     ``models/<task>.boosted.skops``. Returns the members' own softmax (M, N, K) of those images
-    and the images (N, S, S, C), for reuse."""
+    and the boosted model's probabilities (N, K) of them, for reuse."""
     from lifelens import fusion as late
     from lifelens.models import member_probabilities
 
@@ -365,7 +367,8 @@ def _choose_fusion(task_model, boosted, raw_own_val: np.ndarray, x_own_val: np.n
         images = np.concatenate([images, x_rest])
     labels = np.array([s.label for s in every_source_val])
     groups = [s.group for s in every_source_val]
-    record = late.choose_fusion(raw, late.companion_probabilities(boosted, images), labels, groups)
+    boosted_probs = late.companion_probabilities(boosted, images)
+    record = late.choose_fusion(raw, boosted_probs, labels, groups)
     crossed = record["validation"]["cross_fitted_nll"]
     log(f"[{spec.id}] fusion with the boosted model {'adopted' if record['used'] else 'not adopted'}: cross-fitted "
         f"validation NLL {crossed['networks']:.4f} networks alone, {crossed['fused']:.4f} fused "
@@ -377,7 +380,7 @@ def _choose_fusion(task_model, boosted, raw_own_val: np.ndarray, x_own_val: np.n
         task_model.companion = None
         path.unlink(missing_ok=True)  # a companion the card no longer uses
     task_model.card["fusion"] = record
-    return raw, images
+    return raw, boosted_probs
 
 
 def _with_extra_sources(task_model, items: list, own_probs: np.ndarray) -> np.ndarray:

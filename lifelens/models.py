@@ -332,16 +332,19 @@ def member_probabilities(task_model: TaskModel, images: np.ndarray, batch_size: 
     return as_shipped(task_model, raw, images) if tempered else raw
 
 
-def as_shipped(task_model: TaskModel, raw: np.ndarray, images: np.ndarray) -> np.ndarray:
+def as_shipped(task_model: TaskModel, raw: np.ndarray, images: np.ndarray | None,
+               companion_probs: np.ndarray | None = None) -> np.ndarray:
     """(M, N, K) the networks' own softmax of (N, S, S, C) ``images`` -> (M, N, K) the members
     as shipped: fused with the boosted model when ``task_model.companion`` is set (weights in
-    ``card["fusion"]``), else at the ensemble's temperature."""
+    ``card["fusion"]``), else at the ensemble's temperature. ``companion_probs``: the boosted
+    model's (N, K) probabilities of ``images`` where already computed (then ``images`` may be None)."""
     if task_model.companion is not None:
         from lifelens.fusion import companion_probabilities, fuse
 
+        if companion_probs is None:
+            companion_probs = companion_probabilities(task_model.companion, images)
         fusion = task_model.card["fusion"]
-        return fuse(raw, companion_probabilities(task_model.companion, images),
-                    fusion["network_weight"], fusion["companion_weight"])
+        return fuse(raw, companion_probs, fusion["network_weight"], fusion["companion_weight"])
     return temper(raw, (task_model.card.get("ensemble") or {}).get("temperature"))
 
 
