@@ -268,6 +268,32 @@ def promote_members(spec: TaskSpec, source: Path) -> list[str]:
     return copied
 
 
+def drop_members(spec: TaskSpec, members: list[int]) -> list[str]:
+    """Take ensemble members out of the shipped ensemble: their rows leave the card's
+    ``ensemble.members`` and their files (``.keras`` and member card) leave models/. Member 0 is
+    the task's model file (MC dropout, the variational head, the Inside views): it is
+    retrained, never dropped. Returns the file names removed."""
+    if 0 in members:
+        raise ValueError("member 0 is the task's model file; retrain it instead of dropping it")
+    card = read_card(spec)
+    rows = card.get("ensemble", {}).get("members", [])
+    unknown = sorted(set(members) - {r["member"] for r in rows})
+    if unknown:
+        raise ValueError(f"no shipped member(s) {unknown} of {spec.id}")
+    removed = []
+    for row in rows:
+        if row["member"] in members:
+            for path in (spec.model_path.parent / row["file"], (spec.model_path.parent / row["file"]).with_suffix(".json")):
+                if path.is_file():
+                    path.unlink()
+                    removed.append(path.name)
+    kept = [r for r in rows if r["member"] not in members]
+    card["ensemble"] = {**card["ensemble"], "members": kept,
+                        "training_seconds_total": round(sum(m.get("training_seconds") or 0 for m in kept), 1)}
+    spec.card_path.write_text(json.dumps(card, indent=1, default=_json_default))
+    return removed
+
+
 def flip_views(images: np.ndarray, augmentation: str) -> list[np.ndarray]:
     """The test-time views of (N, S, S, C) images: the images and their mirror images where
     the modality has no handedness (a film is canonicalised to face left: not mirrored)."""

@@ -9,6 +9,9 @@ def add_arguments(p) -> None:
     p.add_argument("--task", required=True)
     p.add_argument("--from", dest="source", default="runs/stage",
                    help="folder the train command wrote to with --out (default runs/stage)")
+    p.add_argument("--drop", default="",
+                   help="comma-separated member numbers to take out of the shipped ensemble in the promote step "
+                        "(their rows and files; chosen on validation, bench/measure_members.py)")
     p.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, in order: {','.join(STEPS)}")
 
 
@@ -24,7 +27,7 @@ def _defaults(command, task_id: str):
 def run(args) -> int:
     from pathlib import Path
 
-    from lifelens.models import ModelError, promote_members
+    from lifelens.models import ModelError, drop_members, promote_members
     from lifelens.commands._common import log, task_spec
 
     spec = task_spec(args.task)
@@ -39,6 +42,10 @@ def run(args) -> int:
         if "promote" in steps:
             for name in promote_members(spec, Path(args.source)):
                 log(f"[{spec.id}] promoted {name}")
+            dropped = [int(k) for k in args.drop.split(",") if k.strip()]
+            if dropped:
+                for name in drop_members(spec, dropped):
+                    log(f"[{spec.id}] removed {name}")
         if "evaluate" in steps:
             from lifelens import evaluate
 
@@ -56,7 +63,7 @@ def run(args) -> int:
             from lifelens.commands import faithfulness
 
             faithfulness.run(_defaults(faithfulness, spec.id))
-    except (ModelError, FileNotFoundError) as exc:
+    except (ModelError, FileNotFoundError, ValueError) as exc:
         log(f"lifelens: {exc}")
         return 2
     return 0
