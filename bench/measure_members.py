@@ -5,7 +5,10 @@ For each member file alone it prints the task's key metrics; then for the first 
 of the files the validation NLL of their tempered mean (the temperature fitted on the same
 validation images), the selection score and the key metrics, also per
 source where the task has extra ones. A member is shipped when it
-lowers that NLL: the proper score the ensemble claims to improve.
+lowers that NLL: the proper score the ensemble claims to improve. Last, the greedy selection
+from the first file (member 0): where later members are better (plant's 45-epoch members
+against its 30-epoch ones), the members it chooses are shipped and the others dropped
+(``ship --drop``).
 
     python bench/measure_members.py skin models/skin.keras models/skin.m1.keras ... runs/stage/skin.m4.keras
 
@@ -49,6 +52,30 @@ def main(task_id: str, files: list[str]) -> None:
         print(f"{k} members: validation NLL {negative_log_likelihood(probs, labels):.4f} (T {t}), selection score "
               f"{scoring.selection_score(spec, probs, labels):.4f}, {key_metrics(spec, labels, probs)}"
               f"{per_source(spec, sources, labels, probs)}", flush=True)
+    chosen = greedy_selection(raw, labels)
+    print("greedy selection from the first file (each step adds the file that lowers the tempered NLL most, "
+          "until none does): " + " -> ".join(f"{files[i]} ({nll:.4f})" for i, nll in chosen), flush=True)
+
+
+def tempered_nll(raw: np.ndarray, labels: np.ndarray) -> float:
+    """Validation NLL of the (M, N, K) members' mean at the temperature fitted on the same images."""
+    return negative_log_likelihood(temper(raw, fit_temperature(raw, labels)).mean(axis=0), labels)
+
+
+def greedy_selection(raw: np.ndarray, labels: np.ndarray) -> list[tuple[int, float]]:
+    """Forward selection without replacement (Caruana et al. 2004) from member 0, the task's model
+    file: [(file index, tempered NLL of the members chosen so far)], stopping when no file lowers
+    it. Used when later members are better than earlier ones, so the ensemble in training order is
+    not the best one the validation images can tell apart."""
+    chosen, rest = [(0, tempered_nll(raw[:1], labels))], list(range(1, len(raw)))
+    while rest:
+        trials = {i: tempered_nll(raw[[c for c, _ in chosen] + [i]], labels) for i in rest}
+        best = min(trials, key=trials.get)
+        if trials[best] >= chosen[-1][1]:
+            break
+        chosen.append((best, trials[best]))
+        rest.remove(best)
+    return chosen
 
 
 def validation_probabilities(spec, val, file: str, images: dict[int, np.ndarray]) -> np.ndarray:
