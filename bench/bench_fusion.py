@@ -13,8 +13,9 @@ Figures (measured in one run, on one real test image and on a batch of 32):
   conformal sets, the gate, MAPIE): importing skops, which lists every scikit-learn estimator
   to know its trusted types (``fusion_skops_import_s``: the first read of skin's boosted model
   less a second one), and scikit-image's patterns (``fusion_patterns_import_s``), plus reading
-  skin's boosted model; ``fusion_first_load_over_plant_load``: that over then loading plant (six
-  members and its own boosted model, the imports already paid) in the same process.
+  skin's boosted model; ``fusion_first_load_over_plant_load``: that over then loading plant (three
+  members, not fused since 2026-12-04; the imports already paid) in the same process. Since plant,
+  the first page, no longer fuses, the cold start does not pay this; the first skin or retina page does.
 """
 from __future__ import annotations
 

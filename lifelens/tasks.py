@@ -453,6 +453,11 @@ SKIN = TaskSpec(
     # lesion's photos in log space lowered the validation selection score (HAM10000's 787 validation
     # images, 405 of a lesion photographed more than once: balanced accuracy 0.689 -> 0.687; NLL
     # 0.651 -> 0.641, isic2017_score 0.859 -> 0.865), and ISIC 2017 records no lesion.
+    # Also tried and not adopted (2026-12-04, second session), after plant's gain from longer training:
+    # 36 epochs instead of 24 (member 5, seed 5, both stages, train --epochs 36). Alone on every
+    # source's validation images it scored no better than the shipped members (ISIC 2017
+    # isic2017_score 0.784, NLL 0.889; members 0-2: 0.782-0.793, 0.817-0.911), and as a fourth member
+    # it raised the tempered NLL (0.708 -> 0.714; bench/measure_members.py). Its first stage chose epoch 30 of 36.
     recipe=TrainingRecipe(epochs=24, class_weighting="balanced", members=3, acquisition_faults=0.5, fine_tune_epochs=6),
 )
 
