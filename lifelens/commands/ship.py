@@ -39,10 +39,17 @@ def run(args) -> int:
         log(f"lifelens: unknown step(s) {', '.join(unknown)}; choose from {', '.join(STEPS)}")
         return 2
     try:
+        dropped = [int(k) for k in args.drop.split(",") if k.strip()]
+    except ValueError:
+        log(f"lifelens: --drop takes member numbers separated by commas, not {args.drop!r}")
+        return 2
+    if dropped and "promote" not in steps:
+        log("lifelens: --drop acts in the promote step; add promote to --steps")
+        return 2
+    try:
         if "promote" in steps:
             for name in promote_members(spec, Path(args.source)):
                 log(f"[{spec.id}] promoted {name}")
-            dropped = [int(k) for k in args.drop.split(",") if k.strip()]
             if dropped:
                 for name in drop_members(spec, dropped):
                     log(f"[{spec.id}] removed {name}")
