@@ -374,7 +374,9 @@ PLANT = TaskSpec(
     # too (seed 0, 1129 s) and the members chosen by greedy forward selection from member 0
     # (bench/measure_members.py): 0 -> 8 (0.1309) -> 7 (0.1172); no 30-epoch member lowered it
     # further, so members 1-5 were dropped (ship --drop 1,2,3,4,5; their files are in the history).
-    recipe=TrainingRecipe(epochs=45, class_weighting=None, members=3, acquisition_faults=0.5, fine_tune_epochs=6),
+    # Member 9 (seed 9, 45 epochs, 1105 s) then lowered it (0.1172 -> 0.1162; accuracy 0.963 -> 0.966),
+    # so four are shipped.
+    recipe=TrainingRecipe(epochs=45, class_weighting=None, members=4, acquisition_faults=0.5, fine_tune_epochs=6),
 )
 
 SKIN = TaskSpec(
