@@ -47,8 +47,7 @@ def main(task_id: str, files: list[str]) -> None:
     for f, probs in zip(files, raw):
         print(f"{f} alone: {key_metrics(spec, labels, probs)}{per_source(spec, sources, labels, probs)}", flush=True)
     for k in range(min(3, len(files)), len(files) + 1):
-        t = fit_temperature(raw[:k], labels)
-        probs = temper(raw[:k], t).mean(axis=0)
+        probs, t = tempered_mean(raw[:k], labels)
         print(f"{k} members: validation NLL {negative_log_likelihood(probs, labels):.4f} (T {t}), selection score "
               f"{scoring.selection_score(spec, probs, labels):.4f}, {key_metrics(spec, labels, probs)}"
               f"{per_source(spec, sources, labels, probs)}", flush=True)
@@ -57,9 +56,15 @@ def main(task_id: str, files: list[str]) -> None:
           "until none does, three at least): " + " -> ".join(f"{files[i]} ({nll:.4f})" for i, nll in chosen), flush=True)
 
 
+def tempered_mean(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
+    """(the (M, N, K) members' mean at the temperature fitted on the same images, that temperature)."""
+    t = fit_temperature(raw, labels)
+    return temper(raw, t).mean(axis=0), t
+
+
 def tempered_nll(raw: np.ndarray, labels: np.ndarray) -> float:
-    """Validation NLL of the (M, N, K) members' mean at the temperature fitted on the same images."""
-    return negative_log_likelihood(temper(raw, fit_temperature(raw, labels)).mean(axis=0), labels)
+    """Validation NLL of the members' tempered mean (:func:`tempered_mean`)."""
+    return negative_log_likelihood(tempered_mean(raw, labels)[0], labels)
 
 
 def greedy_selection(raw: np.ndarray, labels: np.ndarray, at_least: int = 3) -> list[tuple[int, float]]:

@@ -260,12 +260,16 @@ def promote_members(spec: TaskSpec, source: Path) -> list[str]:
                         "selected_epoch": card.get("hyperparameters", {}).get("selected_epoch"),
                         "note": "trained before the ensemble, by the earlier recipe"}
     by_member.update({r["member"]: r for r in rows})
-    members = [by_member[k] for k in sorted(by_member)]
-    card["ensemble"] = {"members": members,
-                        "training_seconds_total": round(sum(m.get("training_seconds") or 0 for m in members), 1),
-                        "prediction": "mean of the members' softmax outputs"}
+    card["ensemble"] = _members_record([by_member[k] for k in sorted(by_member)])
     spec.card_path.write_text(json.dumps(card, indent=1, default=_json_default))
     return copied
+
+
+def _members_record(members: list[dict]) -> dict:
+    """The card's ``ensemble`` rows and their total training time."""
+    return {"members": members,
+            "training_seconds_total": round(sum(m.get("training_seconds") or 0 for m in members), 1),
+            "prediction": "mean of the members' softmax outputs"}
 
 
 def drop_members(spec: TaskSpec, members: list[int]) -> list[str]:
@@ -283,13 +287,12 @@ def drop_members(spec: TaskSpec, members: list[int]) -> list[str]:
     removed = []
     for row in rows:
         if row["member"] in members:
-            for path in (spec.model_path.parent / row["file"], (spec.model_path.parent / row["file"]).with_suffix(".json")):
+            model = spec.model_path.parent / row["file"]
+            for path in (model, model.with_suffix(".json")):
                 if path.is_file():
                     path.unlink()
                     removed.append(path.name)
-    kept = [r for r in rows if r["member"] not in members]
-    card["ensemble"] = {**card["ensemble"], "members": kept,
-                        "training_seconds_total": round(sum(m.get("training_seconds") or 0 for m in kept), 1)}
+    card["ensemble"] = {**card["ensemble"], **_members_record([r for r in rows if r["member"] not in members])}
     spec.card_path.write_text(json.dumps(card, indent=1, default=_json_default))
     return removed
 
