@@ -279,6 +279,11 @@ def test_readme_tables_are_the_model_cards_numbers(tmp_path):
     assert int(out.stdout.split(": ")[1].split()[0]) >= 7  # tables found and rewritten
     # Rewritten from the cards, the copy is the shipped README again: it was up to date.
     assert copy.read_text(encoding="utf-8") == readme.read_text(encoding="utf-8")
+    # Rewriting from some cards would drop the other tasks' rows: refused, the file untouched.
+    out = subprocess.run([sys.executable, "-m", "lifelens", "summary", "--tasks", "plant", "--readme", str(copy)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--tasks" in out.stderr
+    assert copy.read_text(encoding="utf-8") == readme.read_text(encoding="utf-8")
 
 
 def test_promoting_a_later_member_keeps_the_shipped_members_rows(tmp_path, monkeypatch):

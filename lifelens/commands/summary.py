@@ -166,6 +166,10 @@ def run(args) -> int:
     from lifelens.models import ModelError, read_card
     from lifelens.tasks import TASKS
 
+    if args.readme and args.tasks:
+        # A README table holds every task's rows: rewriting it from some cards would drop the others'.
+        print("lifelens: --readme rewrites the tables of every task; leave out --tasks", file=sys.stderr)
+        return 2
     wanted = [t.strip() for t in args.tasks.split(",")] if args.tasks else list(TASKS)
     unknown = [t for t in wanted if t not in TASKS]
     if unknown:
