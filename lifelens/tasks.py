@@ -381,7 +381,8 @@ PLANT = TaskSpec(
     # member 9 was dropped (ship --drop 9) and five are shipped (all six: 0.1074). Test accuracy fell
     # 0.974 -> 0.964 (two of 193 leaves; README), which a choice made on validation does not undo.
     # Member 12 (seed 12, 1043 s) raised the NLL of the five (0.1059 -> 0.1087; alone 0.276 on the own
-    # folder, the worst of the 45-epoch members) and was not shipped (weights in commit b272d48's models/trials/plant_m12).
+    # folder, the worst of the 45-epoch members) and was not shipped (weights in commit b272d48's
+    # models/trials/plant_m12).
     recipe=TrainingRecipe(epochs=45, class_weighting=None, members=5, acquisition_faults=0.5, fine_tune_epochs=6),
 )
 

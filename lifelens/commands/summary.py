@@ -3,7 +3,7 @@ HELP = ("print the model cards' measured numbers as Markdown tables (the README'
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--tasks", help="comma-separated task ids (default: all)")
+    p.add_argument("--tasks", help="comma-separated task ids (default: all; not with --readme)")
     p.add_argument("--readme", metavar="FILE",
                    help="instead of printing, rewrite in FILE (a Markdown file such as README.md) every table "
                         "whose header row is the header row of one of these tables")
