@@ -8,7 +8,7 @@ source where the task has extra ones. A member is shipped when it
 lowers that NLL: the proper score the ensemble claims to improve. Last, the greedy selection
 from the first file (member 0): where later members are better (plant's 45-epoch members
 against its 30-epoch ones), the members it chooses are shipped and the others dropped
-(``ship --drop``).
+(``ship --drop``), at most the recipe's ``members`` of them: that cap is the app's speed budget.
 
     python bench/measure_members.py skin models/skin.keras models/skin.m1.keras ... runs/stage/skin.m4.keras
 
@@ -54,6 +54,10 @@ def main(task_id: str, files: list[str]) -> None:
     chosen = greedy_selection(raw, labels)
     print("greedy selection from the first file (each step adds the file that lowers the tempered NLL most, "
           "until none does, three at least): " + " -> ".join(f"{files[i]} ({nll:.4f})" for i, nll in chosen), flush=True)
+    cap = spec.recipe.members  # the app's speed budget: more members slow every ensemble view
+    if len(chosen) > cap:
+        print(f"shipped: the first {cap} (the recipe's members, a cap set by the app's speed goals): "
+              + ", ".join(files[i] for i, _ in chosen[:cap]), flush=True)
 
 
 def tempered_mean(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:

@@ -385,10 +385,11 @@ PLANT = TaskSpec(
     # models/trials/plant_m12).
     # Members 13-16 (2026-12-04, fourth session; seeds 13-16, 1011-1079 s each): the greedy selection
     # over all nine 45-epoch files chose 0 -> 11 (0.1217) -> 16 (0.1110) -> 13 (0.1073) -> 8 (0.1050)
-    # -> 7 (0.1033) -> 10 (0.1025); 14 and 15 no longer lowered it and were dropped (ship --drop 14,15),
-    # so seven are shipped. Flip test-time augmentation now raises the ensemble's validation score
-    # (0.9584 -> 0.9637), so the card turns it on.
-    recipe=TrainingRecipe(epochs=45, class_weighting=None, members=7, acquisition_faults=0.5, fine_tune_epochs=6),
+    # -> 7 (0.1033) -> 10 (0.1025). Shipped as seven (flips on by the card's rule), the app broke its
+    # speed goals (python bench/run.py app interactions, three runs: slowest interaction 1.54, 1.21,
+    # 1.55 s against 1.5; cold start 11.13, 9.15, 10.0 s against 10), so the recipe's five are a cap:
+    # the first five of the greedy order are shipped (ship --drop 7,10,14,15; slowest 0.83-0.86 s).
+    recipe=TrainingRecipe(epochs=45, class_weighting=None, members=5, acquisition_faults=0.5, fine_tune_epochs=6),
 )
 
 SKIN = TaskSpec(
