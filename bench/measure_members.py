@@ -55,9 +55,7 @@ def main(task_id: str, files: list[str]) -> None:
     print("greedy selection from the first file (each step adds the file that lowers the tempered NLL most, "
           "until none does, three at least): " + " -> ".join(f"{files[i]} ({nll:.4f})" for i, nll in chosen), flush=True)
     cap = spec.recipe.members  # the app's speed budget: more members slow every ensemble view
-    if len(chosen) > cap:
-        print(f"shipped: the first {cap} (the recipe's members, a cap set by the app's speed goals): "
-              + ", ".join(files[i] for i, _ in chosen[:cap]), flush=True)
+    print(f"to ship (at most the recipe's {cap}): " + ", ".join(files[i] for i, _ in chosen[:cap]), flush=True)
 
 
 def tempered_mean(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
