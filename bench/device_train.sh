@@ -8,6 +8,9 @@
 # LIFELENS_TRAIN_ARGS adds arguments to each `lifelens train` (e.g. --limit 64 for a quick check).
 # Reads the data from $LIFELENS_DATA (default .devdata: the task's train and validation images,
 # copied byte for byte by bench/device_data.py) and Keras from .whl when it is not installed.
+# A call to this workplace's GPU machine carries at most 64 MiB with the working tree; models/ alone
+# is 67 MB and is not needed there, so it was left out of git's index for the call (git rm -r
+# --cached models, and /models/ in .git/info/exclude; git reset -- models afterwards).
 # Writes each finished member (TASK.mK.keras) and device.tar (cards, logs, predictions) to $OUT.
 set -u
 task=$1 seconds=$2; shift 2

@@ -36,9 +36,9 @@ def augmenter(kind: str, seed: int):
     """A function (batch float32 [0,255] (B, H, W, C), one-hot labels, epoch, batch index) ->
     (augmented batch, labels), fit for the modality. numpy and OpenCV, so it is the same on
     every Keras backend (PyTorch on a GPU machine without TensorFlow) and costs about 50 ms a
-    batch of 64 plant leaves on one core. Each batch draws from its own generator (seed, epoch, index), so
-    a resumed run repeats the draws. Flips, rotation and zoom are per image; brightness,
-    contrast and colour once per batch."""
+    batch of 64 plant leaves on one core. Each batch draws from its own generator (seed, epoch,
+    index), so a resumed run repeats the draws. Flips, rotation and zoom are per image;
+    brightness, contrast and colour once per batch."""
     import cv2
 
     rotation = {"natural": 180.0, "dermoscopy": 180.0, "fundus": 180.0, "film": 10.8}[kind]  # degrees

@@ -34,7 +34,8 @@ print("tensorflow" in sys.modules, keras.backend.backend())
 def _torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
     hidden = [str(ROOT / "tests" / "without_tensorflow.py")]
-    return subprocess.run([sys.executable, *hidden, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, *hidden, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=900)
 
 
 def test_a_member_trained_on_pytorch_predicts_the_same_under_tensorflow(tmp_path):
