@@ -2,10 +2,10 @@
 
 On the GPU machine (PyTorch backend), after bench/device_train.sh has trained::
 
-    python bench/device_check.py record TASK WORKDIR MEMBER...
+    python bench/device_check.py record TASK WORKDIR OUT MEMBER...
 
-saves, per member, 16 validation inputs and the member's probabilities on them
-(``WORKDIR/check_mK.npz``). Here (TensorFlow backend), with the member file brought back::
+copies each finished member file (``WORKDIR/mK/``) to OUT and saves 16 validation inputs and
+the member's probabilities on them (``WORKDIR/check_mK.npz``). Here (TensorFlow backend), with the member file brought back::
 
     python bench/device_check.py compare CHECK.npz MEMBER.keras
 
@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 
-def record(task: str, workdir: Path, members: list[int]) -> None:
+def record(task: str, workdir: Path, out: Path, members: list[int]) -> None:
+    import shutil
+
     import keras
 
     from lifelens import config, data
@@ -27,16 +29,17 @@ def record(task: str, workdir: Path, members: list[int]) -> None:
     from lifelens.tasks import get_task
 
     spec = get_task(task)
+    backend, device = keras.backend.backend(), config.compute_device()
     x = data.load_prepared(spec, data.training_splits(spec)["val"][:16])
     for m in members:
         path = workdir / f"m{m}" / member_file(spec, m)
         if not path.is_file():
             print(f"member {m}: no file (did not finish)")
             continue
+        shutil.copy2(path, out / path.name)
         probs = predict_proba(split_views(load_model_file(path))[0], x.astype(np.float32))
-        np.savez(workdir / f"check_m{m}.npz", inputs=x, probs=probs, backend=keras.backend.backend(),
-                 device=config.compute_device())
-        print(f"member {m}: recorded on {keras.backend.backend()} ({config.compute_device()})")
+        np.savez(workdir / f"check_m{m}.npz", inputs=x, probs=probs, backend=backend, device=device)
+        print(f"member {m}: recorded on {backend} ({device})")
 
 
 def compare(check: Path, model_file: Path) -> float:
@@ -52,6 +55,6 @@ def compare(check: Path, model_file: Path) -> float:
 
 if __name__ == "__main__":
     if sys.argv[1] == "record":
-        record(sys.argv[2], Path(sys.argv[3]), [int(m) for m in sys.argv[4:]])
+        record(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), [int(m) for m in sys.argv[5:]])
     else:
         sys.exit(0 if compare(Path(sys.argv[2]), Path(sys.argv[3])) <= 1e-4 else 1)

@@ -3,8 +3,8 @@
 
     python bench/device_data.py plant
 
-``.devdata/`` must be ignored by git (``echo /.devdata/ >> .git/info/exclude``): the images
-stay under their own licences and never enter the repository. Test images are not copied, so
+``.devdata/`` is in .gitignore: the images stay under their own licences and never enter the
+repository. Test images are not copied, so
 nothing trained there can look at them. Prints the bytes copied (a device call carries 64 MiB
 in all, the working tree included).
 """
@@ -24,15 +24,16 @@ def copy_training_images(task: str, out: Path = OUT) -> int:
     spec = get_task(task)
     root = config.data_root()
     splits = data.training_splits(spec)
-    copied = 0
+    copied, folders = 0, set()
     for part in ("train", "val"):
         for sample in splits[part]:
             folder = sample.source or spec.data_folder
+            folders.add(folder)
             target = out / folder / "images" / sample.path
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / folder / "images" / sample.path, target)
             copied += target.stat().st_size
-    for folder in {s.source or spec.data_folder for part in ("train", "val") for s in splits[part]}:
+    for folder in folders:
         shutil.copy2(root / folder / "labels.csv", out / folder / "labels.csv")
     return copied
 

@@ -11,7 +11,7 @@
 # A call to this workplace's GPU machine carries at most 64 MiB with the working tree; models/ alone
 # is 67 MB and is not needed there, so it was left out of git's index for the call (git rm -r
 # --cached models, and /models/ in .git/info/exclude; git reset -- models afterwards).
-# Writes each finished member (TASK.mK.keras) and device.tar (cards, logs, predictions) to $OUT.
+# Writes each finished member's file and device.tar (cards, logs, predictions) to $OUT.
 set -u
 task=$1 seconds=$2; shift 2
 if ! python3 -c "import keras" 2>/dev/null; then
@@ -35,12 +35,7 @@ for plan in "$@"; do
   done
 done
 wait
-for m in "${members[@]}"; do
-  tail -n 3 "$work/train_m$m.log"
-  f="$work/m$m/$task.keras"
-  [ "$m" != 0 ] && f="$work/m$m/$task.m$m.keras"
-  [ -f "$f" ] && cp "$f" "$out/$task.m$m.keras"
-done
-python3 bench/device_check.py record "$task" "$work" "${members[@]}"
+for m in "${members[@]}"; do tail -n 3 "$work/train_m$m.log"; done
+python3 bench/device_check.py record "$task" "$work" "$out" "${members[@]}"
 tar -cf "$out/device.tar" -C "$work" $(cd "$work" && ls -d m*/*.json train_m*.log check_*.npz run*/*/state.json 2>/dev/null)
 ls -la "$out"

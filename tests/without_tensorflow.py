@@ -8,25 +8,27 @@ Every import of tensorflow (or tf_keras) fails with ModuleNotFoundError, and
 """
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import runpy
 import sys
+
+HIDDEN = ("tensorflow", "tf_keras")
+
+
+def _hidden(name: str) -> bool:
+    return name.split(".")[0] in HIDDEN
 
 
 class NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] not in ("tensorflow", "tf_keras"):
-            return None
-        if sys._getframe(1).f_code.co_name == "find_spec":  # importlib.util.find_spec: "not installed"
-            return None
-        return importlib.machinery.ModuleSpec(name, self)
-
-    def create_module(self, spec):
-        raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+        return importlib.machinery.ModuleSpec(name, self) if _hidden(name) else None
 
     def exec_module(self, module):
         raise ModuleNotFoundError(f"No module named {module.__name__!r}", name=module.__name__)
 
 
+_find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, package=None: None if _hidden(name) else _find_spec(name, package)
 sys.meta_path.insert(0, NoTensorFlow())
 if sys.argv[1] == "-c":
     code = sys.argv[2]
