@@ -48,6 +48,17 @@ def task_splits(spec: TaskSpec, data_dir: Path | None = None) -> dict[str, list[
     return split_samples(spec.samples(data_dir), val, test)
 
 
+def grouped_folds(samples: list[Sample], k: int, seed: int = SPLIT_SEED) -> list[list[int]]:
+    """Indices of ``samples`` in ``k`` cross-validation folds, stratified by label and grouped
+    by ``Sample.group`` (scikit-learn's StratifiedGroupKFold): deterministic for a seed."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    labels = [s.label for s in samples]
+    return [sorted(int(i) for i in test) for _, test in
+            splitter.split(np.zeros(len(samples)), labels, [s.group for s in samples])]
+
+
 def training_splits(spec: TaskSpec, data_dir: Path | None = None) -> dict[str, list[Sample]]:
     """The task's own splits plus each extra source split the same way, on its own groups.
 

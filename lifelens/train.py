@@ -230,7 +230,7 @@ def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log
 def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: int | None = None,
           member: int = 0, run_dir: Path | None = None, limit: int | None = None, mixup: float | None = None,
           faults: float | None = None, init_from: Path | None = None, input_size: int | None = None,
-          train_sources: tuple[str, ...] | None = None, log=print) -> Path:
+          train_sources: tuple[str, ...] | None = None, splits: dict | None = None, log=print) -> Path:
     """Train (or resume) ensemble member ``member`` (seed = member) and write it to
     ``out_dir`` (:func:`~lifelens.models.member_file`) with its entry in the card.
 
@@ -241,7 +241,9 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     fine-tunes a trained member (same task and seed; of any input size, since the weights do not
     depend on it) instead of starting from random weights, at a quarter of the recipe's learning
     rate; its training seconds count in the card's. ``train_sources`` keeps only those sources'
-    training images ("" = the task's own folder; a recipe trial): validation is unchanged. A recipe with ``fine_tune_epochs`` does both:
+    training images ("" = the task's own folder; a recipe trial): validation is unchanged. ``splits``
+    ({"train", "val", ...} lists of samples) replaces the task's split, as a cross-validation fold
+    does (bench/cross_validate_recipe.py). A recipe with ``fine_tune_epochs`` does both:
     ``epochs`` from scratch on clean images (in ``run_dir/from_scratch``), then the fine-tuning
     with camera faults (``run_dir/fine_tune``). Returns the path of the saved model.
 
@@ -262,10 +264,10 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     if spec.recipe.fine_tune_epochs > 0 and init_from is None:  # the two stages, each resumable in its folder
         clean = dataclasses.replace(spec.recipe, acquisition_faults=0.0, fine_tune_epochs=0)
         start = train(dataclasses.replace(spec, recipe=clean), run_dir / "from_scratch", data_dir, epochs, member,
-                      run_dir / "from_scratch", limit, log=log)
+                      run_dir / "from_scratch", limit, splits=splits, log=log)
         tuned = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, fine_tune_epochs=0))
         return train(tuned, out_dir, data_dir, spec.recipe.fine_tune_epochs, member, run_dir / "fine_tune", limit,
-                     init_from=start, log=log)
+                     init_from=start, splits=splits, log=log)
     if spec.recipe.acquisition_faults and spec.training_unit != "images":
         raise ValueError("acquisition_faults applies to whole-image training only, not to lesion patches")
 
@@ -273,7 +275,8 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     seed = member
     epochs = epochs or spec.recipe.epochs
     run_dir.mkdir(parents=True, exist_ok=True)
-    splits = data.training_splits(spec, data_dir)
+    given_split = splits is not None
+    splits = {k: list(v) for k, v in (splits or data.training_splits(spec, data_dir)).items()}
     if limit:
         splits = {k: [v[i] for ix in data.by_source(v).values() for i in ix[:limit]] for k, v in splits.items()}
     if train_sources is not None:
@@ -304,7 +307,7 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     target.parent.mkdir(parents=True, exist_ok=True)
     final.save(target)
     _write_card(spec, Path(out_dir), target, member, final, splits, state, epochs, bn_note,
-                _origin(spec, init_from) if init_from else None)
+                _origin(spec, init_from) if init_from else None, given_split)
     log(f"[{spec.id}] saved {target} ({target.stat().st_size / 1e6:.1f} MB)")
     return target
 
@@ -344,8 +347,9 @@ def _origin(spec: TaskSpec, init_from: Path) -> dict:
 
 
 def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, state, epochs, bn_note,
-                origin: dict | None = None) -> None:
-    """Member 0 owns the card's training keys; every member owns its row of ``ensemble.members``."""
+                origin: dict | None = None, given_split: bool = False) -> None:
+    """Member 0 owns the card's training keys; every member owns its row of ``ensemble.members``
+    (with its own ``split`` when it was given one, as a cross-validation fold is)."""
     import dataclasses
 
     import keras
@@ -364,6 +368,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         "training_images": {src or spec.data_folder: len(ix) for src, ix in data.by_source(splits["train"]).items()},
         "acquisition_faults": spec.recipe.acquisition_faults,
         "training_device": config.compute_device(), "keras_backend": keras.backend.backend(),
+        **({"split": data.describe_split(splits)} if given_split else {}),
     }
     ensemble = card.setdefault("ensemble", {"members": []})
     ensemble["members"] = sorted([m for m in ensemble["members"] if m["member"] != member] + [row],

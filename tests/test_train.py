@@ -189,3 +189,38 @@ def test_augmentation_moves_real_images_within_range_and_repeats_its_draws(task)
         left = lambda a: a[:, :, : a.shape[2] // 2].mean(axis=(1, 2, 3))  # noqa: E731
         right = lambda a: a[:, :, a.shape[2] // 2:].mean(axis=(1, 2, 3))  # noqa: E731
         np.testing.assert_array_equal(left(x) > right(x), left(first) > right(first))
+
+
+def test_cross_validation_folds_cover_every_film_once_and_keep_a_patient_together():
+    spec = get_task("mammo")
+    splits = data.task_splits(spec)
+    films = sorted(splits["train"] + splits["val"], key=lambda s: s.path)  # never the test split
+    parts = data.grouped_folds(films, 5)
+    assert sorted(i for part in parts for i in part) == list(range(len(films)))
+    owner = {}
+    for k, part in enumerate(parts):
+        assert {films[i].label for i in part} == {0, 1}  # stratified: every fold holds both classes
+        for i in part:
+            assert owner.setdefault(films[i].group, k) == k  # a patient's two films in one fold
+    assert len(owner) < len(films) and max(map(len, parts)) - min(map(len, parts)) <= 4
+    assert data.grouped_folds(films, 5) == parts  # deterministic
+    assert data.grouped_folds(films, 5, seed=1) != parts
+
+
+def test_training_on_a_given_split_records_that_split(tmp_path):
+    """``train(splits=...)``: a cross-validation fold trains and selects on the films it is given."""
+    from lifelens.train import train
+
+    spec = get_task("mammo")
+    own = data.task_splits(spec)
+    with_lesion = [s for s in own["train"] if s.lesions]
+    normal = [s for s in own["train"] if s.label == 0]
+    given = {"train": with_lesion[:4] + normal[:4], "val": with_lesion[4:6] + normal[4:6], "test": own["test"][:3]}
+    path = train(spec, tmp_path / "out", epochs=1, member=2, run_dir=tmp_path / "run", splits=given, log=lambda *_: None)
+    row = json.loads((tmp_path / "out" / "mammo.json").read_text())["ensemble"]["members"][0]
+    assert row["member"] == 2 and row["training_images"] == {"mammo": 8}
+    assert [row["split"][part]["n"] for part in ("train", "val", "test")] == [8, 4, 3]
+    assert row["split"]["val"]["paths_sha256_16"] == data.describe_split(given)["val"]["paths_sha256_16"]
+    assert row["split"]["val"]["paths_sha256_16"] != data.describe_split(own)["val"]["paths_sha256_16"]
+    probs = predict_proba(load_model_file(path), data.load_prepared(spec, given["test"]))
+    assert probs.shape == (3, 2) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)

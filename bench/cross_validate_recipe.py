@@ -1,0 +1,138 @@
+"""Recipe variants compared by grouped K-fold cross-validation over the training and
+validation images (never the test split): for a task whose validation split is too small to
+tell two recipes apart (mammography: 52 films, so one AUC has a standard error near 0.08).
+
+Fold k is scored by a network trained on the other folds but one, with the next fold
+(k + 1) as its validation images (epoch selection, BatchNorm statistics): no film is scored
+by a network that was selected on it. Every variant sees the same folds and seeds, so the
+variants' differences are paired, film by film. Folds: lifelens.data.grouped_folds
+(stratified by label, grouped by the task's group column: a patient's films stay together).
+
+    python bench/cross_validate_recipe.py mammo shipped epochs=16 input_size=448,patch_size=128
+
+A variant is ``shipped`` or comma-separated ``key=value`` replacements of the task spec's
+fields (``input_size``, ``patch_size``) or of its recipe's (``epochs``, ``mixup_alpha`` ...).
+Each fold's scores are kept in runs/cv/<task>/<variant>/fold<k>.npz, so an interrupted run
+resumes where it stopped. Prints, per variant, the pooled AUC of the positive class (or
+balanced accuracy) over every cross-validated image with a 95 % interval from resampling groups,
+and its paired difference from the first variant with its interval.
+
+Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from lifelens import config, data, scoring  # noqa: E402
+from lifelens.tasks import TaskSpec, get_task  # noqa: E402
+
+SPEC_FIELDS = ("input_size", "patch_size")
+
+
+def variant_spec(spec: TaskSpec, variant: str) -> TaskSpec:
+    """The task spec with a variant's replacements (``shipped``: none)."""
+    if variant == "shipped":
+        return spec
+    on_spec, on_recipe = {}, {}
+    for item in variant.split(","):
+        key, value = item.split("=")
+        current = getattr(spec if key in SPEC_FIELDS else spec.recipe, key)
+        (on_spec if key in SPEC_FIELDS else on_recipe)[key] = type(current)(value)
+    return dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, **on_recipe), **on_spec)
+
+
+def fold_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, out: Path) -> dict:
+    """Train on every fold but ``k`` and ``k + 1``, select on ``k + 1``, score fold ``k``."""
+    from lifelens.models import load_model_file, predict_proba
+    from lifelens.train import train
+
+    if out.is_file():
+        return dict(np.load(out))
+    n = len(parts)
+    val = parts[(k + 1) % n]
+    train_ix = [i for j, part in enumerate(parts) if j not in (k, (k + 1) % n) for i in part]
+    splits = {"train": [samples[i] for i in train_ix], "val": [samples[i] for i in val],
+              "test": [samples[i] for i in parts[k]]}
+    started = time.perf_counter()
+    model_path = train(spec, out.parent / f"fold{k}", member=k, run_dir=out.parent / f"fold{k}_run", splits=splits)
+    seconds = time.perf_counter() - started
+    model = load_model_file(model_path)
+    probs = predict_proba(model, data.load_prepared(spec, splits["test"]), batch_size=16)
+    result = {"index": np.array(parts[k]), "probs": probs, "seconds": np.array(seconds)}
+    np.savez(out, **result)
+    return result
+
+
+def pooled(spec: TaskSpec, samples: list, results: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) of every cross-validated image, in ``samples`` order."""
+    order = np.concatenate([r["index"] for r in results])
+    probs = np.concatenate([r["probs"] for r in results])
+    probs = probs[np.argsort(order)]
+    return np.array([samples[i].label for i in np.sort(order)]), probs
+
+
+def group_bootstrap(groups: np.ndarray, score, reps: int = 2000, seed: int = 0) -> np.ndarray:
+    """``score(indices)`` over ``reps`` resamples of whole groups (with replacement)."""
+    rng = np.random.default_rng(seed)
+    names = np.unique(groups)
+    members = {g: np.flatnonzero(groups == g) for g in names}
+    out = []
+    for _ in range(reps):
+        pick = np.concatenate([members[g] for g in rng.choice(names, size=len(names))])
+        value = score(pick)
+        if np.isfinite(value):
+            out.append(value)
+    return np.array(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task")
+    parser.add_argument("variants", nargs="+")
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args(argv)
+    spec = get_task(args.task)
+    splits = data.task_splits(spec)
+    samples = sorted(splits["train"] + splits["val"], key=lambda s: s.path)  # never the test split
+    parts = data.grouped_folds(samples, args.folds)
+    print(f"[{spec.id}] {len(samples)} images (train + validation), {args.folds} folds of "
+          + ", ".join(str(len(p)) for p in parts), flush=True)
+    scored = {}
+    for variant in args.variants:
+        vspec = variant_spec(spec, variant)
+        root = config.PROJECT_ROOT / "runs" / "cv" / spec.id / variant.replace("=", "").replace(",", "_")
+        results = [fold_scores(vspec, samples, parts, k, root / f"fold{k}.npz") for k in range(args.folds)]
+        scored[variant] = pooled(spec, samples, results)
+        seconds = [float(r["seconds"]) for r in results]
+        print(f"[{spec.id}] {variant}: trained in {np.mean(seconds):.0f} s a fold", flush=True)
+    groups = np.array([s.group for s in sorted(samples, key=lambda s: s.path)])
+    first = args.variants[0]
+    labels = scored[first][0]
+
+    def score(variant, ix):
+        return scoring.selection_score(spec, scored[variant][1][ix], labels[ix]) if len(set(labels[ix])) > 1 else np.nan
+
+    for variant in args.variants:
+        value = score(variant, np.arange(len(labels)))
+        low, high = np.percentile(group_bootstrap(groups, lambda ix: score(variant, ix)), [2.5, 97.5])
+        line = f"{variant}: cross-validated selection score {value:.3f} [{low:.3f}, {high:.3f}]"
+        if variant != first:
+            diffs = group_bootstrap(groups, lambda ix: score(variant, ix) - score(first, ix))
+            gap = value - score(first, np.arange(len(labels)))
+            line += (f"; against {first} {gap:+.3f} [{np.percentile(diffs, 2.5):+.3f}, "
+                     f"{np.percentile(diffs, 97.5):+.3f}]")
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
