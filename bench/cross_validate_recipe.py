@@ -13,9 +13,11 @@ variants' differences are paired, film by film. Folds: lifelens.data.grouped_fol
 A variant is ``shipped`` or comma-separated ``key=value`` replacements of the task spec's
 fields (``input_size``, ``patch_size``) or of its recipe's (``epochs``, ``mixup_alpha`` ...).
 Each fold's scores are kept in runs/cv/<task>/<variant>/fold<k>.npz, so an interrupted run
-resumes where it stopped. Prints, per variant, the pooled AUC of the positive class (or
-balanced accuracy) over every cross-validated image with a 95 % interval from resampling groups,
-and its paired difference from the first variant with its interval.
+resumes where it stopped. Prints, per variant, each fold's selection score (AUC of the
+positive class, or balanced accuracy) and their mean; then the score pooled over every
+cross-validated image (which also charges the folds' networks for disagreeing in calibration)
+with a 95 % interval from resampling groups, and its paired difference from the first variant
+with its interval.
 
 Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
 """
@@ -113,8 +115,11 @@ def main(argv: list[str] | None = None) -> None:
         root = config.PROJECT_ROOT / "runs" / "cv" / spec.id / variant.replace("=", "").replace(",", "_")
         results = [fold_scores(vspec, samples, parts, k, root / f"fold{k}.npz") for k in range(args.folds)]
         scored[variant] = pooled(spec, samples, results)
-        seconds = [float(r["seconds"]) for r in results]
-        print(f"[{spec.id}] {variant}: trained in {np.mean(seconds):.0f} s a fold", flush=True)
+        each = [scoring.selection_score(spec, r["probs"], np.array([samples[i].label for i in r["index"]]))
+                for r in results]
+        print(f"[{spec.id}] {variant}: fold scores " + ", ".join(f"{v:.3f}" for v in each)
+              + f" (mean {np.mean(each):.3f}); trained in {np.mean([float(r['seconds']) for r in results]):.0f} s a fold",
+              flush=True)
     groups = np.array([s.group for s in sorted(samples, key=lambda s: s.path)])
     first = args.variants[0]
     labels = scored[first][0]
