@@ -530,7 +530,11 @@ MAMMO = TaskSpec(
     # input_size=448,patch_size=128 epochs=16; each fold scored by a network selected on another):
     # film AUC pooled over the folds 0.563 for 8 epochs, 0.633 for 16 (paired difference +0.070,
     # 95 % interval +0.011 to +0.131; fold means 0.622 and 0.681); 448 px with 128 px patches
-    # 0.525 (-0.038, -0.117 to +0.044), not adopted.
+    # 0.525 (-0.038, -0.117 to +0.044), not adopted. Members 0 and 8 trained so (seeds 0, 8; 542 and
+    # 517 s; member 8's selection took epoch 1, on 52 films) and measured beside the shipped ones
+    # (python bench/measure_members.py mammo <new 0, new 8, 6, 7, old 0>): the greedy selection went
+    # new 0 (0.6127) -> 8 (0.5641) -> 7 (0.5521), level with the shipped three's 0.550, so the shipped
+    # 8-epoch members stay; the two are kept as a trial (models/trials/mammo_16ep).
     recipe=TrainingRecipe(epochs=16, class_weighting="balanced", split_fractions=(0.2, 0.2),
                           stages=((24, 1), (48, 1), (96, 2), (128, 2), (192, 2)), architecture="plain"),
 )
