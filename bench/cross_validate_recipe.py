@@ -75,12 +75,10 @@ def fold_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, o
     return result
 
 
-def pooled(spec: TaskSpec, samples: list, results: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) of every cross-validated image, in ``samples`` order."""
+def pooled(results: list[dict]) -> np.ndarray:
+    """The probabilities of every cross-validated image, in the order of the folds' ``samples``."""
     order = np.concatenate([r["index"] for r in results])
-    probs = np.concatenate([r["probs"] for r in results])
-    probs = probs[np.argsort(order)]
-    return np.array([samples[i].label for i in np.sort(order)]), probs
+    return np.concatenate([r["probs"] for r in results])[np.argsort(order)]
 
 
 def group_bootstrap(groups: np.ndarray, score, reps: int = 2000, seed: int = 0) -> np.ndarray:
@@ -109,23 +107,22 @@ def main(argv: list[str] | None = None) -> None:
     parts = data.grouped_folds(samples, args.folds)
     print(f"[{spec.id}] {len(samples)} images (train + validation), {args.folds} folds of "
           + ", ".join(str(len(p)) for p in parts), flush=True)
+    labels = np.array([s.label for s in samples])
+    groups = np.array([s.group for s in samples])
     scored = {}
     for variant in args.variants:
         vspec = variant_spec(spec, variant)
         root = config.PROJECT_ROOT / "runs" / "cv" / spec.id / variant.replace("=", "").replace(",", "_")
         results = [fold_scores(vspec, samples, parts, k, root / f"fold{k}.npz") for k in range(args.folds)]
-        scored[variant] = pooled(spec, samples, results)
-        each = [scoring.selection_score(spec, r["probs"], np.array([samples[i].label for i in r["index"]]))
-                for r in results]
+        scored[variant] = pooled(results)
+        each = [scoring.selection_score(spec, r["probs"], labels[r["index"]]) for r in results]
         print(f"[{spec.id}] {variant}: fold scores " + ", ".join(f"{v:.3f}" for v in each)
               + f" (mean {np.mean(each):.3f}); trained in {np.mean([float(r['seconds']) for r in results]):.0f} s a fold",
               flush=True)
-    groups = np.array([s.group for s in sorted(samples, key=lambda s: s.path)])
     first = args.variants[0]
-    labels = scored[first][0]
 
     def score(variant, ix):
-        return scoring.selection_score(spec, scored[variant][1][ix], labels[ix]) if len(set(labels[ix])) > 1 else np.nan
+        return scoring.selection_score(spec, scored[variant][ix], labels[ix]) if len(set(labels[ix])) > 1 else np.nan
 
     for variant in args.variants:
         value = score(variant, np.arange(len(labels)))
