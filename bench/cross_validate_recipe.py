@@ -17,7 +17,10 @@ resumes where it stopped. Prints, per variant, each fold's selection score (AUC 
 positive class, or balanced accuracy) and their mean; then the score pooled over every
 cross-validated image (which also charges the folds' networks for disagreeing in calibration)
 with a 95 % interval from resampling groups, and its paired difference from the first variant
-with its interval.
+with its interval. ``--last-epoch`` also scores each variant's folds with their networks'
+last epoch in place of the selected one (read from the fold's run folder, no training), with
+the BatchNorm moving statistics as trained and with exact statistics of the fold's training
+images: whether selecting on one small fold, and recalibrating, are worth their noise.
 
 Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
 """
@@ -75,6 +78,26 @@ def fold_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, o
     return result
 
 
+def last_epoch_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, root: Path) -> tuple[dict, dict]:
+    """Fold ``k`` scored by the last epoch of the network :func:`fold_scores` trained for it:
+    (with its BatchNorm moving statistics as trained, with exact statistics of its training images)."""
+    import keras
+
+    from lifelens.models import build_model, predict_proba
+    from lifelens.train import recalibrate_batchnorm
+
+    run = root / f"fold{k}_run"
+    run = run / "fine_tune" if (run / "fine_tune").is_dir() else run
+    net = build_model(spec, seed=k)  # the task's input size, as fold_scores's saved network
+    net.set_weights(keras.saving.load_model(run / "last.keras", safe_mode=True).get_weights())
+    images = data.load_prepared(spec, [samples[i] for i in parts[k]])
+    as_trained = {"index": np.array(parts[k]), "probs": predict_proba(net, images, batch_size=16)}
+    n = len(parts)
+    train_ix = sorted(i for j, part in enumerate(parts) if j not in (k, (k + 1) % n) for i in part)
+    recalibrate_batchnorm(net, data.load_prepared(spec, [samples[i] for i in train_ix]))
+    return as_trained, {"index": np.array(parts[k]), "probs": predict_proba(net, images, batch_size=16)}
+
+
 def pooled(results: list[dict]) -> np.ndarray:
     """The probabilities of every cross-validated image, in the order of the folds' ``samples``."""
     order = np.concatenate([r["index"] for r in results])
@@ -100,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("task")
     parser.add_argument("variants", nargs="+")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--last-epoch", action="store_true",
+                        help="also score each variant by its folds' last epoch instead of the selected one")
     args = parser.parse_args(argv)
     spec = get_task(args.task)
     splits = data.task_splits(spec)
@@ -109,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(str(len(p)) for p in parts), flush=True)
     labels = np.array([s.label for s in samples])
     groups = np.array([s.group for s in samples])
-    scored = {}
+    scored = {}  # variant (and "<variant> (last epoch)") -> pooled probabilities, in print order
     for variant in args.variants:
         vspec = variant_spec(spec, variant)
         root = config.PROJECT_ROOT / "runs" / "cv" / spec.id / variant.replace("=", "").replace(",", "_")
@@ -119,12 +144,19 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{spec.id}] {variant}: fold scores " + ", ".join(f"{v:.3f}" for v in each)
               + f" (mean {np.mean(each):.3f}); trained in {np.mean([float(r['seconds']) for r in results]):.0f} s a fold",
               flush=True)
+        if args.last_epoch:
+            last = [last_epoch_scores(vspec, samples, parts, k, root) for k in range(args.folds)]
+            for name, folds in (("last epoch", [a for a, _ in last]), ("last epoch, BatchNorm recalibrated", [b for _, b in last])):
+                scored[f"{variant} ({name})"] = pooled(folds)
+                each = [scoring.selection_score(spec, r["probs"], labels[r["index"]]) for r in folds]
+                print(f"[{spec.id}] {variant}, {name}: fold scores " + ", ".join(f"{v:.3f}" for v in each)
+                      + f" (mean {np.mean(each):.3f})", flush=True)
     first = args.variants[0]
 
     def score(variant, ix):
         return scoring.selection_score(spec, scored[variant][ix], labels[ix]) if len(set(labels[ix])) > 1 else np.nan
 
-    for variant in args.variants:
+    for variant in scored:
         value = score(variant, np.arange(len(labels)))
         low, high = np.percentile(group_bootstrap(groups, lambda ix: score(variant, ix)), [2.5, 97.5])
         line = f"{variant}: cross-validated selection score {value:.3f} [{low:.3f}, {high:.3f}]"

@@ -3,7 +3,8 @@
     python -m lifelens train --task plant --member 1 --out models/
 
 Run state lives in ``runs/<task>/member<k>/`` (``last.keras`` each epoch, ``best.keras``
-by the validation score, ``state.json`` with the history and the seconds spent).
+by the validation score, ``state.json`` with the history and the seconds spent). The member
+keeps the best epoch's weights, or the last's where the recipe's ``epoch_selection`` says so.
 Re-running the same command resumes from the last finished epoch. The recipe (epochs,
 stages, class weighting, label smoothing, split fractions) is the task spec's
 :class:`~lifelens.tasks.TrainingRecipe`; the training data is the task's own folder
@@ -30,6 +31,7 @@ VAL_FAULT_SEED = 10_000
 FAULTY_VALIDATION = "; with camera faults in training, on the validation images both as they are and through a fault"
 SELECTION_RULE = ("highest validation score on whole validation images of every source (balanced accuracy; "
                   "ROC AUC for a binary task)")
+LAST_EPOCH_RULE = "the last epoch (the epoch count chosen by cross-validation; no selection on the validation images)"
 
 
 def augmenter(kind: str, seed: int):
@@ -312,14 +314,23 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
     return target
 
 
+def _kept_epoch(spec, state: dict) -> int:
+    """The epoch whose weights the member keeps (1-based): the recipe's ``epoch_selection``."""
+    return len(state["history"]) if spec.recipe.epoch_selection == "last" else state["best_epoch"]
+
+
 def _final_model(spec, run_dir: Path, seed: int, x_train, x_val, y_val, log):
-    """The best epoch's weights in a fresh, uncompiled model (no optimizer state on disk),
-    with exact BatchNorm statistics where they do better on validation."""
+    """The kept epoch's weights (:func:`_kept_epoch`) in a fresh, uncompiled model (no optimizer
+    state on disk), with exact BatchNorm statistics where the recipe recalibrates them and they do
+    better on validation."""
     import keras
 
-    best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
+    checkpoint = "last.keras" if spec.recipe.epoch_selection == "last" else "best.keras"
+    kept = keras.saving.load_model(run_dir / checkpoint, safe_mode=True)
     final = build_model(spec, seed=seed)
-    final.set_weights(best.get_weights())
+    final.set_weights(kept.get_weights())
+    if not spec.recipe.recalibrate_batchnorm:
+        return final, {"batchnorm": "moving statistics from training (the recipe does not recalibrate them)"}
     before = selection_score(spec, final, x_val, y_val)
     trained = final.get_weights()
     # A fixed random subset: exact enough for the statistics, and a few passes instead of many.
@@ -361,7 +372,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         "member": member, "file": target.name, "seed": member, "sha256": sha256_file(target),
         "size_bytes": target.stat().st_size, "training_seconds": round(seconds, 1),
         **({"fine_tuned_from": origin, "fine_tuning_seconds": round(state["seconds"], 1)} if origin else {}),
-        "selected_epoch": state.get("best_epoch"), "epochs": epochs,
+        "selected_epoch": _kept_epoch(spec, state), "epochs": epochs,
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
         "input_size": spec.input_size, "mixup_alpha": spec.recipe.mixup_alpha,
         # per source, so a member trained on part of the data (train --train-sources) says so
@@ -388,8 +399,9 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
                 **{k: v for k, v in dataclasses.asdict(spec.recipe).items() if k != "members"},
                 "epochs": epochs, "optimizer": "AdamW", "weight_decay": WEIGHT_DECAY,
                 "schedule": "cosine decay to 2%", "dropout_before_head": 0.4, "augmentation": spec.augmentation,
-                "selected_epoch": state.get("best_epoch"),
-                "selection": SELECTION_RULE + (FAULTY_VALIDATION if spec.recipe.acquisition_faults > 0 else ""),
+                "selected_epoch": _kept_epoch(spec, state),
+                "selection": (LAST_EPOCH_RULE if spec.recipe.epoch_selection == "last" else
+                              SELECTION_RULE + (FAULTY_VALIDATION if spec.recipe.acquisition_faults > 0 else "")),
                 **bn_note,
                 # A fine-tuned member: its first stage's epochs, then these (history and selected epoch are theirs).
                 **({"fine_tuned_from": origin, "epochs": origin["epochs"], "fine_tune_epochs": epochs} if origin else {}),

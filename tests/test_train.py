@@ -224,3 +224,42 @@ def test_training_on_a_given_split_records_that_split(tmp_path):
     assert row["split"]["val"]["paths_sha256_16"] != data.describe_split(own)["val"]["paths_sha256_16"]
     probs = predict_proba(load_model_file(path), data.load_prepared(spec, given["test"]))
     assert probs.shape == (3, 2) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_member_keeps_the_epoch_its_recipe_selects_and_batchnorm_as_the_recipe_says(tmp_path):
+    """mammo keeps its last epoch with the moving statistics as trained (both chosen by
+    cross-validation); the other tasks keep their best epoch by the validation score."""
+    from lifelens.train import _final_model
+
+    spec = get_task("mammo")
+    assert (spec.recipe.epoch_selection, spec.recipe.recalibrate_batchnorm) == ("last", False)
+    assert {get_task(t).recipe.epoch_selection for t in ("plant", "skin", "retina")} == {"best"}
+    # Two different networks stand in the run folder as the last and the best epoch.
+    for name, seed in (("last.keras", 1), ("best.keras", 2)):
+        build_model(spec, seed=seed).save(tmp_path / name)
+    own = data.task_splits(spec)
+    x_train = data.load_prepared(spec, own["train"][:8])
+    x_val, y_val = data.load_prepared(spec, own["val"][:12]), np.array([s.label for s in own["val"][:12]])
+
+    def kept(recipe_change):
+        variant = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, **recipe_change))
+        return _final_model(variant, tmp_path, 0, x_train, x_val, y_val, log=lambda *_: None)
+
+    last = _saved_weights(tmp_path / "last.keras")
+    final, note = kept({})
+    assert all(np.array_equal(a, b) for a, b in zip(final.get_weights(), last))  # moving statistics untouched too
+    assert "does not recalibrate" in note["batchnorm"]
+    best = _saved_weights(tmp_path / "best.keras")
+    final, note = kept({"epoch_selection": "best", "recalibrate_batchnorm": True})
+    kernels = [i for i, w in enumerate(final.weights) if "kernel" in w.path]
+    assert kernels and all(np.array_equal(final.get_weights()[i], best[i]) for i in kernels)
+    assert not np.array_equal(best[kernels[0]], last[kernels[0]])
+    assert len(note["validation_score_before_after_bn_recalibration"]) == 2
+    with pytest.raises(ValueError, match="epoch_selection"):
+        dataclasses.replace(spec.recipe, epoch_selection="median")
+
+
+def _saved_weights(path):
+    import keras
+
+    return keras.saving.load_model(path, safe_mode=True).get_weights()
