@@ -8,12 +8,14 @@ by a network that was selected on it. Every variant sees the same folds and seed
 variants' differences are paired, film by film. Folds: lifelens.data.grouped_folds
 (stratified by label, grouped by the task's group column: a patient's films stay together).
 
-    python bench/cross_validate_recipe.py mammo shipped epochs=16 input_size=448,patch_size=128
+    python bench/cross_validate_recipe.py mammo shipped epochs=24 input_size=448,patch_size=128 --last-epoch
 
 A variant is ``shipped`` or comma-separated ``key=value`` replacements of the task spec's
-fields (``input_size``, ``patch_size``) or of its recipe's (``epochs``, ``mixup_alpha`` ...).
-Each fold's scores are kept in runs/cv/<task>/<variant>/fold<k>.npz, so an interrupted run
-resumes where it stopped. Prints, per variant, each fold's selection score (AUC of the
+fields (``input_size``, ``patch_size``) or of its recipe's (``epochs``, ``mixup_alpha``,
+``epoch_selection=best`` ...). Each fold's scores are kept in runs/cv/<task>/<key>/fold<k>.npz,
+the key a digest of the variant's whole recipe and sizes (written beside them in variant.json),
+so an interrupted run resumes where it stopped and ``shipped`` never reads folds trained for an
+earlier recipe. Prints, per variant, each fold's selection score (AUC of the
 positive class, or balanced accuracy) and their mean; then the score pooled over every
 cross-validated image (which also charges the folds' networks for disagreeing in calibration)
 with a 95 % interval from resampling groups, and its paired difference from the first variant
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 import time
@@ -52,8 +56,28 @@ def variant_spec(spec: TaskSpec, variant: str) -> TaskSpec:
     for item in variant.split(","):
         key, value = item.split("=")
         current = getattr(spec if key in SPEC_FIELDS else spec.recipe, key)
-        (on_spec if key in SPEC_FIELDS else on_recipe)[key] = type(current)(value)
+        if isinstance(current, bool):
+            if value.lower() not in ("true", "false"):
+                raise ValueError(f"{key} is true or false, not {value!r}")
+            parsed = value.lower() == "true"
+        else:
+            parsed = type(current)(value)
+        (on_spec if key in SPEC_FIELDS else on_recipe)[key] = parsed
     return dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, **on_recipe), **on_spec)
+
+
+def variant_record(spec: TaskSpec) -> dict:
+    """What a variant trains: its sizes and its whole recipe (the cache is keyed by it)."""
+    return {"input_size": spec.input_size, "patch_size": spec.patch_size, "recipe": dataclasses.asdict(spec.recipe)}
+
+
+def variant_folder(spec: TaskSpec) -> Path:
+    """runs/cv/<task>/<digest of variant_record>, with variant.json saying what it holds."""
+    record = json.dumps(variant_record(spec), sort_keys=True)
+    root = config.PROJECT_ROOT / "runs" / "cv" / spec.id / hashlib.sha256(record.encode()).hexdigest()[:12]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "variant.json").write_text(record)
+    return root
 
 
 def fold_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, out: Path) -> dict:
@@ -134,10 +158,10 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(str(len(p)) for p in parts), flush=True)
     labels = np.array([s.label for s in samples])
     groups = np.array([s.group for s in samples])
-    scored = {}  # variant (and "<variant> (last epoch)") -> pooled probabilities, in print order
+    scored = {}  # variant (and its last-epoch readings) -> pooled probabilities, in print order
     for variant in args.variants:
         vspec = variant_spec(spec, variant)
-        root = config.PROJECT_ROOT / "runs" / "cv" / spec.id / variant.replace("=", "").replace(",", "_")
+        root = variant_folder(vspec)
         results = [fold_scores(vspec, samples, parts, k, root / f"fold{k}.npz") for k in range(args.folds)]
         scored[variant] = pooled(results)
         each = [scoring.selection_score(spec, r["probs"], labels[r["index"]]) for r in results]

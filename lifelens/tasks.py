@@ -539,8 +539,8 @@ MAMMO = TaskSpec(
     # 7 (0.536) -> 6 (0.550, three being the floor), below the three shipped before (0.570), so
     # members 0, 6 and 7 are shipped (ship --drop 1,2,5; validation AUC 0.777, paired read 0.842).
     # 16 epochs since 2026-12-04 (fifth session), chosen by grouped 5-fold cross-validation over the
-    # 208 training and validation films (python bench/cross_validate_recipe.py mammo shipped
-    # input_size=448,patch_size=128 epochs=16; each fold scored by a network selected on another):
+    # 208 training and validation films (python bench/cross_validate_recipe.py, variants in the
+    # README's "Recipe variants by cross-validation"; each fold scored by a network selected on another):
     # film AUC pooled over the folds 0.563 for 8 epochs, 0.633 for 16 (paired difference +0.070,
     # 95 % interval +0.011 to +0.131; fold means 0.622 and 0.681); 448 px with 128 px patches
     # 0.525 (-0.038, -0.117 to +0.044), not adopted. Four members trained so (seeds 0, 8, 9, 10) had
@@ -549,7 +549,7 @@ MAMMO = TaskSpec(
     # keeps its last epoch: pooled 0.648 against 0.633 selected (+0.015, -0.051 to +0.080; fold
     # means 0.680 and 0.681), and it keeps the BatchNorm moving statistics of its patch training:
     # recalibrated on whole films the last epoch scored 0.593 (lower in 9 of the 10 folds of both
-    # recipes). Shipped: members 0, 9, 8 (the greedy selection by tempered validation NLL: 0.630 ->
+    # recipes). 24 epochs: 0.609 selected, 0.626 last, so 16 stays. Shipped: members 0, 9, 8 (the greedy selection by tempered validation NLL: 0.630 ->
     # 0.617 -> 0.618, three being the floor; 542, 825 and 517 s). On validation they read NLL 0.618
     # and AUC 0.659 against 0.550 / 0.777 for the 8-epoch three they replace, whose epochs and
     # members were both selected on those 52 films, so that comparison is not a fair one; the
