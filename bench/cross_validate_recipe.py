@@ -80,18 +80,22 @@ def variant_folder(spec: TaskSpec) -> Path:
     return root
 
 
+def fold_split(parts: list[list[int]], k: int) -> dict[str, list[int]]:
+    """Fold ``k``'s sample indices: trained on every fold but ``k`` and ``k + 1``, selected on
+    ``k + 1``, scored on ``k``."""
+    following = (k + 1) % len(parts)
+    return {"train": [i for j, part in enumerate(parts) if j not in (k, following) for i in part],
+            "val": list(parts[following]), "test": list(parts[k])}
+
+
 def fold_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, out: Path) -> dict:
-    """Train on every fold but ``k`` and ``k + 1``, select on ``k + 1``, score fold ``k``."""
+    """Fold ``k`` scored by a network trained and selected as :func:`fold_split` says."""
     from lifelens.models import load_model_file, predict_proba
     from lifelens.train import train
 
     if out.is_file():
         return dict(np.load(out))
-    n = len(parts)
-    val = parts[(k + 1) % n]
-    train_ix = [i for j, part in enumerate(parts) if j not in (k, (k + 1) % n) for i in part]
-    splits = {"train": [samples[i] for i in train_ix], "val": [samples[i] for i in val],
-              "test": [samples[i] for i in parts[k]]}
+    splits = {name: [samples[i] for i in ix] for name, ix in fold_split(parts, k).items()}
     started = time.perf_counter()
     model_path = train(spec, out.parent / f"fold{k}", member=k, run_dir=out.parent / f"fold{k}_run", splits=splits)
     seconds = time.perf_counter() - started
@@ -102,9 +106,10 @@ def fold_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, o
     return result
 
 
-def last_epoch_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, root: Path) -> tuple[dict, dict]:
+def last_epoch_scores(spec: TaskSpec, images: np.ndarray, parts: list[list[int]], k: int, root: Path) -> tuple[dict, dict]:
     """Fold ``k`` scored by the last epoch of the network :func:`fold_scores` trained for it:
-    (with its BatchNorm moving statistics as trained, with exact statistics of its training images)."""
+    (with its BatchNorm moving statistics as trained, with exact statistics of its training images).
+    ``images``: every sample, prepared at the variant's input size."""
     import keras
 
     from lifelens.models import build_model, predict_proba
@@ -114,12 +119,10 @@ def last_epoch_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: 
     run = run / "fine_tune" if (run / "fine_tune").is_dir() else run
     net = build_model(spec, seed=k)  # the task's input size, as fold_scores's saved network
     net.set_weights(keras.saving.load_model(run / "last.keras", safe_mode=True).get_weights())
-    images = data.load_prepared(spec, [samples[i] for i in parts[k]])
-    as_trained = {"index": np.array(parts[k]), "probs": predict_proba(net, images, batch_size=16)}
-    n = len(parts)
-    train_ix = sorted(i for j, part in enumerate(parts) if j not in (k, (k + 1) % n) for i in part)
-    recalibrate_batchnorm(net, data.load_prepared(spec, [samples[i] for i in train_ix]))
-    return as_trained, {"index": np.array(parts[k]), "probs": predict_proba(net, images, batch_size=16)}
+    split = fold_split(parts, k)
+    as_trained = {"index": np.array(split["test"]), "probs": predict_proba(net, images[split["test"]], batch_size=16)}
+    recalibrate_batchnorm(net, images[sorted(split["train"])])
+    return as_trained, {"index": np.array(split["test"]), "probs": predict_proba(net, images[split["test"]], batch_size=16)}
 
 
 def pooled(results: list[dict]) -> np.ndarray:
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     labels = np.array([s.label for s in samples])
     groups = np.array([s.group for s in samples])
     scored = {}  # variant (and its last-epoch readings) -> pooled probabilities, in print order
+    prepared: dict[int, np.ndarray] = {}  # every sample by input size, prepared once for --last-epoch
     for variant in args.variants:
         vspec = variant_spec(spec, variant)
         root = variant_folder(vspec)
@@ -169,7 +173,9 @@ def main(argv: list[str] | None = None) -> None:
               + f" (mean {np.mean(each):.3f}); trained in {np.mean([float(r['seconds']) for r in results]):.0f} s a fold",
               flush=True)
         if args.last_epoch:
-            last = [last_epoch_scores(vspec, samples, parts, k, root) for k in range(args.folds)]
+            if vspec.input_size not in prepared:
+                prepared[vspec.input_size] = data.load_prepared(vspec, samples)
+            last = [last_epoch_scores(vspec, prepared[vspec.input_size], parts, k, root) for k in range(args.folds)]
             for name, folds in (("last epoch", [a for a, _ in last]), ("last epoch, BatchNorm recalibrated", [b for _, b in last])):
                 scored[f"{variant} ({name})"] = pooled(folds)
                 each = [scoring.selection_score(spec, r["probs"], labels[r["index"]]) for r in folds]

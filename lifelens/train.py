@@ -319,14 +319,25 @@ def _kept_epoch(spec, state: dict) -> int:
     return len(state["history"]) if spec.recipe.epoch_selection == "last" else state["best_epoch"]
 
 
+def _kept_checkpoint(spec) -> str:
+    """The run folder's checkpoint holding :func:`_kept_epoch`'s weights."""
+    return "last.keras" if spec.recipe.epoch_selection == "last" else "best.keras"
+
+
+def _selection_rule(spec) -> str:
+    """How the kept epoch was chosen, as the card says it."""
+    if spec.recipe.epoch_selection == "last":
+        return LAST_EPOCH_RULE
+    return SELECTION_RULE + (FAULTY_VALIDATION if spec.recipe.acquisition_faults > 0 else "")
+
+
 def _final_model(spec, run_dir: Path, seed: int, x_train, x_val, y_val, log):
     """The kept epoch's weights (:func:`_kept_epoch`) in a fresh, uncompiled model (no optimizer
     state on disk), with exact BatchNorm statistics where the recipe recalibrates them and they do
     better on validation."""
     import keras
 
-    checkpoint = "last.keras" if spec.recipe.epoch_selection == "last" else "best.keras"
-    kept = keras.saving.load_model(run_dir / checkpoint, safe_mode=True)
+    kept = keras.saving.load_model(run_dir / _kept_checkpoint(spec), safe_mode=True)
     final = build_model(spec, seed=seed)
     final.set_weights(kept.get_weights())
     if not spec.recipe.recalibrate_batchnorm:
@@ -400,8 +411,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
                 "epochs": epochs, "optimizer": "AdamW", "weight_decay": WEIGHT_DECAY,
                 "schedule": "cosine decay to 2%", "dropout_before_head": 0.4, "augmentation": spec.augmentation,
                 "selected_epoch": _kept_epoch(spec, state),
-                "selection": (LAST_EPOCH_RULE if spec.recipe.epoch_selection == "last" else
-                              SELECTION_RULE + (FAULTY_VALIDATION if spec.recipe.acquisition_faults > 0 else "")),
+                "selection": _selection_rule(spec),
                 **bn_note,
                 # A fine-tuned member: its first stage's epochs, then these (history and selected epoch are theirs).
                 **({"fine_tuned_from": origin, "epochs": origin["epochs"], "fine_tune_epochs": epochs} if origin else {}),
