@@ -22,7 +22,8 @@ with a 95 % interval from resampling groups, and its paired difference from the 
 with its interval. ``--last-epoch`` also scores each variant's folds with their networks'
 last epoch in place of the selected one (read from the fold's run folder, no training), with
 the BatchNorm moving statistics as trained and with exact statistics of the fold's training
-images: whether selecting on one small fold, and recalibrating, are worth their noise.
+images: whether selecting on one small fold, and recalibrating, are worth their noise; and,
+for a variant that averages its last epochs' weights, the averages of fewer of them.
 
 Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
 """
@@ -106,23 +107,36 @@ def fold_scores(spec: TaskSpec, samples: list, parts: list[list[int]], k: int, o
     return result
 
 
-def last_epoch_scores(spec: TaskSpec, images: np.ndarray, parts: list[list[int]], k: int, root: Path) -> tuple[dict, dict]:
-    """Fold ``k`` scored by the last epoch of the network :func:`fold_scores` trained for it:
-    (with its BatchNorm moving statistics as trained, with exact statistics of its training images).
-    ``images``: every sample, prepared at the variant's input size."""
+def last_epoch_scores(spec: TaskSpec, images: np.ndarray, parts: list[list[int]], k: int, root: Path) -> dict[str, dict]:
+    """Fold ``k`` scored by the last epoch of the network :func:`fold_scores` trained for it,
+    by reading name: "last epoch" (BatchNorm moving statistics as trained), "last epoch,
+    BatchNorm recalibrated" (exact statistics of its training images) and, where the run kept
+    the weights of its last epochs (``average_last_epochs``), "last n epochs averaged" for
+    n = 2, 4, 8 ... up to what it kept. ``images``: every sample, prepared at the variant's input size."""
     import keras
 
     from lifelens.models import build_model, predict_proba
-    from lifelens.train import recalibrate_batchnorm
+    from lifelens.train import averaged_weights, epoch_weights_file, recalibrate_batchnorm
 
     run = root / f"fold{k}_run"
     run = run / "fine_tune" if (run / "fine_tune").is_dir() else run
     net = build_model(spec, seed=k)  # the task's input size, as fold_scores's saved network
-    net.set_weights(keras.saving.load_model(run / "last.keras", safe_mode=True).get_weights())
     split = fold_split(parts, k)
-    as_trained = {"index": np.array(split["test"]), "probs": predict_proba(net, images[split["test"]], batch_size=16)}
+
+    def read() -> dict:
+        return {"index": np.array(split["test"]), "probs": predict_proba(net, images[split["test"]], batch_size=16)}
+
+    last = len(json.loads((run / "state.json").read_text())["history"])
+    readings = {}
+    for n in (2, 4, 8, 16, 32):
+        if n < last and all(epoch_weights_file(run, e).is_file() for e in range(last - n + 1, last + 1)):
+            net.set_weights(averaged_weights(run, list(range(last - n + 1, last + 1))))
+            readings[f"last {n} epochs averaged"] = read()
+    net.set_weights(keras.saving.load_model(run / "last.keras", safe_mode=True).get_weights())
+    readings["last epoch"] = read()
     recalibrate_batchnorm(net, images[sorted(split["train"])])
-    return as_trained, {"index": np.array(split["test"]), "probs": predict_proba(net, images[split["test"]], batch_size=16)}
+    readings["last epoch, BatchNorm recalibrated"] = read()
+    return readings
 
 
 def pooled(results: list[dict]) -> np.ndarray:
@@ -176,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
             if vspec.input_size not in prepared:
                 prepared[vspec.input_size] = data.load_prepared(vspec, samples)
             last = [last_epoch_scores(vspec, prepared[vspec.input_size], parts, k, root) for k in range(args.folds)]
-            for name, folds in (("last epoch", [a for a, _ in last]), ("last epoch, BatchNorm recalibrated", [b for _, b in last])):
+            for name in last[0]:
+                folds = [reading[name] for reading in last]
                 scored[f"{variant} ({name})"] = pooled(folds)
                 each = [scoring.selection_score(spec, r["probs"], labels[r["index"]]) for r in folds]
                 print(f"[{spec.id}] {variant}, {name}: fold scores " + ", ".join(f"{v:.3f}" for v in each)

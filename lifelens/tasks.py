@@ -101,11 +101,17 @@ class TrainingRecipe:
     # do better on validation; False keeps the moving ones (a patch-trained film net, whose
     # whole-film statistics are not those of the patches it learnt on).
     recalibrate_batchnorm: bool = True
+    # When > 0, the member keeps the mean of its last k epochs' weights (moving statistics included)
+    # instead of one epoch's: stochastic weight averaging (Izmailov et al. 2018) over the tail of the
+    # cosine schedule, for a task whose epoch-to-epoch validation score swings. Needs "last".
+    average_last_epochs: int = 0
     members: int = 3  # independently seeded members of the deep ensemble shipped (a test holds the card to it)
 
     def __post_init__(self):
         if self.epoch_selection not in ("best", "last"):
             raise ValueError(f"epoch_selection is 'best' or 'last', not {self.epoch_selection!r}")
+        if self.average_last_epochs and self.epoch_selection != "last":
+            raise ValueError("average_last_epochs averages the epochs before the last: it needs epoch_selection='last'")
 
 
 @dataclass(frozen=True)

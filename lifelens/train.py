@@ -199,13 +199,39 @@ def _epoch_callbacks(spec, run_dir: Path, state: dict, scorer, x_val, y_val, epo
                 f"val_loss {row['val_loss']:.3f} val_acc {row['val_accuracy']:.3f} "
                 f"val_score {row['val_score']:.3f} ({state['seconds']:.0f}s)")
 
+    class KeepAveragedEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 in averaged_epochs(spec, epochs):
+                np.savez(epoch_weights_file(run_dir, epoch + 1), *self.model.get_weights())
+
     return [
         Score(),
         keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor="val_score", mode="max", save_best_only=True,
                                         initial_value_threshold=max(scores) if scores else None),
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
+        KeepAveragedEpochs(),
         WriteState(),
     ]
+
+
+def averaged_epochs(spec: TaskSpec, epochs: int) -> list[int]:
+    """The epochs (1-based) whose weights the member averages: the recipe's last
+    ``average_last_epochs`` of ``epochs``; none when the recipe keeps one epoch."""
+    return list(range(max(1, epochs - spec.recipe.average_last_epochs + 1), epochs + 1)) if spec.recipe.average_last_epochs else []
+
+
+def epoch_weights_file(run_dir: Path, epoch: int) -> Path:
+    """Where one epoch's weights are kept for averaging (``np.savez`` of ``get_weights()``)."""
+    return Path(run_dir) / f"weights_epoch{epoch:03d}.npz"
+
+
+def averaged_weights(run_dir: Path, epochs: list[int]) -> list[np.ndarray]:
+    """The element-wise mean of those epochs' weights (floating-point variables; any other, such
+    as a counter, is the last epoch's)."""
+    kept = [np.load(epoch_weights_file(run_dir, e)) for e in epochs]
+    stacks = [[f[f"arr_{i}"] for f in kept] for i in range(len(kept[0].files))]
+    return [np.mean(s, axis=0).astype(s[-1].dtype) if np.issubdtype(s[-1].dtype, np.floating) else s[-1]
+            for s in stacks]
 
 
 def _resume_or_build(spec, run_dir: Path, seed: int, input_size, steps: int, log, init_from: Path | None = None):
@@ -304,7 +330,7 @@ def train(spec: TaskSpec, out_dir: Path, data_dir: Path | None = None, epochs: i
         model.fit(_batches(spec, fx, fy, seed, faulty, done), validation_data=validation,
                   validation_batch_size=64, epochs=epochs, initial_epoch=done, class_weight=weights,
                   callbacks=_epoch_callbacks(spec, run_dir, state, scorer, x_val, y_val, epochs, log), verbose=0)
-    final, bn_note = _final_model(spec, run_dir, seed, x_train, x_val, y_val, log)
+    final, bn_note = _final_model(spec, run_dir, seed, epochs, x_train, x_val, y_val, log)
     target = Path(out_dir) / member_file(spec, member)
     target.parent.mkdir(parents=True, exist_ok=True)
     final.save(target)
@@ -326,20 +352,25 @@ def _kept_checkpoint(spec) -> str:
 
 def _selection_rule(spec) -> str:
     """How the kept epoch was chosen, as the card says it."""
+    if spec.recipe.average_last_epochs:
+        return LAST_EPOCH_RULE.replace("the last epoch", f"the mean of the last {spec.recipe.average_last_epochs} "
+                                       "epochs' weights (stochastic weight averaging)")
     if spec.recipe.epoch_selection == "last":
         return LAST_EPOCH_RULE
     return SELECTION_RULE + (FAULTY_VALIDATION if spec.recipe.acquisition_faults > 0 else "")
 
 
-def _final_model(spec, run_dir: Path, seed: int, x_train, x_val, y_val, log):
-    """The kept epoch's weights (:func:`_kept_epoch`) in a fresh, uncompiled model (no optimizer
+def _final_model(spec, run_dir: Path, seed: int, epochs: int, x_train, x_val, y_val, log):
+    """The kept epoch's weights (:func:`_kept_epoch`; the mean over :func:`averaged_epochs` where
+    the recipe averages) in a fresh, uncompiled model (no optimizer
     state on disk), with exact BatchNorm statistics where the recipe recalibrates them and they do
     better on validation."""
     import keras
 
     kept = keras.saving.load_model(run_dir / _kept_checkpoint(spec), safe_mode=True)
     final = build_model(spec, seed=seed)
-    final.set_weights(kept.get_weights())
+    averaged = averaged_epochs(spec, epochs)
+    final.set_weights(averaged_weights(run_dir, averaged) if averaged else kept.get_weights())
     if not spec.recipe.recalibrate_batchnorm:
         return final, {"batchnorm": "moving statistics from training (the recipe does not recalibrate them)"}
     before = selection_score(spec, final, x_val, y_val)
@@ -384,6 +415,7 @@ def _write_card(spec, out_dir: Path, target: Path, member: int, final, splits, s
         "size_bytes": target.stat().st_size, "training_seconds": round(seconds, 1),
         **({"fine_tuned_from": origin, "fine_tuning_seconds": round(state["seconds"], 1)} if origin else {}),
         "selected_epoch": _kept_epoch(spec, state), "epochs": epochs,
+        **({"averaged_epochs": averaged_epochs(spec, epochs)} if spec.recipe.average_last_epochs else {}),
         "best_val_score": round(max(r["val_score"] for r in state["history"]), 4),
         "input_size": spec.input_size, "mixup_alpha": spec.recipe.mixup_alpha,
         # per source, so a member trained on part of the data (train --train-sources) says so

@@ -243,7 +243,7 @@ def test_a_member_keeps_the_epoch_its_recipe_selects_and_batchnorm_as_the_recipe
 
     def kept(recipe_change):
         variant = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, **recipe_change))
-        return _final_model(variant, tmp_path, 0, x_train, x_val, y_val, log=lambda *_: None)
+        return _final_model(variant, tmp_path, 0, spec.recipe.epochs, x_train, x_val, y_val, log=lambda *_: None)
 
     last = _saved_weights(tmp_path / "last.keras")
     final, note = kept({})
@@ -257,6 +257,31 @@ def test_a_member_keeps_the_epoch_its_recipe_selects_and_batchnorm_as_the_recipe
     assert len(note["validation_score_before_after_bn_recalibration"]) == 2
     with pytest.raises(ValueError, match="epoch_selection"):
         dataclasses.replace(spec.recipe, epoch_selection="median")
+
+
+def test_a_member_that_averages_its_last_epochs_keeps_the_mean_of_their_weights(tmp_path):
+    """Stochastic weight averaging, trained for real on a few films: the run keeps the weights of
+    the last k epochs only, and the saved member is their element-wise mean, moving statistics
+    included (the recipe keeps them as trained), not the last epoch."""
+    from lifelens.train import averaged_epochs, train
+
+    spec = get_task("mammo")
+    variant = dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, average_last_epochs=2))
+    assert averaged_epochs(variant, 16) == [15, 16] and averaged_epochs(spec, 16) == []
+    run = tmp_path / "run"
+    path = train(variant, tmp_path / "out", epochs=3, run_dir=run, limit=4, log=lambda *_: None)
+    assert sorted(p.name for p in run.glob("weights_epoch*.npz")) == ["weights_epoch002.npz", "weights_epoch003.npz"]
+    epochs = [np.load(run / f"weights_epoch00{e}.npz") for e in (2, 3)]
+    saved, last = load_model_file(path), _saved_weights(run / "last.keras")
+    moving = [i for i, w in enumerate(saved.weights) if "moving_variance" in w.path]
+    assert moving
+    for i, w in enumerate(saved.get_weights()):
+        assert np.allclose(w, (epochs[0][f"arr_{i}"] + epochs[1][f"arr_{i}"]) / 2, atol=1e-6)
+    assert not np.allclose(saved.get_weights()[moving[0]], last[moving[0]])
+    row = json.loads((tmp_path / "out" / "mammo.json").read_text())["ensemble"]["members"][0]
+    assert row["averaged_epochs"] == [2, 3] and row["selected_epoch"] == 3
+    with pytest.raises(ValueError, match="epoch_selection"):
+        dataclasses.replace(spec.recipe, epoch_selection="best", average_last_epochs=4)
 
 
 def _saved_weights(path):
