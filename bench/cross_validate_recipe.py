@@ -18,8 +18,8 @@ so an interrupted run resumes where it stopped and ``shipped`` never reads folds
 earlier recipe. Prints, per variant, each fold's selection score (AUC of the
 positive class, or balanced accuracy) and their mean; then the score pooled over every
 cross-validated image (which also charges the folds' networks for disagreeing in calibration)
-with a 95 % interval from resampling groups, and its paired difference from the first variant
-with its interval. ``--last-epoch`` also scores each variant's folds with their networks'
+with a 95 % interval from resampling groups and the NLL of those probabilities, and its paired
+difference from the first variant (or the reading ``--against`` names) with its interval. ``--last-epoch`` also scores each variant's folds with their networks'
 last epoch in place of the selected one (read from the fold's run folder, no training), with
 the BatchNorm moving statistics as trained and with exact statistics of the fold's training
 images: whether selecting on one small fold, and recalibrating, are worth their noise; and,
@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 
 from lifelens import config, data, scoring  # noqa: E402
 from lifelens.tasks import TaskSpec, get_task  # noqa: E402
+from lifelens.uncertainty.metrics import negative_log_likelihood  # noqa: E402
 
 SPEC_FIELDS = ("input_size", "patch_size")
 
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--last-epoch", action="store_true",
                         help="also score each variant by its folds' last epoch instead of the selected one")
+    parser.add_argument("--against", help="the printed name the paired differences are taken against "
+                                          "(default: the first variant), e.g. 'shipped (last epoch)'")
     args = parser.parse_args(argv)
     spec = get_task(args.task)
     splits = data.task_splits(spec)
@@ -196,7 +199,9 @@ def main(argv: list[str] | None = None) -> None:
                 each = [scoring.selection_score(spec, r["probs"], labels[r["index"]]) for r in folds]
                 print(f"[{spec.id}] {variant}, {name}: fold scores " + ", ".join(f"{v:.3f}" for v in each)
                       + f" (mean {np.mean(each):.3f})", flush=True)
-    first = args.variants[0]
+    first = args.against or args.variants[0]
+    if first not in scored:
+        raise SystemExit(f"--against: no reading named {first!r}; there are {', '.join(map(repr, scored))}")
 
     def score(variant, ix):
         return scoring.selection_score(spec, scored[variant][ix], labels[ix]) if len(set(labels[ix])) > 1 else np.nan
@@ -204,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     for variant in scored:
         value = score(variant, np.arange(len(labels)))
         low, high = np.percentile(group_bootstrap(groups, lambda ix: score(variant, ix)), [2.5, 97.5])
-        line = f"{variant}: cross-validated selection score {value:.3f} [{low:.3f}, {high:.3f}]"
+        line = (f"{variant}: cross-validated selection score {value:.3f} [{low:.3f}, {high:.3f}], "
+                f"NLL {negative_log_likelihood(scored[variant], labels):.3f}")
         if variant != first:
             diffs = group_bootstrap(groups, lambda ix: score(variant, ix) - score(first, ix))
             gap = value - score(first, np.arange(len(labels)))
