@@ -19,11 +19,12 @@ earlier recipe. Prints, per variant, each fold's selection score (AUC of the
 positive class, or balanced accuracy) and their mean; then the score pooled over every
 cross-validated image (which also charges the folds' networks for disagreeing in calibration)
 with a 95 % interval from resampling groups and the NLL of those probabilities, and its paired
-difference from the first variant (or the reading ``--against`` names) with its interval. ``--last-epoch`` also scores each variant's folds with their networks'
-last epoch in place of the selected one (read from the fold's run folder, no training), with
-the BatchNorm moving statistics as trained and with exact statistics of the fold's training
-images: whether selecting on one small fold, and recalibrating, are worth their noise; and,
-for a variant that averages its last epochs' weights, the averages of fewer of them.
+difference from the first variant (or the reading ``--against`` names) with its interval.
+``--last-epoch`` also scores each variant's folds with their networks' last epoch in place of
+the selected one (read from the fold's run folder, no training), with the BatchNorm moving
+statistics as trained and with exact statistics of the fold's training images: whether
+selecting on one small fold, and recalibrating, are worth their noise; and, for a variant that
+averages its last epochs' weights (``average_last_epochs=8``), the averages of fewer of them.
 
 Not a ``bench_*`` module: it measures a choice, not a time, so ``make bench`` skips it.
 """
@@ -130,8 +131,9 @@ def last_epoch_scores(spec: TaskSpec, images: np.ndarray, parts: list[list[int]]
     last = len(json.loads((run / "state.json").read_text())["history"])
     readings = {}
     for n in (2, 4, 8, 16, 32):
-        if n < last and all(epoch_weights_file(run, e).is_file() for e in range(last - n + 1, last + 1)):
-            net.set_weights(averaged_weights(run, list(range(last - n + 1, last + 1))))
+        window = list(range(last - n + 1, last + 1))
+        if n < last and all(epoch_weights_file(run, e).is_file() for e in window):
+            net.set_weights(averaged_weights(run, window))
             readings[f"last {n} epochs averaged"] = read()
     net.set_weights(keras.saving.load_model(run / "last.keras", safe_mode=True).get_weights())
     readings["last epoch"] = read()

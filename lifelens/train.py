@@ -362,15 +362,14 @@ def _selection_rule(spec) -> str:
 
 def _final_model(spec, run_dir: Path, seed: int, epochs: int, x_train, x_val, y_val, log):
     """The kept epoch's weights (:func:`_kept_epoch`; the mean over :func:`averaged_epochs` where
-    the recipe averages) in a fresh, uncompiled model (no optimizer
-    state on disk), with exact BatchNorm statistics where the recipe recalibrates them and they do
-    better on validation."""
+    the recipe averages) in a fresh, uncompiled model (no optimizer state on disk), with exact
+    BatchNorm statistics where the recipe recalibrates them and they do better on validation."""
     import keras
 
-    kept = keras.saving.load_model(run_dir / _kept_checkpoint(spec), safe_mode=True)
     final = build_model(spec, seed=seed)
     averaged = averaged_epochs(spec, epochs)
-    final.set_weights(averaged_weights(run_dir, averaged) if averaged else kept.get_weights())
+    final.set_weights(averaged_weights(run_dir, averaged) if averaged else
+                      keras.saving.load_model(run_dir / _kept_checkpoint(spec), safe_mode=True).get_weights())
     if not spec.recipe.recalibrate_batchnorm:
         return final, {"batchnorm": "moving statistics from training (the recipe does not recalibrate them)"}
     before = selection_score(spec, final, x_val, y_val)
