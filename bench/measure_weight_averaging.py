@@ -3,8 +3,8 @@
 
     python bench/measure_weight_averaging.py plant runs/plant_swa/member17 4 8 12
 
-The run folder is ``member<k>`` (seed k) and must have been trained with ``average_last_epochs`` at least the largest n, so its
-folder holds those epochs' weights. Each candidate is finished as ``lifelens.train`` finishes a
+The run folder is ``member<k>`` (seed k) and must have been trained with ``average_last_epochs``
+at least the largest n, so it holds those epochs' weights. Each candidate is finished as ``lifelens.train`` finishes a
 member (the recipe's BatchNorm recalibration where it does better on validation) and saved in
 ``<run>/candidates/``; then each is scored alone on every source's validation images, as
 ``bench/measure_members.py`` scores a member file: its NLL, the task's key metrics, per source.
@@ -34,17 +34,15 @@ from lifelens.tasks import get_task  # noqa: E402
 from lifelens.uncertainty.metrics import negative_log_likelihood  # noqa: E402
 
 
-def candidates(spec, run: Path, averages: list[int]) -> dict[str, Path]:
+def candidates(spec, run: Path, averages: list[int], splits: dict, x_val: np.ndarray) -> dict[str, Path]:
     """{name: saved model file}: the best epoch, the last epoch and the mean of the last n, each
-    finished by ``lifelens.train._final_model`` under the recipe that keeps it."""
+    finished by ``lifelens.train._final_model`` under the recipe that keeps it. ``splits``: the
+    task's training splits; ``x_val``: their validation images, prepared."""
     from lifelens.train import _final_model
 
     state = json.loads((run / "state.json").read_text())
     epochs, seed = len(state["history"]), int(re.search(r"(\d+)$", run.name).group(1))  # member k has seed k
-    splits = data.training_splits(spec)
-    subset = np.random.default_rng(seed).permutation(len(splits["train"]))[:1024]
-    x_train = data.load_prepared(spec, [splits["train"][i] for i in np.sort(subset)])
-    x_val, y_val = data.load_prepared(spec, splits["val"]), np.array([s.label for s in splits["val"]])
+    x_train, y_val = data.load_prepared(spec, splits["train"]), np.array([s.label for s in splits["val"]])
     variants = {f"best epoch ({state['best_epoch']})": {"epoch_selection": "best", "average_last_epochs": 0},
                 f"last epoch ({epochs})": {"epoch_selection": "last", "average_last_epochs": 0},
                 **{f"last {n} epochs averaged": {"epoch_selection": "last", "average_last_epochs": n} for n in averages}}
@@ -62,11 +60,13 @@ def candidates(spec, run: Path, averages: list[int]) -> dict[str, Path]:
 
 def main(task_id: str, run: str, averages: list[int]) -> None:
     spec = get_task(task_id)
-    files = candidates(spec, Path(run), averages)
-    val = data.training_splits(spec)["val"]
+    splits = data.training_splits(spec)
+    val = splits["val"]
+    x_val = data.load_prepared(spec, val)
+    files = candidates(spec, Path(run), averages, splits, x_val)
     labels = np.array([s.label for s in val])
     sources = data.by_source(val)
-    images: dict[int, np.ndarray] = {}
+    images = {spec.input_size: x_val.astype(np.float32)}  # prepared once, for finishing and for scoring
     for name, file in files.items():
         probs = validation_probabilities(spec, val, str(file), images)
         print(f"{name}: validation NLL {negative_log_likelihood(probs, labels):.4f}, {key_metrics(spec, labels, probs)}"

@@ -31,7 +31,9 @@ VAL_FAULT_SEED = 10_000
 FAULTY_VALIDATION = "; with camera faults in training, on the validation images both as they are and through a fault"
 SELECTION_RULE = ("highest validation score on whole validation images of every source (balanced accuracy; "
                   "ROC AUC for a binary task)")
-LAST_EPOCH_RULE = "the last epoch (the epoch count chosen by cross-validation; no selection on the validation images)"
+NO_SELECTION = " (the epoch count chosen by cross-validation; no selection on the validation images)"
+LAST_EPOCH_RULE = "the last epoch" + NO_SELECTION
+AVERAGED_EPOCHS_RULE = "the mean of the last {n} epochs' weights (stochastic weight averaging)" + NO_SELECTION
 
 
 def augmenter(kind: str, seed: int):
@@ -353,8 +355,7 @@ def _kept_checkpoint(spec) -> str:
 def _selection_rule(spec) -> str:
     """How the kept epoch was chosen, as the card says it."""
     if spec.recipe.average_last_epochs:
-        return LAST_EPOCH_RULE.replace("the last epoch", f"the mean of the last {spec.recipe.average_last_epochs} "
-                                       "epochs' weights (stochastic weight averaging)")
+        return AVERAGED_EPOCHS_RULE.format(n=spec.recipe.average_last_epochs)
     if spec.recipe.epoch_selection == "last":
         return LAST_EPOCH_RULE
     return SELECTION_RULE + (FAULTY_VALIDATION if spec.recipe.acquisition_faults > 0 else "")
