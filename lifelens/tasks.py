@@ -413,6 +413,12 @@ PLANT = TaskSpec(
     # Weight averaging measured in one run (seed 17, first stage, 2026-12-05; README): best epoch 0.963
     # validation accuracy (NLL 0.207), last 0.961 (0.205), means of the last 2-12 epochs 0.958-0.961
     # (0.206-0.207): no lever, not adopted (python bench/measure_weight_averaging.py).
+    # More capacity (2026-12-05, eighth session; README "More capacity (plant)"): member 0's whole
+    # recipe (seed 0) alone, tempered validation NLL against 0.157 (accuracy 0.955): every stage 1.5x
+    # the channels 0.110 (0.963; twice the CPU per epoch), 60 clean epochs 0.093 (0.966), below the
+    # shipped five together (0.1050, 0.9697). In member 0's place the 60-epoch member makes the 45-epoch
+    # ones dilute it (greedy: floor of three, 0.0935, accuracy 0.9685), so the lever is a whole
+    # 60-epoch ensemble; one seed so far, not yet shipped (weights in models/trials/plant_capacity).
     recipe=TrainingRecipe(epochs=45, class_weighting=None, members=5, acquisition_faults=0.5, fine_tune_epochs=6),
 )
 

@@ -5,9 +5,10 @@
 #   wide:  every stage 1.5x the channels (about 2.2x the CPU);
 #   long:  60 epochs instead of 45 (1.33x the CPU).
 # Compared against the shipped member 0 on every source's validation images
-# (bench/measure_members.py). Run from the repository root: PYTHONPATH=. python <this> wide|long
-# It writes runs/plant_<trial>/plant.keras and its card; the wide member is committed here as
-# plant.wide.keras with that card (plant.wide.json). Not shipped: README, "More capacity (plant)".
+# (bench/measure_members.py). Run from the repository root: PYTHONPATH=. python <this> wide|long [member]
+# It writes runs/plant_<trial>/ (plant.keras for member 0, plant.m<k>.keras otherwise) and its card;
+# the two seed-0 members are committed here as plant.wide.keras and plant.long.keras with their
+# cards (plant.wide.json, plant.long.json). Not shipped: README, "More capacity (plant)".
 import dataclasses
 import sys
 from pathlib import Path
@@ -16,12 +17,13 @@ from lifelens.tasks import get_task
 from lifelens.train import train
 
 trial = sys.argv[1]
+member = int(sys.argv[2]) if len(sys.argv) > 2 else 0  # also the seed
 spec = get_task("plant")
 if trial == "wide":
     recipe = dataclasses.replace(spec.recipe, stages=tuple((int(width * 1.5), n) for width, n in spec.recipe.stages))
 elif trial == "long":
     recipe = dataclasses.replace(spec.recipe, epochs=60)
 else:
-    raise SystemExit("usage: train_trial.py wide|long")
+    raise SystemExit("usage: train_trial.py wide|long [member]")
 out = Path(f"runs/plant_{trial}")
-train(dataclasses.replace(spec, recipe=recipe), out, member=0, run_dir=out / "member0")
+train(dataclasses.replace(spec, recipe=recipe), out, member=member, run_dir=out / f"member{member}")
