@@ -2,8 +2,8 @@
 # still rising when the cosine schedule ends (member 17: 0.963 at epoch 37, 0.976 at 45).
 # Two ways to give member 0 (seed 0, the shipped plant.keras's seed) more capacity, each the whole
 # recipe (45 clean epochs + 6 with camera faults) with one change:
-#   wide:  every stage 1.5x the channels (about 2.2x the CPU);
-#   long:  60 epochs instead of 45 (1.33x the CPU).
+#   wide:  every stage 1.5x the channels (measured: twice the CPU per epoch);
+#   long:  60 epochs instead of 45 (1.33x the epochs).
 # Compared against the shipped member 0 on every source's validation images
 # (bench/measure_members.py). Run from the repository root: PYTHONPATH=. python <this> wide|long [member]
 # It writes runs/plant_<trial>/ (plant.keras for member 0, plant.m<k>.keras otherwise) and its card;
