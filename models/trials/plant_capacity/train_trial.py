@@ -7,8 +7,9 @@
 # Compared against the shipped member 0 on every source's validation images
 # (bench/measure_members.py). Run from the repository root: PYTHONPATH=. python <this> wide|long [member]
 # It writes runs/plant_<trial>/ (plant.keras for member 0, plant.m<k>.keras otherwise) and its card;
-# the two seed-0 members are committed here as plant.wide.keras and plant.long.keras with their
-# cards (plant.wide.json, plant.long.json). Not shipped: README, "More capacity (plant)".
+# committed here: the seed-0 members as plant.wide.keras and plant.long.keras, the 60-epoch seed-8
+# member as plant.long.m8.keras, with their cards (plant.wide.json, plant.long.json).
+# Not shipped: README, "More capacity (plant)".
 import dataclasses
 import sys
 from pathlib import Path
