@@ -7,8 +7,8 @@
 # Compared against the shipped member 0 on every source's validation images
 # (bench/measure_members.py). Run from the repository root: PYTHONPATH=. python <this> wide|long [member]
 # It writes runs/plant_<trial>/ (plant.keras for member 0, plant.m<k>.keras otherwise) and its card;
-# committed here: the seed-0 members as plant.wide.keras and plant.long.keras, the 60-epoch seed-8
-# member as plant.long.m8.keras, with their cards (plant.wide.json, plant.long.json).
+# committed here: the seed-0 members as plant.wide.keras and plant.long.keras, the 60-epoch members of
+# seeds 8, 11, ... as plant.long.m<k>.keras, with their cards (plant.wide.json, plant.long.json).
 # Not shipped: README, "More capacity (plant)".
 import dataclasses
 import sys
