@@ -8,7 +8,9 @@ source where the task has extra ones. A member is shipped when it
 lowers that NLL: the proper score the ensemble claims to improve. Last, the greedy selection
 from the first file (member 0): where later members are better (plant's 45-epoch members
 against its 30-epoch ones), the members it chooses are shipped and the others dropped
-(``ship --drop``), at most the recipe's ``members`` of them: that cap is the app's speed budget.
+(``ship --drop``), at most five of them: that cap is the app's speed budget (plant's seven
+members broke the slowest-interaction and cold-start goals, five kept them; README, bench rows).
+The recipe's ``members`` then records how many were shipped.
 
     python bench/measure_members.py skin models/skin.keras models/skin.m1.keras ... runs/stage/skin.m4.keras
 
@@ -22,6 +24,8 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+
+SPEED_CAP = 5  # members an ensemble view can afford on 2 cores: more slow every ensemble view
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -54,8 +58,7 @@ def main(task_id: str, files: list[str]) -> None:
     chosen = greedy_selection(raw, labels)
     print("greedy selection from the first file (each step adds the file that lowers the tempered NLL most, "
           "until none does, three at least): " + " -> ".join(f"{files[i]} ({nll:.4f})" for i, nll in chosen), flush=True)
-    cap = spec.recipe.members  # the app's speed budget: more members slow every ensemble view
-    print(f"to ship (at most the recipe's {cap}): " + ", ".join(files[i] for i, _ in chosen[:cap]), flush=True)
+    print(f"to ship (at most {SPEED_CAP}, the app's speed budget): " + ", ".join(files[i] for i, _ in chosen[:SPEED_CAP]), flush=True)
 
 
 def tempered_mean(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:
