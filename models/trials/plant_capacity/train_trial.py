@@ -7,9 +7,10 @@
 # Compared against the shipped member 0 on every source's validation images
 # (bench/measure_members.py). Run from the repository root: PYTHONPATH=. python <this> wide|long [member]
 # It writes runs/plant_<trial>/ (plant.keras for member 0, plant.m<k>.keras otherwise) and its card;
-# committed here: the seed-0 members as plant.wide.keras and plant.long.keras, the unshipped 60-epoch
-# members of seeds 8 and 16 as plant.long.m8.keras and plant.long.m16.keras, with their cards (plant.wide.json, plant.long.json).
-# The 60-epoch recipe is shipped since 2026-12-05 (members 0, 11, 13): README, "More capacity (plant)".
+# committed here: the wide seed-0 member as plant.wide.keras, the unshipped 60-epoch members of
+# seeds 8 and 16 as plant.long.m8.keras and plant.long.m16.keras, with their cards (plant.wide.json,
+# plant.long.json). The 60-epoch recipe is shipped since 2026-12-05 (members 0, 11, 13 in models/):
+# README, "More capacity (plant)".
 import dataclasses
 import sys
 from pathlib import Path
