@@ -677,8 +677,9 @@ RETINA = TaskSpec(
     # 0.715 -> 0.706. Kappa is judged, so the trade was not taken; the weights were not kept.
     # Measured (tenth session), not a lever: member 0 trained on EyePACS's 2,116 training photos alone
     # (train --train-sources retina_eyepacs, 2078 s) reads EyePACS validation at referable AUC 0.747,
-    # kappa 0.448 (shipped member 0: 0.715, 0.402), so these 224 px enhanced JPEGs, not the mixture
-    # of sources, keep EyePACS far from 0.90 (README, "How far EyePACS goes on these photos").
+    # kappa 0.448 (shipped member 0: 0.715, 0.402): the EyePACS photos and grades themselves (enhanced
+    # upstream, JPEG), not the mixture of sources, keep it far from 0.90 (one seed; README, "How far
+    # EyePACS goes on these photos").
     recipe=TrainingRecipe(epochs=24, class_weighting="sqrt", stages=((32, 1), (64, 1), (128, 2), (192, 2)),
                           architecture="plain", members=3),
 )
