@@ -58,7 +58,8 @@ def main(task_id: str, files: list[str]) -> None:
     chosen = greedy_selection(raw, labels)
     print("greedy selection from the first file (each step adds the file that lowers the tempered NLL most, "
           "until none does, three at least): " + " -> ".join(f"{files[i]} ({nll:.4f})" for i, nll in chosen), flush=True)
-    print(f"to ship (at most {SPEED_CAP}, the app's speed budget): " + ", ".join(files[i] for i, _ in chosen[:SPEED_CAP]), flush=True)
+    print(f"to ship (at most {SPEED_CAP}, the app's speed budget): "
+          + ", ".join(files[i] for i, _ in chosen[:SPEED_CAP]), flush=True)
 
 
 def tempered_mean(raw: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float]:

@@ -30,25 +30,22 @@ from lifelens.tasks import get_task  # noqa: E402
 SPEC = get_task("retina")
 
 
-def channel_detail_std(image: np.ndarray) -> np.ndarray:
-    """Per-channel std of (image - local average) inside the fundus of a resized (S, S, 3) photo."""
+def fundus_detail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S, S, 3) float32 detail (the photo minus its local average, as the shipped preparation
+    takes it) and the (S, S) bool fundus mask of a resized photo."""
     img = image.astype(np.float32)
     detail = img - cv2.GaussianBlur(img, (0, 0), max(1.0, img.shape[0] / 30))
-    mask = img.mean(axis=-1) > 10
-    return detail[mask].std(axis=0) if mask.any() else np.zeros(3, np.float32)
+    return detail, img.mean(axis=-1) > 10
 
 
 def prepare_fundus_channel_capped(image: np.ndarray, size: int) -> np.ndarray:
     """Resize, subtract the local average colour, cap each channel's detail spread at the APTOS
     training profile (python trial.py profile, scaled to a pooled 9 like the shipped cap), 4x gain."""
     caps = np.array([12.2, 8.5, 4.3], np.float32)
-    img = imaging.resize(image, size).astype(np.float32)
-    detail = img - cv2.GaussianBlur(img, (0, 0), max(1.0, img.shape[0] / 30))
-    mask = (img.mean(axis=-1) > 10).astype(np.float32)
-    std = detail[mask > 0].std(axis=0) if mask.any() else caps
+    detail, inside = fundus_detail(imaging.resize(image, size))
+    std = detail[inside].std(axis=0) if inside.any() else caps
     out = 4.0 * np.minimum(1.0, caps / np.maximum(std, 1e-6)) * detail + 128.0
-    out = out * mask[..., None] + 128.0 * (1 - mask[..., None])
-    return np.clip(out, 0, 255)
+    return np.clip(np.where(inside[..., None], out, 128.0), 0, 255)
 
 
 TRIAL = dataclasses.replace(SPEC, prepare=prepare_fundus_channel_capped)
@@ -59,10 +56,9 @@ def profile() -> None:
     pick = np.random.default_rng(0).choice(len(train), 300, replace=False)
     stds = []
     for i in pick:
-        image = SPEC.framed(SPEC.load_image(SPEC.image_path(train[i])))
-        resized = imaging.resize(image, SPEC.input_size).astype(np.float32)
-        stds.append(np.append(channel_detail_std(resized), (resized - cv2.GaussianBlur(
-            resized, (0, 0), SPEC.input_size / 30))[resized.mean(-1) > 10].std()))
+        detail, inside = fundus_detail(imaging.resize(SPEC.framed(SPEC.load_image(SPEC.image_path(train[i]))),
+                                                      SPEC.input_size))
+        stds.append(np.append(detail[inside].std(axis=0), detail[inside].std()))
     median = np.median(stds, axis=0)
     print(f"APTOS training photos (300): median detail std R G B {median[:3].round(2)}, pooled {median[3]:.2f}; "
           f"scaled to a pooled 9: {(median[:3] * 9 / median[3]).round(2)}")
