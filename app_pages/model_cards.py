@@ -66,6 +66,9 @@ with common.guarded("The metrics"):
             mark = "met" if goal.get("met_on_our_test_split") else "**not met**"
             st.caption(f"Goal on the held-out judging set: {goal['metric'].replace('_', ' ')} ≥ {goal['goal']:.2f}; "
                        f"our test split: {card_tables.format_value(goal.get('our_test_split'))} ({mark}).")
+        for line in card_tables.source_goal_lines(card):
+            st.caption(f"Goal on the second held-out set (other clinics, cameras or challenge year), scored {line}.",
+                       help=screen_text.HELP["test_split_goals"])
         st.caption(f"Calibration of the ensemble: ECE {card_tables.format_value(metrics.get('ece'))}, NLL "
                    f"{card_tables.format_value(metrics.get('nll'))}; a single member: NLL "
                    f"{card_tables.format_value((card.get('single_member_metrics') or {}).get('nll'))}. "

@@ -183,7 +183,8 @@ def training_summary(card: dict) -> str:
 
 def goal_lines(card: dict) -> list[str]:
     """Each goal of the card as one phrase: "quadratic kappa 0.865 [0.831, 0.897] (goal 0.80: met)",
-    the value the ensemble scored on our test split with its 95 % bootstrap interval; [] before evaluation."""
+    the value the ensemble scored on our test split with its 95 % bootstrap interval, then the
+    second held-out set's goals (:func:`source_goal_lines`); [] before evaluation."""
     intervals = (card.get("metrics") or {}).get("intervals95") or {}
     lines = []
     for goal in card.get("goals") or []:
@@ -192,6 +193,22 @@ def goal_lines(card: dict) -> list[str]:
             continue
         lines.append(f"{goal['metric'].replace('_', ' ')} {with_interval(value, intervals.get(goal['metric']))}"
                      f" (goal {goal['goal']:.2f}: {'met' if goal.get('met_on_our_test_split') else 'NOT met'})")
+    return lines + source_goal_lines(card)
+
+
+def source_goal_lines(card: dict) -> list[str]:
+    """Each goal of the second held-out set as one phrase, scored on the test share of the source
+    that stands in for it: "on retina_eyepacs, read in pairs: referable auc 0.776 [0.729, 0.817]
+    (goal 0.90 on other clinics' images: NOT met)"; [] where the card has none."""
+    lines = []
+    for goal in card.get("source_goals") or []:
+        value = goal.get("our_test_share")
+        if not isinstance(value, (int, float)):
+            continue
+        read = ", read in pairs" if goal.get("read") == "paired" else ""
+        lines.append(f"on {goal['source']}{read}: {goal['metric'].replace('_', ' ')} "
+                     f"{with_interval(value, goal.get('interval95'))} (goal {goal['goal']:.2f} on other sources' "
+                     f"images: {'met' if goal.get('met_on_our_test_share') else 'NOT met'})")
     return lines
 
 

@@ -284,6 +284,7 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
         known = {src: probs["test"][ix] for src, ix in data.by_source(train["test"]).items()}
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
                                                      known=known)
+    entries["source_goals"] = source_goal_status(spec, entries["metrics_by_source"], entries.get("paired_read"))
     entries["intended_use"] = intended_use(spec)
     entries["limitations"] = list(spec.limitations)
     entries["dataset"] = dataset_entry(spec)
@@ -513,7 +514,8 @@ def choose_tta(task_model, x_val: np.ndarray, y_val: np.ndarray) -> tuple[dict, 
 
 
 def metrics_by_source(task_model, spec: TaskSpec, test_samples: list, threshold=None, known: dict | None = None) -> dict:
-    """{source folder: metrics of the ensemble on that source's test share}; ``known``:
+    """{source folder: metrics of the ensemble on that source's test share, with their bootstrap
+    intervals}; ``known``:
     {source: (N, K) probabilities already computed for it} ("" = the task's own folder)."""
     from lifelens.models import ensemble_proba
 
@@ -524,7 +526,25 @@ def metrics_by_source(task_model, spec: TaskSpec, test_samples: list, threshold=
         probs = (known or {}).get(source)
         if probs is None:
             probs = ensemble_proba(task_model, data.load_prepared(spec, chosen).astype(np.float32))
-        out[source or spec.data_folder] = classification_metrics(spec, labels, probs, threshold)
+        out[source or spec.data_folder] = _scored(spec, labels, probs, threshold)
+    return out
+
+
+def source_goal_status(spec: TaskSpec, by_source: dict, paired_read: dict | None = None) -> list[dict]:
+    """Each goal of the second held-out set (:attr:`ExtraSource.goals`) beside what the test share
+    of the source standing in for it measured, with its 95 % bootstrap interval: read in pairs where
+    the card's paired read is used and the share has pairs (as ``evaluate`` reads a set with
+    patients), else one image at a time. ``by_source``: the card's ``metrics_by_source``."""
+    paired = (paired_read or {}).get("metrics_by_source", {}) if (paired_read or {}).get("used") else {}
+    out = []
+    for source in spec.extra_sources:
+        read = "paired" if source.folder in paired else "one image"
+        metrics = (paired if read == "paired" else by_source).get(source.folder) or {}
+        for name, goal in source.goals:
+            value = metrics.get(name)
+            out.append({"source": source.folder, "metric": name, "goal": goal, "read": read,
+                        "our_test_share": value, "interval95": (metrics.get("intervals95") or {}).get(name),
+                        "met_on_our_test_share": value is not None and value >= goal})
     return out
 
 

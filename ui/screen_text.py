@@ -33,7 +33,9 @@ HELP = {
     "test_split_goals": "How the deep ensemble scored on our own test split (images of the task's own folder never "
                         "used for training or model selection), with its 95% bootstrap interval in brackets, against "
                         "the goal set for this task. A separate evaluation set, partly from other clinics and cameras, "
-                        "may score lower. The Model cards page compares it with simpler models.",
+                        "may score lower. A goal \"on\" another folder (HAM10000, EyePACS) is the goal for that "
+                        "second set, scored on that folder's own test share, the nearest images we have to it. The "
+                        "Model cards page compares it with simpler models.",
     "accuracy": "Share of test images whose top class is the true class.",
     "balanced_accuracy": "Mean of the per-class recalls: accuracy that a majority class cannot inflate.",
     "macro_auc": "Mean over classes of the one-vs-rest ROC AUC (0.5 = chance, 1 = perfect ranking).",

@@ -10,7 +10,7 @@
 # committed here: the wide seed-0 member as plant.wide.keras, the unshipped 60-epoch members of
 # seeds 8 and 16 as plant.long.m8.keras and plant.long.m16.keras, with their cards (plant.wide.json,
 # plant.long.json). The 60-epoch recipe is shipped since 2026-12-05 (members 0, 11, 13 in models/):
-# README, "More capacity (plant)".
+# models/EXPERIMENTS.md, "More capacity (plant)".
 import dataclasses
 import sys
 from pathlib import Path

@@ -1,6 +1,6 @@
 # Trial: plant's first stage (45 clean epochs) keeping its last 12 epochs' weights, to compare
 # the best epoch, the last and the averages within one run (bench/measure_weight_averaging.py).
-# Not shipped (README, "Averaging the last epochs' weights"): plant.m17.keras is that run's first stage,
+# Not shipped (models/EXPERIMENTS.md, "Averaging the last epochs' weights"): plant.m17.keras is that run's first stage,
 # its last 12 epochs averaged with BatchNorm recalibrated, without the recipe's fault fine-tuning.
 # The card's training_seconds (4792) counts about 48 minutes when the run was paused (SIGSTOP) to
 # leave the cores to the mammography cross-validation. Run from the repository root with

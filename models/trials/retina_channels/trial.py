@@ -5,7 +5,7 @@
 # spread (FUNDUS_MAX_DETAIL_STD), which leaves that imbalance: an EyePACS photo reaches the
 # network with more blue detail and less red than any APTOS photo of the training set.
 # The trial caps each channel at the APTOS training photos' own profile instead.
-# Result (2026-12-05, not adopted; README, "Colour balance of the fundus detail"): member 0
+# Result (2026-12-05, not adopted; models/EXPERIMENTS.md, "Colour balance of the fundus detail"): member 0
 # (retina.channels.keras here) against the shipped member 0, validation: EyePACS referable AUC
 # 0.715 -> 0.746, APTOS kappa 0.839 -> 0.815, APTOS NLL 0.725 -> 0.791.
 #
