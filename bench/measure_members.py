@@ -9,7 +9,7 @@ lowers that NLL: the proper score the ensemble claims to improve. Last, the gree
 from the first file (member 0): where later members are better (plant's 45-epoch members
 against its 30-epoch ones), the members it chooses are shipped and the others dropped
 (``ship --drop``), at most five of them: that cap is the app's speed budget (plant's seven
-members broke the slowest-interaction and cold-start goals, five kept them; README, bench rows).
+members broke the slowest-interaction and cold-start goals, five kept them; bench/HISTORY.md).
 The recipe's ``members`` then records how many were shipped.
 
     python bench/measure_members.py skin models/skin.keras models/skin.m1.keras ... runs/stage/skin.m4.keras
