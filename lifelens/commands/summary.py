@@ -153,6 +153,23 @@ def gate_table(specs, cards) -> list[str]:
     return lines
 
 
+OOD_SCORES = (("ensemble_mutual_information", "deep ensemble: mutual information"),
+              ("mutual_information", "MC dropout: mutual information"),
+              ("variational_mutual_information", "variational head: mutual information"),
+              ("max_softmax", "1 − max softmax"))
+
+
+def ood_table(specs, cards) -> list[str]:
+    """The card's ``ood_auroc``: how well each uncertainty score tells foreign images from ours."""
+    lines = ["| task | score | AUROC against our test images, per foreign source |", "|---|---|---|"]
+    for spec in specs:
+        ood = cards[spec.id].get("ood_auroc") or {}
+        for key, label in OOD_SCORES:
+            if isinstance(ood.get(key), dict):
+                lines.append(f"| {spec.id} | {label} | {', '.join(f'{k} {v:.2f}' for k, v in ood[key].items())} |")
+    return lines
+
+
 def shift_table(specs, cards) -> list[str]:
     lines = ["| task | shift (strongest) | accuracy | coverage (0.9 set) | set size | AUROC of MI / set size |",
              "|---|---|---|---|---|---|"]
@@ -209,7 +226,7 @@ TABLES = (("Metrics on our test split", metrics_table), ("By source", sources_ta
           ("Calibration", calibration_table), ("Ensemble against one network", ensemble_table),
           ("Ensemble against the gradient-boosted baseline", boosted_table),
           ("Fusion with the gradient-boosted model", fusion_table), ("Conformal sets", conformal_table),
-          ("Input gate", gate_table), ("Shift", shift_table))
+          ("Input gate", gate_table), ("Foreign images and uncertainty", ood_table), ("Shift", shift_table))
 
 
 def replace_tables(text: str, tables: list[list[str]]) -> tuple[str, int]:
