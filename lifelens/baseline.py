@@ -111,8 +111,8 @@ def boosted_features(images: np.ndarray) -> np.ndarray:
     The patterns were kept because they lowered the fused prediction's cross-fitted validation
     NLL (skin by 2.7 standard errors, plant and retina a little); grey-level co-occurrence
     statistics did not (under 2 standard errors on every task), nor did a Lab thumbnail, centre
-    against surround, coarser patterns or top-hat spots. models/EXPERIMENTS.md, "The boosted model's features",
-    which also says why :func:`fit_boosted` keeps its class weighting."""
+    against surround, coarser patterns or top-hat spots. models/EXPERIMENTS.md, "The boosted model's
+    features", which also says why :func:`fit_boosted` keeps its class weighting."""
     return np.hstack([colour_texture_features(images), local_pattern_features(images)])
 
 

@@ -401,7 +401,8 @@ PLANT = TaskSpec(
     # in training order (0.1162 -> 0.1107 -> 0.1074), and the greedy selection from member 0 chose
     # 0 -> 11 (0.1217) -> 8 (0.1135) -> 10 (0.1085) -> 7 (0.1059), which member 9 no longer lowered, so
     # member 9 was dropped (ship --drop 9) and five are shipped (all six: 0.1074). Test accuracy fell
-    # 0.974 -> 0.964 (two of 193 leaves; models/EXPERIMENTS.md), which a choice made on validation does not undo.
+    # 0.974 -> 0.964 (two of 193 leaves; models/EXPERIMENTS.md), which a choice made on validation
+    # does not undo.
     # Member 12 (seed 12, 1043 s) raised the NLL of the five (0.1059 -> 0.1087; alone 0.276 on the own
     # folder, the worst of the 45-epoch members) and was not shipped (weights in commit b272d48's
     # models/trials/plant_m12).
@@ -414,11 +415,11 @@ PLANT = TaskSpec(
     # Member 13 retrained on the numpy/OpenCV input pipeline that replaced tf.data (same seed and recipe):
     # NLL alone 0.218 / 0.192 (own folder / plant_extra) against 0.236 / 0.207, accuracy 0.965 both;
     # not shipped, since it starts from the shipped member 13's weights (models/trials/plant_newpipe).
-    # Weight averaging measured in one run (seed 17, first stage, 2026-12-05; models/EXPERIMENTS.md): best epoch 0.963
-    # validation accuracy (NLL 0.207), last 0.961 (0.205), means of the last 2-12 epochs 0.958-0.961
-    # (0.206-0.207): no lever, not adopted (python bench/measure_weight_averaging.py).
-    # More capacity (2026-12-05, eighth session; models/EXPERIMENTS.md "More capacity (plant)"): member 0's whole
-    # recipe (seed 0) alone, tempered validation NLL against 0.157 (accuracy 0.955): every stage 1.5x
+    # Weight averaging measured in one run (seed 17, first stage, 2026-12-05; models/EXPERIMENTS.md):
+    # best epoch 0.963 validation accuracy (NLL 0.207), last 0.961 (0.205), means of the last 2-12
+    # epochs 0.958-0.961 (0.206-0.207): no lever, not adopted (python bench/measure_weight_averaging.py).
+    # More capacity (2026-12-05, eighth session; models/EXPERIMENTS.md, "More capacity (plant)"):
+    # member 0's whole recipe (seed 0) alone, tempered validation NLL against 0.157 (accuracy 0.955): every stage 1.5x
     # the channels 0.110 (0.963; twice the CPU per epoch), 60 clean epochs 0.093 (0.966), below the
     # shipped five together (0.1050, 0.9697). In member 0's place the 60-epoch member makes the 45-epoch
     # ones dilute it (greedy: floor of three, 0.0935, accuracy 0.9685), so the lever is a whole
@@ -570,7 +571,8 @@ MAMMO = TaskSpec(
     # members 0, 6 and 7 are shipped (ship --drop 1,2,5; validation AUC 0.777, paired read 0.842).
     # 16 epochs since 2026-12-04 (fifth session), chosen by grouped 5-fold cross-validation over the
     # 208 training and validation films (python bench/cross_validate_recipe.py, variants in the
-    # models/EXPERIMENTS.md "Recipe variants by cross-validation"; each fold scored by a network selected on another):
+    # models/EXPERIMENTS.md, "Recipe variants by cross-validation"; each fold scored by a network selected
+    # on another):
     # film AUC pooled over the folds 0.563 for 8 epochs, 0.633 for 16 (paired difference +0.070,
     # 95 % interval +0.011 to +0.131; fold means 0.622 and 0.681); 448 px with 128 px patches
     # 0.525 (-0.038, -0.117 to +0.044), not adopted. Four members trained so (seeds 0, 8, 9, 10) had
@@ -684,8 +686,8 @@ RETINA = TaskSpec(
     # Measured (tenth session), not a lever: member 0 trained on EyePACS's 2,116 training photos alone
     # (train --train-sources retina_eyepacs, 2078 s) reads EyePACS validation at referable AUC 0.747,
     # kappa 0.448 (shipped member 0: 0.715, 0.402): the EyePACS photos and grades themselves (enhanced
-    # upstream, JPEG), not the mixture of sources, keep it far from 0.90 (one seed; models/EXPERIMENTS.md, "How far
-    # EyePACS goes on these photos"). Also tried and not adopted: each channel's detail capped at the
+    # upstream, JPEG), not the mixture of sources, keep it far from 0.90 (one seed; models/EXPERIMENTS.md,
+    # "How far EyePACS goes on these photos"). Also tried and not adopted: each channel's detail capped at the
     # APTOS profile (models/trials/retina_channels, member 0, 4500 s): EyePACS referable AUC 0.715 ->
     # 0.746, but APTOS kappa 0.839 -> 0.815 and NLL 0.725 -> 0.791 (every source's validation images).
     recipe=TrainingRecipe(epochs=24, class_weighting="sqrt", stages=((32, 1), (64, 1), (128, 2), (192, 2)),

@@ -14,7 +14,8 @@ def _f(value, digits: int = 3) -> str:
 
 
 def _with_interval(scored: dict | None, key: str) -> str:
-    return _value_with_interval(*((scored.get(key), (scored.get("intervals95") or {}).get(key)) if scored else (None, None)))
+    scored = scored or {}
+    return _value_with_interval(scored.get(key), (scored.get("intervals95") or {}).get(key))
 
 
 def _value_with_interval(value, interval) -> str:
