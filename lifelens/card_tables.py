@@ -198,15 +198,15 @@ def goal_lines(card: dict) -> list[str]:
 
 def source_goal_lines(card: dict) -> list[str]:
     """Each goal of the second held-out set as one phrase, scored on the test share of the source
-    that stands in for it: "on retina_eyepacs, read in pairs: referable auc 0.776 [0.729, 0.817]
-    (goal 0.90 on other clinics' images: NOT met)"; [] where the card has none."""
+    that stands in for it: "on EyePACS, read in pairs: referable auc 0.776 [0.729, 0.817]
+    (goal 0.90 on other sources' images: NOT met)"; [] where the card has none."""
     lines = []
     for goal in card.get("source_goals") or []:
         value = goal.get("our_test_share")
         if not isinstance(value, (int, float)):
             continue
         read = ", read in pairs" if goal.get("read") == "paired" else ""
-        lines.append(f"on {goal['source']}{read}: {goal['metric'].replace('_', ' ')} "
+        lines.append(f"on {goal.get('source_name', goal['source'])}{read}: {goal['metric'].replace('_', ' ')} "
                      f"{with_interval(value, goal.get('interval95'))} (goal {goal['goal']:.2f} on other sources' "
                      f"images: {'met' if goal.get('met_on_our_test_share') else 'NOT met'})")
     return lines

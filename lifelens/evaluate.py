@@ -542,7 +542,8 @@ def source_goal_status(spec: TaskSpec, by_source: dict, paired_read: dict | None
         metrics = (paired if read == "paired" else by_source).get(source.folder) or {}
         for name, goal in source.goals:
             value = metrics.get(name)
-            out.append({"source": source.folder, "metric": name, "goal": goal, "read": read,
+            out.append({"source": source.folder, "source_name": source.name or source.folder, "metric": name,
+                        "goal": goal, "read": read,
                         "our_test_share": value, "interval95": (metrics.get("intervals95") or {}).get(name),
                         "met_on_our_test_share": value is not None and value >= goal})
     return out

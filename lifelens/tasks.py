@@ -57,6 +57,7 @@ class ExtraSource:
     # False: a shifted evaluation set only (its test share is scored by source, nothing trains on it)
     trains: bool = True
     credit: str = ""  # where the images come from and under which licence, as shown to users
+    name: str = ""  # what the screen calls the source ("EyePACS"); the folder name where empty
     # Goals of the second held-out set (other clinics and cameras, another challenge year) that
     # this source's test share stands in for on our split: (metric, minimum). The card scores them
     # (``source_goals``) beside the own folder's ``goals``.
@@ -469,7 +470,7 @@ SKIN = TaskSpec(
                         "the lesion's shape and colour layout"),
     extra_sources=(ExtraSource("skin_ham10000", "label", "lesion_id",
                                credit="5,204 HAM10000 lesions (Tschandl et al. 2018, Sci. Data 5:180161), CC BY-NC 4.0",
-                               goals=(("isic2017_score", 0.85),)),),
+                               name="HAM10000", goals=(("isic2017_score", 0.85),)),),
     near_ood=("skin_ham10000_unseen",),
     # Dermoscopy varies (hair, rulers, ink, dark corners), so the validation distances have a long
     # tail: at 0.02 about half of the leaves passed. At 0.10 (measured, card ``input_gate``, 24-epoch
@@ -641,7 +642,7 @@ RETINA = TaskSpec(
     extra_sources=(ExtraSource("retina_eyepacs", "grade", "patient", trains=True,
                                credit="3,030 EyePACS photographs (Kaggle Diabetic Retinopathy Detection 2015, "
                                       "California Healthcare Foundation), non-commercial research",
-                               goals=(("referable_auc", 0.90),)),),
+                               name="EyePACS", goals=(("referable_auc", 0.90),)),),
     # Chosen on validation (never test): alpha and beta fitted on the 430 EyePACS validation photos
     # that come in left/right pairs of one patient (0.52 and 0.50: the two eyes' distributions
     # averaged in log space); the validation score over every source rose 0.470 -> 0.494

@@ -81,7 +81,7 @@ def test_home_says_how_each_model_did_on_our_test_split_against_its_goal():
         for goal in card.get("source_goals", []):  # the second held-out set's goals, on the nearest folder we have
             low, high = goal["interval95"]
             verdict = "met" if goal["met_on_our_test_share"] else "NOT met"
-            assert (f"on {goal['source']}{', read in pairs' if goal['read'] == 'paired' else ''}: "
+            assert (f"on {goal['source_name']}{', read in pairs' if goal['read'] == 'paired' else ''}: "
                     f"{goal['metric'].replace('_', ' ')} {goal['our_test_share']:.3f} [{low:.3f}, {high:.3f}] "
                     f"(goal {goal['goal']:.2f} on other sources' images: {verdict})") in line.value, line.value
         assert "test split" in line.help and "other clinics" in line.help
@@ -314,7 +314,7 @@ def test_model_card_page_says_where_the_second_set_goal_is_not_met():
     no_failure(at)
     caption = next(c.value for c in at.caption if c.value.startswith("Goal on the second held-out set"))
     low, high = goal["interval95"]
-    assert f"on retina_eyepacs, read in pairs: referable auc {goal['our_test_share']:.3f} [{low:.3f}, {high:.3f}]" in caption
+    assert f"on EyePACS, read in pairs: referable auc {goal['our_test_share']:.3f} [{low:.3f}, {high:.3f}]" in caption
     assert ("NOT met" if not goal["met_on_our_test_share"] else ": met)") in caption
 
 

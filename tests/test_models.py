@@ -67,8 +67,9 @@ def test_model_card_holds_measured_metrics_and_provenance(task_id):
         assert g["met_on_our_test_split"] == (g["our_test_split"] >= g["goal"])
     # and how the test share of each source standing in for the second held-out set compares with its goal
     paired = card.get("paired_read") or {}
-    assert [(g["source"], g["metric"], g["goal"]) for g in card.get("source_goals", [])] == [
-        (source.folder, name, goal) for source in spec.extra_sources for name, goal in source.goals]
+    assert [(g["source"], g["source_name"], g["metric"], g["goal"]) for g in card.get("source_goals", [])] == [
+        (source.folder, source.name or source.folder, name, goal) for source in spec.extra_sources
+        for name, goal in source.goals]
     for g in card.get("source_goals", []):
         read = paired["metrics_by_source"] if g["read"] == "paired" else card["metrics_by_source"]
         assert g["read"] == ("paired" if paired.get("used") and g["source"] in paired["metrics_by_source"] else "one image")
