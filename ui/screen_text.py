@@ -34,7 +34,8 @@ HELP = {
                         "used for training or model selection), with its 95% bootstrap interval in brackets, against "
                         "the goal set for this task. A separate evaluation set, partly from other clinics and cameras, "
                         "may score lower. A goal \"on\" another folder (HAM10000, EyePACS) is the goal for that "
-                        "second set, scored on that folder's own test share, the nearest images we have to it. The "
+                        "second set, scored on that folder's own test share, the nearest images we have to it: an "
+                        "optimistic stand-in, since those folders' other images train the models. The "
                         "Model cards page compares it with simpler models.",
     "accuracy": "Share of test images whose top class is the true class.",
     "balanced_accuracy": "Mean of the per-class recalls: accuracy that a majority class cannot inflate.",
