@@ -87,12 +87,14 @@ with common.guarded("The metrics"):
         if len(by_source) > 1:
             st.markdown("**Each source's test share** (the first is the headline)")
             use = (card.get("dataset") or {}).get("extra_source_use") or {}
-            st.dataframe([{"source": src, "images": m.get("n"), **{n.replace("_", " "): m.get(n) for n in names},
+            st.dataframe([{"source": src, "images": m.get("n"),
+                           **{n.replace("_", " "): card_tables.metric_cell(m, n) for n in names},
                            "used for": "training, validation and the headline test split" if i == 0
                            else use.get(src, "not recorded")}
                           for i, (src, m) in enumerate(by_source.items())], hide_index=True, width="stretch",
-                         column_config={**{n.replace("_", " "): st.column_config.NumberColumn(
-                                            help=screen_text.metric_help(n)) for n in names},
+                         column_config={**{n.replace("_", " "): st.column_config.TextColumn(
+                                            help=screen_text.metric_help(n) + " Value [95 % bootstrap interval].")
+                                           for n in names},
                                         "images": st.column_config.NumberColumn(help="Test images of this source."),
                                         "used for": st.column_config.TextColumn(
                              help="Whether a source trained the model or only tests it: a source that trains is no "

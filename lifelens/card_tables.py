@@ -54,11 +54,15 @@ def comparison_rows(spec, card: dict) -> tuple[list[dict], list[str]]:
         if who == "ensemble" and is_fused(card):
             label = FUSED_LABEL
         row = {"model": label, "_values": {n: scored.get(n) for n in names}}
-        for n in names:
-            value = scored.get(n)
-            row[n.replace("_", " ")] = "—" if value is None else with_interval(value, (scored.get("intervals95") or {}).get(n))
+        row.update({n.replace("_", " "): metric_cell(scored, n) for n in names})
         rows.append(row)
     return rows, names
+
+
+def metric_cell(scored: dict, name: str) -> str:
+    """One metric of a scored model as a table cell: "0.974 [0.948, 0.995]", "—" where it has none."""
+    value = scored.get(name)
+    return "—" if value is None else with_interval(value, (scored.get("intervals95") or {}).get(name))
 
 
 def with_interval(value: float, interval) -> str:

@@ -360,6 +360,11 @@ def test_model_card_page_says_what_each_source_was_used_for():
     assert used[spec.data_folder].startswith("training")
     for source in spec.extra_sources:
         assert used[source.folder] == EXTRA_SOURCE_USE[source.trains]
+    # each share's numbers carry their bootstrap interval, as the headline's do
+    shown = dict(zip(tables[0]["source"], tables[0]["referable auc"]))
+    for source, m in read_card(spec)["metrics_by_source"].items():
+        low, high = m["intervals95"]["referable_auc"]
+        assert shown[source] == f"{m['referable_auc']:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def test_model_card_page_shows_the_paired_read_beside_the_film_read():
