@@ -688,8 +688,9 @@ RETINA = TaskSpec(
     # (train --train-sources retina_eyepacs, 2078 s) reads EyePACS validation at referable AUC 0.747,
     # kappa 0.448 (shipped member 0: 0.715, 0.402): the EyePACS photos and grades themselves (enhanced
     # upstream, JPEG), not the mixture of sources, keep it far from 0.90 (one seed; models/EXPERIMENTS.md,
-    # "How far EyePACS goes on these photos"). Also tried and not adopted: each channel's detail capped at the
-    # APTOS profile (models/trials/retina_channels, member 0, 4500 s): EyePACS referable AUC 0.715 ->
+    # "How far EyePACS goes on these photos"); at the photos' full 224 px the same member reads 0.771
+    # (4425 s): more pixels do not close the gap either. Also tried and not adopted: each channel's
+    # detail capped at the APTOS profile (models/trials/retina_channels, member 0, 4500 s): EyePACS referable AUC 0.715 ->
     # 0.746, but APTOS kappa 0.839 -> 0.815 and NLL 0.725 -> 0.791 (every source's validation images).
     recipe=TrainingRecipe(epochs=24, class_weighting="sqrt", stages=((32, 1), (64, 1), (128, 2), (192, 2)),
                           architecture="plain", members=3),
