@@ -276,14 +276,16 @@ def write_card_metrics(spec: TaskSpec, log=print) -> dict:
     entries["reference_levels"] = reference_levels(spec, y_train, ys["test"], entries.get("threshold"))
     own_probs = {"val": entries.pop("_val_probs"), "test": entries.pop("_test_probs")}
     every_source_val = entries.pop("_every_source_val_probs")
-    known = {"": own_probs["test"]}
+    known = {}
     if spec.paired_read:
         # every source's validation and test images, predicted once for fusion, the paired read and the source table
         probs = {"val": every_source_val, "test": _with_extra_sources(task_model, train["test"], own_probs["test"])}
         entries["paired_read"] = paired_read_entry(spec, train, probs, entries.get("threshold"), log)
         known = {src: probs["test"][ix] for src, ix in data.by_source(train["test"]).items()}
+    # the own folder's share is the headline test split, already scored with its intervals above
+    own = {k: v for k, v in entries["metrics"].items() if k not in ("split", "ensemble_members")}
     entries["metrics_by_source"] = metrics_by_source(task_model, spec, train["test"], entries.get("threshold"),
-                                                     known=known)
+                                                     known=known, scored={"": own})
     entries["source_goals"] = source_goal_status(spec, entries["metrics_by_source"], entries.get("paired_read"))
     entries["intended_use"] = intended_use(spec)
     entries["limitations"] = list(spec.limitations)
@@ -513,14 +515,18 @@ def choose_tta(task_model, x_val: np.ndarray, y_val: np.ndarray) -> tuple[dict, 
              "used": used, "rule": "on when it raises the validation score of the ensemble"}, raw[used])
 
 
-def metrics_by_source(task_model, spec: TaskSpec, test_samples: list, threshold=None, known: dict | None = None) -> dict:
+def metrics_by_source(task_model, spec: TaskSpec, test_samples: list, threshold=None, known: dict | None = None,
+                      scored: dict | None = None) -> dict:
     """{source folder: metrics of the ensemble on that source's test share, with their bootstrap
-    intervals}; ``known``:
-    {source: (N, K) probabilities already computed for it} ("" = the task's own folder)."""
+    intervals}; ``known``: {source: (N, K) probabilities already computed for it}; ``scored``:
+    {source: its metrics already scored, taken as they are} ("" = the task's own folder)."""
     from lifelens.models import ensemble_proba
 
     out = {}
     for source, index in data.by_source(test_samples).items():
+        if source in (scored or {}):
+            out[source or spec.data_folder] = scored[source]
+            continue
         chosen = [test_samples[i] for i in index]
         labels = np.array([s.label for s in chosen])
         probs = (known or {}).get(source)
@@ -535,7 +541,8 @@ def source_goal_status(spec: TaskSpec, by_source: dict, paired_read: dict | None
     of the source standing in for it measured, with its 95 % bootstrap interval: read in pairs where
     the card's paired read is used and the share has pairs (as ``evaluate`` reads a set with
     patients), else one image at a time. ``by_source``: the card's ``metrics_by_source``."""
-    paired = (paired_read or {}).get("metrics_by_source", {}) if (paired_read or {}).get("used") else {}
+    paired_read = paired_read or {}
+    paired = paired_read.get("metrics_by_source", {}) if paired_read.get("used") else {}
     out = []
     for source in spec.extra_sources:
         read = "paired" if source.folder in paired else "one image"
